@@ -1,0 +1,65 @@
+"""colbridge: late-interaction (ColBERT) retrieval and reranking for RAG.
+
+>>> from colbridge import ColBERTModel, EmbeddedIndex          # doctest: +SKIP
+>>> index = EmbeddedIndex("my-index", model=ColBERTModel())     # doctest: +SKIP
+>>> index.add(["Voyager builds HNSW graphs."], ids=["voyager"])  # doctest: +SKIP
+>>> index.search("which library builds the graph?", k=1)         # doctest: +SKIP
+
+Names are imported on first use, so ``import colbridge`` stays fast (no torch until needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ColBERTModel": "colbridge.models",
+    "BaseIndex": "colbridge.index",
+    "EmbeddedIndex": "colbridge.index",
+    "GraphParams": "colbridge.index",
+    "SearchOptions": "colbridge.index",
+    "Reranker": "colbridge.rerank",
+    "Hit": "colbridge.types",
+    "RerankResult": "colbridge.types",
+    "StoredDocument": "colbridge.types",
+    "ColbridgeError": "colbridge.errors",
+    "InvalidInputError": "colbridge.errors",
+    "DocumentNotFoundError": "colbridge.errors",
+    "ModelLoadError": "colbridge.errors",
+    "IndexMismatchError": "colbridge.errors",
+    "IndexCorruptError": "colbridge.errors",
+    "IndexLockedError": "colbridge.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .errors import (
+        ColbridgeError,
+        DocumentNotFoundError,
+        IndexCorruptError,
+        IndexLockedError,
+        IndexMismatchError,
+        InvalidInputError,
+        ModelLoadError,
+    )
+    from .index import BaseIndex, EmbeddedIndex, GraphParams, SearchOptions
+    from .models import ColBERTModel
+    from .rerank import Reranker
+    from .types import Hit, RerankResult, StoredDocument
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'colbridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,54 @@
+"""Errors raised by colbridge.
+
+Every error derives from :class:`ColbridgeError`, so ``except ColbridgeError`` catches
+everything the library raises on purpose::
+
+    ColbridgeError
+    ├── InvalidInputError        bad argument: empty text, duplicate ids, k <= 0, bad filter (also a ValueError)
+    ├── DocumentNotFoundError    ids that are not in the index (also a KeyError)
+    ├── ModelLoadError           a model that cannot be loaded: unknown id, offline, not a model folder
+    ├── IndexMismatchError       an index opened with a model of another identity or dimension
+    ├── IndexCorruptError        a folder that is not a colbridge index, or a damaged one
+    └── IndexLockedError         another writer holds the index's write lock
+
+Messages say what was found, what was expected, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class ColbridgeError(Exception):
+    """Base class of every error colbridge raises on purpose."""
+
+
+class InvalidInputError(ColbridgeError, ValueError):
+    """An argument was rejected before anything was changed."""
+
+
+class DocumentNotFoundError(ColbridgeError, KeyError):
+    """Some of the requested ids are not in the index."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = list(missing)
+        shown = ", ".join(repr(i) for i in self.missing[:5])
+        more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
+        super().__init__(f"{len(self.missing)} id(s) not in the index: {shown}{more}")
+
+    def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
+        return str(self.args[0])
+
+
+class ModelLoadError(ColbridgeError):
+    """A ColBERT model could not be loaded."""
+
+
+class IndexMismatchError(ColbridgeError):
+    """The index was built with a different model than the one given."""
+
+
+class IndexCorruptError(ColbridgeError):
+    """The folder is not a colbridge index, or its files are damaged."""
+
+
+class IndexLockedError(ColbridgeError):
+    """Another writer holds the index's write lock."""

@@ -1,0 +1,209 @@
+"""Metadata filters: a small MongoDB-style language, validated once, run in SQLite.
+
+A filter is a dict. Top-level keys are metadata fields (ANDed together) or ``$and``::
+
+    {"topic": "cooking"}                                 equality
+    {"topic": {"$in": ["cooking", "gardening"]}}         membership
+    {"year": {"$gte": 1900, "$lt": 2000}}                numeric range
+    {"$and": [{"topic": "music"}, {"year": {"$gt": 1950}}]}
+
+Operators: ``$eq $ne $in $nin $gt $gte $lt $lte``; values are strings, numbers, booleans or
+null. A field that a document lacks matches nothing but ``$ne`` and ``$nin``. Anything else is
+rejected with :class:`~colbridge.errors.InvalidInputError` — never silently ignored.
+
+Field names and values reach SQLite only as bound parameters, so a filter cannot inject SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import InvalidInputError
+
+Scalar = Union[str, int, float, bool, None]
+
+COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+MEMBERSHIP = ("$in", "$nin")
+_RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+MAX_FIELD_LENGTH = 256
+MAX_LIST_LENGTH = 10_000
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on one metadata field, e.g. ``Condition("year", "$gte", 1900)``."""
+
+    field: str
+    op: str
+    value: Any
+
+
+def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
+    """Validate a filter and flatten it to a list of conditions that must all hold.
+
+    >>> parse_filter({"year": {"$gte": 1900, "$lt": 2000}})
+    [Condition(field='year', op='$gte', value=1900), Condition(field='year', op='$lt', value=2000)]
+    """
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        raise InvalidInputError(f"a filter must be a dict, got {type(spec).__name__}")
+    conditions: list[Condition] = []
+    for key, value in spec.items():
+        if key == "$and":
+            if not isinstance(value, (list, tuple)) or not value:
+                raise InvalidInputError("'$and' takes a non-empty list of filters")
+            for part in value:
+                conditions.extend(parse_filter(part))
+        elif isinstance(key, str) and key.startswith("$"):
+            raise InvalidInputError(
+                f"unknown filter operator {key!r} at the top level; use a field name or '$and'"
+            )
+        else:
+            conditions.extend(_parse_field(key, value))
+    return conditions
+
+
+def _parse_field(field: Any, value: Any) -> list[Condition]:
+    if not isinstance(field, str) or not field or len(field) > MAX_FIELD_LENGTH:
+        raise InvalidInputError(f"filter field names must be non-empty strings, got {field!r}")
+    if not isinstance(value, Mapping):
+        return [Condition(field, "$eq", _scalar(field, value))]
+    if not value:
+        raise InvalidInputError(f"the filter on {field!r} is an empty dict")
+    conditions = []
+    for op, operand in value.items():
+        if op in COMPARISONS:
+            operand = _scalar(field, operand)
+            if op in _RANGE and not _is_number(operand) and not isinstance(operand, str):
+                raise InvalidInputError(f"{op} on {field!r} needs a number or a string, got {operand!r}")
+        elif op in MEMBERSHIP:
+            if not isinstance(operand, (list, tuple, set, frozenset)):
+                raise InvalidInputError(f"{op} on {field!r} needs a list, got {type(operand).__name__}")
+            if len(operand) > MAX_LIST_LENGTH:
+                raise InvalidInputError(f"{op} on {field!r} lists more than {MAX_LIST_LENGTH} values")
+            operand = tuple(_scalar(field, v) for v in operand)
+        else:
+            raise InvalidInputError(
+                f"unknown filter operator {op!r} on {field!r}; "
+                f"supported: {', '.join(COMPARISONS + MEMBERSHIP)}"
+            )
+        conditions.append(Condition(field, op, operand))
+    return conditions
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scalar(field: str, value: Any) -> Scalar:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"filter value for {field!r} must be finite, got {value!r}")
+        return value
+    raise InvalidInputError(
+        f"filter values must be strings, numbers, booleans or None; {field!r} got {type(value).__name__}"
+    )
+
+
+def json_path(field: str) -> str:
+    """The SQLite JSON path of a top-level metadata field (quoted, so any name is safe)."""
+    return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_sql(conditions: list[Condition], column: str = "metadata") -> tuple[str, list[Any]]:
+    """Compile conditions to a SQLite boolean expression over a JSON ``column`` and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for cond in conditions:
+        extracted = f"json_extract({column}, ?)"
+        present = f"json_type({column}, ?) IS NOT NULL"
+        path = json_path(cond.field)
+        if cond.op == "$eq" and cond.value is None:
+            clauses.append(f"json_type({column}, ?) = 'null'")
+            params.append(path)
+        elif cond.op == "$eq":
+            clauses.append(f"({present} AND {extracted} = ?)")
+            params += [path, path, _sql_value(cond.value)]
+        elif cond.op == "$ne":
+            if cond.value is None:
+                clauses.append(f"coalesce(json_type({column}, ?), 'null') != 'null'")
+                params.append(path)
+            else:
+                clauses.append(f"({extracted} IS NOT ?)")
+                params += [path, _sql_value(cond.value)]
+        elif cond.op in _RANGE:
+            # Compare like with like: numbers with numbers, strings with strings.
+            kind = "('integer', 'real')" if _is_number(cond.value) else "('text')"
+            clauses.append(f"(json_type({column}, ?) IN {kind} AND {extracted} {_RANGE[cond.op]} ?)")
+            params += [path, path, cond.value]
+        else:  # $in / $nin
+            values = [v for v in cond.value if v is not None]
+            has_null = len(values) != len(cond.value)
+            member = f"{extracted} IN ({', '.join('?' * len(values))})" if values else "0"
+            member_params = [path, *(_sql_value(v) for v in values)] if values else []
+            if has_null:
+                member = f"({member} OR json_type({column}, ?) = 'null')"
+                member_params.append(path)
+            if cond.op == "$in":
+                clauses.append(f"({present} AND {member})")
+                params += [path, *member_params]
+            else:
+                clauses.append(f"(NOT coalesce({member}, 0))")
+                params += member_params
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _sql_value(value: Scalar) -> Any:
+    # json_extract gives 1/0 for JSON true/false; Python's bools bind as 1/0 too.
+    return value
+
+
+def matches(conditions: list[Condition], metadata: Mapping[str, Any]) -> bool:
+    """Evaluate conditions in Python, with the same meaning as :func:`to_sql`."""
+    return all(_matches_one(c, metadata) for c in conditions)
+
+
+_MISSING = object()
+
+
+def _matches_one(cond: Condition, metadata: Mapping[str, Any]) -> bool:
+    value = metadata.get(cond.field, _MISSING)
+    if cond.op == "$ne":
+        return value is _MISSING or not _same(value, cond.value)
+    if cond.op == "$nin":
+        return value is _MISSING or not any(_same(value, v) for v in cond.value)
+    if value is _MISSING:
+        return False
+    if cond.op == "$eq":
+        return _same(value, cond.value)
+    if cond.op == "$in":
+        return any(_same(value, v) for v in cond.value)
+    if _is_number(cond.value):
+        if not _is_number(value):
+            return False
+    elif not isinstance(value, str):
+        return False
+    return {
+        "$gt": value > cond.value,
+        "$gte": value >= cond.value,
+        "$lt": value < cond.value,
+        "$lte": value <= cond.value,
+    }[cond.op]
+
+
+def _same(a: Any, b: Any) -> bool:
+    # JSON has one number type and true/false map to 1/0 in SQLite; mirror that here.
+    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return a == b

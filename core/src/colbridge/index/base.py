@@ -1,0 +1,289 @@
+"""The index contract every backend implements, and the logic they all share.
+
+A backend stores documents with their token vectors and finds the best ones for a query
+embedding. Everything else — argument checks, id generation, encoding, hit assembly, the async
+twins — lives here, written once. Backends implement five hooks:
+
+* ``_upsert(ids, texts, metadatas, embeddings)``: insert or replace, atomically;
+* ``_delete(ids, missing_ok) -> int``;
+* ``_get(ids) -> {id: (text, metadata)}``;
+* ``_count() -> int``;
+* ``_search(query_embedding, k, conditions, options) -> [(id, raw score, text, metadata)]``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._aio import run_off_loop
+from .._validate import check_ids, check_k, check_metadatas, check_text, check_texts, dump_metadata
+from ..errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError
+from ..filters import Condition, parse_filter
+from ..models import ColBERTModel
+from ..scoring import normalize_score
+from ..types import Hit, StoredDocument
+
+
+class BaseIndex(ABC):
+    """A collection of documents searchable by ColBERT late interaction.
+
+    Subclasses: :class:`~colbridge.EmbeddedIndex` (one folder on disk). Every method has an
+    ``a``-prefixed async twin that runs the work off the event loop.
+    """
+
+    model: ColBERTModel
+    dimension: int
+
+    # -- writes -----------------------------------------------------------------------------
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        pool_factor: int = 1,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Encode and store documents; an id that already exists is replaced (upsert).
+
+        Args:
+            texts: the documents' texts, each a non-empty string.
+            ids: one unique id per text; random ids are generated when omitted.
+            metadatas: one JSON-serialisable dict (or None) per text.
+            pool_factor: PyLate token pooling; 2 stores about half as many vectors.
+            show_progress: force the encoding progress bar on or off.
+
+        Returns:
+            The documents' ids, in order. Either every document is stored or none is.
+        """
+        texts, ids, metadatas = self._check_new(texts, ids, metadatas)
+        if not texts:
+            return []
+        embeddings = self.model.encode_documents(
+            texts, pool_factor=pool_factor, show_progress=show_progress
+        )
+        self._check_dimension(embeddings)
+        self._upsert(ids, texts, metadatas, embeddings)
+        return ids
+
+    async def aadd(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        pool_factor: int = 1,
+    ) -> list[str]:
+        """Async :meth:`add`."""
+        return await run_off_loop(
+            self.add, texts, ids, metadatas, pool_factor=pool_factor, show_progress=False
+        )
+
+    def add_encoded(
+        self,
+        embeddings: Sequence[np.ndarray],
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Store documents whose token vectors were computed already (``(n_tokens, dim)`` each).
+
+        The vectors must come from this index's model; they are L2-normalised here.
+        """
+        texts, ids, metadatas = self._check_new(texts, ids, metadatas)
+        if len(embeddings) != len(texts):
+            raise InvalidInputError(f"got {len(embeddings)} embeddings for {len(texts)} texts")
+        checked = []
+        for position, emb in enumerate(embeddings):
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 2 or len(emb) == 0 or not np.isfinite(emb).all():
+                raise InvalidInputError(
+                    f"embeddings[{position}] must be a finite (n_tokens, dim) array, got shape "
+                    f"{emb.shape}"
+                )
+            norms = np.linalg.norm(emb, axis=1, keepdims=True)
+            checked.append(emb / np.maximum(norms, 1e-12))
+        self._check_dimension(checked)
+        if texts:
+            self._upsert(ids, texts, metadatas, checked)
+        return ids
+
+    def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
+        """Delete documents by id; returns how many were deleted.
+
+        Unknown ids raise :class:`~colbridge.DocumentNotFoundError` and delete nothing, unless
+        ``missing_ok`` is set. Deleted documents stop appearing in results at once.
+        """
+        ids = check_ids(ids)
+        return self._delete(ids, missing_ok) if ids else 0
+
+    async def adelete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
+        """Async :meth:`delete`."""
+        return await run_off_loop(self.delete, ids, missing_ok=missing_ok)
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
+        """The stored documents for ``ids``, in the order asked.
+
+        Unknown ids raise :class:`~colbridge.DocumentNotFoundError`; with ``missing_ok`` they
+        are left out of the result instead.
+        """
+        ids = check_ids(ids)
+        found = self._get(ids) if ids else {}
+        missing = [i for i in ids if i not in found]
+        if missing and not missing_ok:
+            raise DocumentNotFoundError(missing)
+        return [StoredDocument(i, found[i][0], found[i][1]) for i in ids if i in found]
+
+    async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
+        """Async :meth:`get`."""
+        return await run_off_loop(self.get, ids, missing_ok=missing_ok)
+
+    def count(self) -> int:
+        """Number of documents stored."""
+        return self._count()
+
+    async def acount(self) -> int:
+        """Async :meth:`count`."""
+        return await run_off_loop(self.count)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """The ``k`` documents with the highest MaxSim score for ``query``, best first.
+
+        Args:
+            query: the query text.
+            k: how many hits at most (fewer only when fewer documents match).
+            filter: a metadata filter (see :mod:`colbridge.filters`); ``k`` hits come back
+                whenever ``k`` matching documents exist.
+            **options: backend search knobs (for the embedded index: ``token_k``, ``ef``,
+                ``max_candidates``, ``exact_threshold``).
+        """
+        query = check_text(query, "query")
+        k, conditions = check_k(k), parse_filter(filter)
+        self._check_options(options)
+        embedding = self.model.encode_query(query)
+        return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
+
+    async def asearch(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """Async :meth:`search`: concurrent calls share encoder batches; nothing blocks the loop."""
+        query = check_text(query, "query")
+        k, conditions = check_k(k), parse_filter(filter)
+        self._check_options(options)
+        embedding = await self.model.aencode_query(query)
+        found = await run_off_loop(self._search_checked, embedding, k, conditions, options)
+        return self._finish(found, embedding)
+
+    def search_encoded(
+        self,
+        query_embedding: np.ndarray,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """:meth:`search` for a query already encoded, ``(query_tokens, dim)``."""
+        embedding = np.asarray(query_embedding, dtype=np.float32)
+        if embedding.ndim != 2 or embedding.shape[1] != self.dimension or len(embedding) == 0:
+            raise InvalidInputError(
+                f"the query embedding must have shape (tokens, {self.dimension}), got {embedding.shape}"
+            )
+        k, conditions = check_k(k), parse_filter(filter)
+        self._check_options(options)
+        return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
+
+    # -- shared helpers ---------------------------------------------------------------------
+    def _search_checked(
+        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        self._check_dimension([embedding])
+        return self._search(embedding, k, conditions, options)
+
+    @staticmethod
+    def _finish(
+        found: list[tuple[str, float, str, dict[str, Any]]], embedding: np.ndarray
+    ) -> list[Hit]:
+        tokens = len(embedding)
+        return [
+            Hit(id=i, score=float(s), normalized_score=float(normalize_score(s, tokens)), text=t,
+                metadata=m)
+            for i, s, t, m in found
+        ]
+
+    def _check_new(
+        self, texts: Any, ids: Any, metadatas: Any
+    ) -> tuple[list[str], list[str], list[str]]:
+        texts = check_texts(texts)
+        ids = [uuid.uuid4().hex for _ in texts] if ids is None else check_ids(ids, expected=len(texts))
+        metadata_json = [dump_metadata(m) for m in check_metadatas(metadatas, len(texts))]
+        return texts, ids, metadata_json
+
+    def _check_dimension(self, embeddings: Sequence[np.ndarray]) -> None:
+        for emb in embeddings:
+            if emb.ndim != 2 or emb.shape[1] != self.dimension:
+                raise IndexMismatchError(
+                    f"the model produces vectors of shape {emb.shape}, but this index stores "
+                    f"{self.dimension}-d vectors: open it with the model that built it"
+                )
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        unknown = set(options) - set(self.search_option_names)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown search option(s) {sorted(unknown)}; this index takes "
+                f"{sorted(self.search_option_names)}"
+            )
+
+    search_option_names: tuple[str, ...] = ()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional for backends holding nothing
+        """Release files and write pending checkpoints. The index is unusable afterwards."""
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- backend hooks ----------------------------------------------------------------------
+    @abstractmethod
+    def _upsert(
+        self, ids: list[str], texts: list[str], metadata_json: list[str],
+        embeddings: list[np.ndarray],
+    ) -> None: ...
+
+    @abstractmethod
+    def _delete(self, ids: list[str], missing_ok: bool) -> int: ...
+
+    @abstractmethod
+    def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    def _count(self) -> int: ...
+
+    @abstractmethod
+    def _search(
+        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+    ) -> list[tuple[str, float, str, dict[str, Any]]]: ...

@@ -1,0 +1,237 @@
+"""The SQLite document store: ids, texts, metadata, where each document's vectors live.
+
+Schema (``documents.sqlite``, WAL mode)::
+
+    documents(doc_no INTEGER PRIMARY KEY,   -- internal number
+              id TEXT UNIQUE NOT NULL,       -- the caller's id
+              text TEXT NOT NULL,
+              metadata TEXT NOT NULL,        -- a JSON object
+              vec_start INTEGER NOT NULL,    -- first row of its token vectors in the vector file
+              vec_count INTEGER NOT NULL)    -- how many rows
+    state(key TEXT PRIMARY KEY, value INTEGER NOT NULL)
+        schema_version, generation (which vector file is current),
+        vector_rows (committed rows in that file), changes (bumped by every write)
+
+A write is one transaction: a document becomes visible together with its vectors' location and
+the new row count, or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexCorruptError
+from ..filters import Condition, to_sql
+
+FILENAME = "documents.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_no INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    vec_start INTEGER NOT NULL,
+    vec_count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    id: str
+    text: str
+    metadata_json: str
+    vec_start: int
+    vec_count: int
+
+
+@dataclass(frozen=True)
+class State:
+    generation: int
+    vector_rows: int
+    changes: int
+
+
+class DocStore:
+    """Thread-safe access to ``documents.sqlite``: one connection per thread."""
+
+    def __init__(self, folder: Path, *, create: bool = False) -> None:
+        self.path = folder / FILENAME
+        if not create and not self.path.exists():
+            raise IndexCorruptError(f"{folder} has no {FILENAME}: the document store is missing")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        try:
+            if create:
+                with self._conn() as conn:
+                    conn.executescript(_SCHEMA)
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO state(key, value) VALUES (?, ?)",
+                        [("schema_version", SCHEMA_VERSION), ("generation", 0),
+                         ("vector_rows", 0), ("changes", 0)],
+                    )
+            version = self._state_value("schema_version")
+        except sqlite3.DatabaseError as e:
+            raise IndexCorruptError(f"{self.path} is not a readable SQLite database: {e}") from e
+        if version != SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"{self.path} has schema version {version}; this colbridge reads {SCHEMA_VERSION}"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- reads ------------------------------------------------------------------------------
+    def _state_value(self, key: str) -> int:
+        row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise IndexCorruptError(f"{self.path} lacks the state entry {key!r}")
+        return int(row[0])
+
+    def state(self) -> State:
+        rows = dict(self._conn().execute("SELECT key, value FROM state").fetchall())
+        try:
+            return State(int(rows["generation"]), int(rows["vector_rows"]), int(rows["changes"]))
+        except KeyError as e:
+            raise IndexCorruptError(f"{self.path} lacks the state entry {e}") from None
+
+    def changes(self) -> int:
+        return self._state_value("changes")
+
+    def count(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    def ranges(self) -> tuple[State, np.ndarray]:
+        """The state and every document's ``(doc_no, vec_start, vec_count)``, read consistently."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            state = self.state()
+            table = np.array(
+                conn.execute("SELECT doc_no, vec_start, vec_count FROM documents").fetchall(),
+                dtype=np.int64,
+            ).reshape(-1, 3)
+        finally:
+            conn.execute("COMMIT")
+        return state, table
+
+    def doc_nos_for_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        rows = self._conn().execute(
+            "SELECT id, doc_no FROM documents WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
+        )
+        return dict(rows.fetchall())
+
+    def fetch_by_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        rows = self._conn().execute(
+            "SELECT id, text, metadata FROM documents WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
+        )
+        return {i: (text, json.loads(meta)) for i, text, meta in rows.fetchall()}
+
+    def fetch_by_doc_nos(self, doc_nos: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+        rows = self._conn().execute(
+            "SELECT doc_no, id, text, metadata FROM documents "
+            "WHERE doc_no IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(n) for n in doc_nos]),),
+        )
+        return {n: (i, text, json.loads(meta)) for n, i, text, meta in rows.fetchall()}
+
+    def matching_doc_nos(self, conditions: list[Condition]) -> np.ndarray:
+        where, params = to_sql(conditions)
+        rows = self._conn().execute(f"SELECT doc_no FROM documents WHERE {where}", params)
+        return np.array([r[0] for r in rows.fetchall()], dtype=np.int64)
+
+    def iter_documents(self, batch: int = 1000) -> Iterable[tuple[str, str, dict[str, Any], int, int]]:
+        """Every document as ``(id, text, metadata, vec_start, vec_count)``, in insertion order."""
+        last = -1
+        while True:
+            rows = self._conn().execute(
+                "SELECT doc_no, id, text, metadata, vec_start, vec_count FROM documents "
+                "WHERE doc_no > ? ORDER BY doc_no LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for doc_no, i, text, meta, start, count in rows:
+                yield i, text, json.loads(meta), start, count
+                last = doc_no
+
+    # -- writes -----------------------------------------------------------------------------
+    def commit_write(
+        self, *, delete_doc_nos: Sequence[int], insert: Sequence[NewDocument], vector_rows: int
+    ) -> list[int]:
+        """Delete and insert in one transaction; returns the new documents' doc_nos."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if delete_doc_nos:
+                conn.execute(
+                    "DELETE FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
+                    (json.dumps([int(n) for n in delete_doc_nos]),),
+                )
+            new_nos = []
+            for doc in insert:
+                cursor = conn.execute(
+                    "INSERT INTO documents(id, text, metadata, vec_start, vec_count) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (doc.id, doc.text, doc.metadata_json, doc.vec_start, doc.vec_count),
+                )
+                new_nos.append(int(cursor.lastrowid))
+            conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
+            conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return new_nos
+
+    def commit_compaction(
+        self, *, new_starts: Sequence[tuple[int, int]], generation: int, vector_rows: int
+    ) -> None:
+        """Point every document at its rows in the new vector file, in one transaction."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "UPDATE documents SET vec_start = ? WHERE doc_no = ?",
+                [(start, doc_no) for doc_no, start in new_starts],
+            )
+            conn.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
+            conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
+            conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

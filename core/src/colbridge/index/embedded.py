@@ -1,0 +1,548 @@
+"""The embedded index: one folder on disk, HNSW candidates, exact MaxSim.
+
+Folder layout (all formats documented in ``docs/index-format.md``; none is pickle)::
+
+    manifest.json            what the folder is, which model built it (never changes)
+    documents.sqlite         ids, texts, metadata, vector locations, committed state (WAL)
+    vectors-<gen>.f16        every token vector, float16, append-only
+    graph-<gen>-<rows>.voy   Voyager HNSW checkpoint over the first <rows> token vectors
+    write.lock               held by the process that is writing
+
+Search: the query's token vectors look up their nearest document token vectors in the graph;
+the documents those belong to are pre-ranked by the similarities found, and the best
+``max_candidates`` of them are scored with exact MaxSim over all their stored vectors. When the
+collection (or the part a filter leaves) holds at most ``exact_threshold`` documents, every one
+of them is scored exactly instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .._aio import run_off_loop
+from ..errors import IndexCorruptError, IndexLockedError, IndexMismatchError, InvalidInputError
+from ..filters import Condition
+from ..models import ColBERTModel
+from ..scoring import maxsim_packed
+from .base import BaseIndex
+from .docstore import DocStore, NewDocument
+from .graph import TokenGraph, graph_file_name, latest_checkpoint
+from .manifest import GraphParams, Manifest, ModelInfo, looks_empty
+from .vectors import VectorFile, vector_file_name, write_vector_file
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = "write.lock"
+_SCORE_CHUNK_TOKENS = 131_072
+_MAX_TOKEN_K = 4096
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Candidate-breadth knobs of the embedded index's search.
+
+    Attributes:
+        token_k: graph neighbours fetched per query token.
+        ef: HNSW search breadth (Voyager's ``query_ef``); at least ``token_k`` is used.
+        max_candidates: documents scored with exact MaxSim after the graph stage.
+        exact_threshold: when at most this many documents (after filtering) are searched,
+            all of them are scored exactly and the graph is skipped.
+    """
+
+    token_k: int = 64
+    ef: int = 128
+    max_candidates: int = 256
+    exact_threshold: int = 512
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            minimum = 0 if f.name == "exact_threshold" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidInputError(f"search option {f.name} must be an integer >= {minimum}")
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What one search reads; replaced whole (never mutated) by writes."""
+
+    vectors: np.ndarray  # (rows, dim) float16, memory-mapped
+    tok2doc: np.ndarray  # (rows,) doc_no owning each row, -1 once deleted
+    starts: np.ndarray  # (max doc_no + 1,) first row of each document
+    counts: np.ndarray  # (max doc_no + 1,) rows of each document, 0 when absent
+    live: np.ndarray  # sorted doc_nos present
+
+    @property
+    def dead_rows(self) -> int:
+        return int(len(self.tok2doc) - self.counts.sum())
+
+
+class EmbeddedIndex(BaseIndex):
+    """A ColBERT index in one folder: SQLite documents, float16 vectors, a Voyager graph.
+
+    Args:
+        path: the index folder. Opened if it holds an index, created if missing or empty.
+        model: a :class:`ColBERTModel`, a model name, or None for the model that built the
+            index (or ``COLBRIDGE_MODEL``/the default when creating).
+        create: create the index when the folder is missing or empty (default True).
+        graph: how to build the HNSW graph (only used when creating).
+        search_options: default candidate-breadth knobs; each search may override them.
+        lock_timeout: seconds a write waits for another writer before
+            :class:`~colbridge.IndexLockedError`.
+        compact_threshold: share of dead vector rows (from deletes and upserts) above which a
+            write compacts the index.
+        checkpoint_rows: new rows after which the graph is saved (it is also saved on close).
+
+    Example:
+        >>> index = EmbeddedIndex("my-index", model="offline-minilm")  # doctest: +SKIP
+        >>> index.add(["ColBERT scores with MaxSim."], ids=["a"])       # doctest: +SKIP
+        >>> index.search("what is MaxSim?", k=1)[0].id                   # doctest: +SKIP
+        'a'
+    """
+
+    search_option_names = tuple(f.name for f in fields(SearchOptions))
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        model: ColBERTModel | str | None = None,
+        *,
+        create: bool = True,
+        graph: GraphParams | None = None,
+        search_options: SearchOptions | None = None,
+        lock_timeout: float = 10.0,
+        compact_threshold: float = 0.3,
+        checkpoint_rows: int = 50_000,
+    ) -> None:
+        from filelock import FileLock
+
+        self.path = Path(path).expanduser()
+        if self.path.exists() and not self.path.is_dir():
+            raise IndexCorruptError(f"{self.path} is a file, not an index folder")
+        if isinstance(model, (str, os.PathLike)):
+            model = ColBERTModel(model)
+        if not (self.path / "manifest.json").exists():
+            if not looks_empty(self.path):
+                raise IndexCorruptError(
+                    f"{self.path} is not a colbridge index (it has files but no manifest.json); "
+                    "refusing to write into it"
+                )
+            if not create:
+                raise IndexCorruptError(f"no colbridge index at {self.path}")
+            model = model or ColBERTModel()
+            self._create(model, graph or GraphParams())
+        self.manifest = Manifest.read(self.path)
+        info = self.manifest.model
+        if model is None:
+            model = ColBERTModel(
+                info.name, query_length=info.query_length, document_length=info.document_length
+            )
+        elif model.name != info.name:
+            raise IndexMismatchError(
+                f"{self.path} was built with the model {info.name!r}, not {model.name!r}: open it "
+                f"with that model (or leave the model out), or build a new index for this one"
+            )
+        self.model = model
+        self.dimension = info.dimension
+        self.options = search_options or SearchOptions()
+        if not 0 < compact_threshold <= 1:
+            raise InvalidInputError("compact_threshold must be in (0, 1]")
+        self._compact_threshold = compact_threshold
+        self._checkpoint_every = checkpoint_rows
+        self._lock_timeout = lock_timeout
+        self._write_lock = threading.RLock()
+        self._file_lock = FileLock(self.path / LOCK_FILE, thread_local=False)
+        self._store = DocStore(self.path)
+        self._closed = False
+        self._reload()
+
+    # -- creation and loading -----------------------------------------------------------------
+    def _create(self, model: ColBERTModel, params: GraphParams) -> None:
+        manifest = Manifest(
+            model=ModelInfo(model.name, model.dimension, model.query_length, model.document_length),
+            graph=params,
+            created_by=f"colbridge {__version__}",
+        )
+        if self.path.exists():  # an empty folder the caller made: build in place, manifest last
+            DocStore(self.path, create=True).close()
+            manifest.write(self.path)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.creating-", dir=self.path.parent))
+        try:
+            DocStore(scratch, create=True).close()
+            manifest.write(scratch)
+            try:
+                os.rename(scratch, self.path)
+            except OSError:
+                if not (self.path / "manifest.json").exists():  # lost a race to another creator?
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _reload(self) -> None:
+        """Read the committed state from disk; keep the in-memory graph when it is still valid."""
+        state, table = self._store.ranges()
+        vectors = VectorFile(self.path, state.generation, self.dimension, state.vector_rows)
+        self._vectors = vectors
+        self._changes = state.changes
+        self._snap = _build_snapshot(vectors.matrix, table)
+        graph = getattr(self, "_graph", None)
+        if graph is None or self._graph_generation != state.generation or graph.rows > state.vector_rows:
+            checkpoint = latest_checkpoint(self.path, state.generation, state.vector_rows)
+            if checkpoint is None:
+                graph = TokenGraph(self.dimension, self.manifest.graph)
+                self._saved_rows = 0
+            else:
+                graph = TokenGraph.load(checkpoint[0], self.dimension, self.manifest.graph, checkpoint[1])
+                self._saved_rows = checkpoint[1]
+            self._graph = graph
+            self._graph_generation = state.generation
+        self._catch_up_graph()
+
+    def _catch_up_graph(self) -> None:
+        """Add rows the graph has not seen (written after its checkpoint, or by another process)."""
+        graph, snap = self._graph, self._snap
+        if graph.rows < len(snap.tok2doc):
+            tail = snap.vectors[graph.rows :]
+            graph.add(tail, graph.rows, keep=snap.tok2doc[graph.rows :] >= 0)
+
+    def refresh(self) -> bool:
+        """See writes made by other processes since this one last looked; True if there were any."""
+        self._check_open()
+        with self._write_lock:
+            if self._store.changes() == self._changes:
+                return False
+            self._reload()
+            return True
+
+    async def arefresh(self) -> bool:
+        """Async :meth:`refresh`."""
+        return await run_off_loop(self.refresh)
+
+    # -- writing ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        from filelock import Timeout
+
+        self._check_open()
+        with self._write_lock:
+            try:
+                self._file_lock.acquire(timeout=self._lock_timeout)
+            except Timeout:
+                raise IndexLockedError(
+                    f"{self.path} is locked by another writer (waited {self._lock_timeout:g} s); "
+                    "retry later or raise lock_timeout"
+                ) from None
+            try:
+                if self._store.changes() != self._changes:
+                    self._reload()
+                yield
+            finally:
+                self._file_lock.release()
+
+    def _upsert(
+        self, ids: list[str], texts: list[str], metadata_json: list[str],
+        embeddings: list[np.ndarray],
+    ) -> None:
+        counts = [len(e) for e in embeddings]
+        with self._writing():
+            replaced = self._store.doc_nos_for_ids(ids)
+            first = self._vectors.append(embeddings)
+            starts = first + np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+            rows = first + sum(counts)
+            new_nos = self._store.commit_write(
+                delete_doc_nos=list(replaced.values()),
+                insert=[
+                    NewDocument(i, t, m, int(s), c)
+                    for i, t, m, s, c in zip(ids, texts, metadata_json, starts, counts)
+                ],
+                vector_rows=rows,
+            )
+            self._changes += 1
+            self._vectors.expose(rows)
+            self._graph.add(np.concatenate(embeddings), first)
+            self._snap = _apply_write(
+                self._snap, self._vectors.matrix,
+                removed=np.fromiter(replaced.values(), np.int64, len(replaced)),
+                added=np.array(new_nos, np.int64), starts=starts, counts=np.array(counts, np.int64),
+            )
+            self._after_write()
+
+    def _delete(self, ids: list[str], missing_ok: bool) -> int:
+        from ..errors import DocumentNotFoundError
+
+        with self._writing():
+            found = self._store.doc_nos_for_ids(ids)
+            missing = [i for i in ids if i not in found]
+            if missing and not missing_ok:
+                raise DocumentNotFoundError(missing)
+            if not found:
+                return 0
+            self._store.commit_write(
+                delete_doc_nos=list(found.values()), insert=[], vector_rows=self._vectors.rows
+            )
+            self._changes += 1
+            self._snap = _apply_write(
+                self._snap, self._vectors.matrix,
+                removed=np.fromiter(found.values(), np.int64, len(found)),
+                added=np.zeros(0, np.int64), starts=np.zeros(0, np.int64),
+                counts=np.zeros(0, np.int64),
+            )
+            self._after_write()
+            return len(found)
+
+    def _after_write(self) -> None:
+        rows = len(self._snap.tok2doc)
+        if rows and self._snap.dead_rows / rows > self._compact_threshold:
+            self._compact_locked()
+        elif self._graph.rows - self._saved_rows >= max(self._checkpoint_every, self._saved_rows // 4):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        self._graph.save(self.path, self._graph_generation)
+        self._saved_rows = self._graph.rows
+        self._remove_stale_files()
+
+    def compact(self) -> None:
+        """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding)."""
+        with self._writing():
+            self._compact_locked()
+
+    async def acompact(self) -> None:
+        """Async :meth:`compact`."""
+        await run_off_loop(self.compact)
+
+    def _compact_locked(self) -> None:
+        snap = self._snap
+        generation = self._vectors.generation + 1
+        counts = snap.counts[snap.live]
+        new_starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        path = self.path / vector_file_name(generation)
+        rows = write_vector_file(path, _chunks_of(snap, snap.live))
+        graph = TokenGraph(self.dimension, self.manifest.graph)
+        if rows:
+            graph.add(np.memmap(path, dtype="<f2", mode="r", shape=(rows, self.dimension)), 0)
+        graph.rows = rows
+        graph.save(self.path, generation)
+        self._store.commit_compaction(
+            new_starts=list(zip(snap.live.tolist(), new_starts.tolist())),
+            generation=generation, vector_rows=rows,
+        )
+        self._graph, self._graph_generation, self._saved_rows = graph, generation, rows
+        self._reload()
+        self._remove_stale_files()
+        logger.info("compacted %s: %d dead rows dropped", self.path, snap.dead_rows)
+
+    def _remove_stale_files(self) -> None:
+        """Delete superseded vector files and checkpoints (only while holding the write lock)."""
+        keep = {vector_file_name(self._vectors.generation),
+                graph_file_name(self._graph_generation, self._saved_rows)}
+        for entry in os.scandir(self.path):
+            name = entry.name
+            stale = (name.startswith("vectors-") or name.startswith("graph-")) and name not in keep
+            if stale or (name.startswith(".") and ".tmp-" in name):
+                with contextlib.suppress(OSError):
+                    os.remove(entry.path)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _count(self) -> int:
+        self._check_open()
+        return int(len(self._snap.live))
+
+    def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        self._check_open()
+        return self._store.fetch_by_ids(ids)
+
+    def _search(
+        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        self._check_open()
+        opts = replace(self.options, **options) if options else self.options
+        snap = self._snap
+        pool = snap.live
+        if conditions:
+            pool = np.intersect1d(self._store.matching_doc_nos(conditions), snap.live,
+                                  assume_unique=True)
+        if len(pool) == 0:
+            return []
+        k = min(k, len(pool))
+        candidates = None
+        if len(pool) > opts.exact_threshold and len(self._graph):
+            candidates = self._graph_candidates(
+                embedding, snap, pool if conditions else None, k, opts
+            )
+        if candidates is None:
+            candidates = pool
+        scores = exact_scores(embedding, snap, candidates)
+        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        best = best[np.argsort(-scores[best], kind="stable")]
+        chosen = candidates[best]
+        documents = self._store.fetch_by_doc_nos(chosen.tolist())
+        return [
+            (documents[n][0], float(scores[b]), documents[n][1], documents[n][2])
+            for n, b in zip(chosen.tolist(), best.tolist())
+            if n in documents  # deleted after this search took its snapshot
+        ]
+
+    def _graph_candidates(
+        self, embedding: np.ndarray, snap: _Snapshot, allowed: np.ndarray | None, k: int,
+        opts: SearchOptions,
+    ) -> np.ndarray | None:
+        """Documents worth exact scoring, or None when the graph cannot supply ``k`` of them."""
+        token_k = opts.token_k
+        graph_size = len(self._graph)
+        while True:
+            ids, sims = self._graph.query(embedding, token_k, opts.ef)
+            if ids.shape[1] == 0:
+                return None
+            known = ids < len(snap.tok2doc)  # the graph may be ahead of this snapshot
+            docs = np.where(known, snap.tok2doc[np.where(known, ids, 0)], -1)
+            valid = docs >= 0
+            if allowed is not None:
+                valid &= np.isin(docs, allowed)
+            unique, inverse = np.unique(docs[valid], return_inverse=True)
+            if len(unique) >= k:
+                break
+            if token_k >= min(graph_size, _MAX_TOKEN_K):
+                return None
+            token_k = min(token_k * 4, graph_size, _MAX_TOKEN_K)
+        budget = max(opts.max_candidates, k)
+        if len(unique) <= budget:
+            return unique
+        # Pre-rank by the similarities the graph found; a query token that found nothing in a
+        # document is assumed to match it as well as its weakest retrieved neighbour.
+        token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
+        approx = np.full((len(ids), len(unique)), -np.inf, dtype=np.float32)
+        np.maximum.at(approx, (token_of_hit, inverse.ravel()), sims[valid])
+        floor = sims.min(axis=1, keepdims=True)
+        approx = np.where(np.isneginf(approx), floor, approx).sum(axis=0)
+        return np.sort(unique[np.argpartition(-approx, budget - 1)[:budget]])
+
+    # -- introspection ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Sizes and settings, as shown by ``colbridge info``."""
+        self._check_open()
+        snap = self._snap
+        files = {e.name: e.stat().st_size for e in os.scandir(self.path) if e.is_file()}
+        live_rows = int(snap.counts.sum())
+        return {
+            "path": str(self.path),
+            "documents": int(len(snap.live)),
+            "token_vectors": live_rows,
+            "dead_token_vectors": snap.dead_rows,
+            "graph_items": len(self._graph),
+            "model": self.manifest.model.name,
+            "dimension": self.dimension,
+            "query_length": self.manifest.model.query_length,
+            "document_length": self.manifest.model.document_length,
+            "graph": {"M": self.manifest.graph.M, "ef_construction": self.manifest.graph.ef_construction,
+                      "storage": self.manifest.graph.storage},
+            "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
+            "bytes_on_disk": sum(files.values()),
+            "files": files,
+            "format_version": 1,
+            "created_by": self.manifest.created_by,
+        }
+
+    def close(self) -> None:
+        """Save the graph if rows were added since its last checkpoint, and close the store."""
+        if self._closed:
+            return
+        with self._write_lock:
+            if self._graph.rows > self._saved_rows and len(self._graph):
+                try:
+                    with self._writing():
+                        self._checkpoint()
+                except IndexLockedError:
+                    pass  # the next writer's open catches the graph up from the vectors
+            self._closed = True
+            self._store.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidInputError(f"the index at {self.path} is closed")
+
+    def __repr__(self) -> str:
+        return f"EmbeddedIndex({str(self.path)!r}, model={self.manifest.model.name!r})"
+
+
+# -- pure helpers over snapshots ---------------------------------------------------------------
+def rows_of(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Row numbers of documents given their first rows and row counts, concatenated."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.repeat(starts - offsets, counts) + np.arange(total)
+
+
+def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.ndarray:
+    """Exact MaxSim of ``query`` against each document in ``doc_nos``, in chunks of tokens."""
+    starts, counts = snap.starts[doc_nos], snap.counts[doc_nos]
+    scores = np.empty(len(doc_nos), dtype=np.float32)
+    ends = np.cumsum(counts)
+    begin = 0
+    while begin < len(doc_nos):
+        base = ends[begin - 1] if begin else 0
+        end = max(int(np.searchsorted(ends, base + _SCORE_CHUNK_TOKENS, side="right")), begin + 1)
+        rows = rows_of(starts[begin:end], counts[begin:end])
+        scores[begin:end] = maxsim_packed(query, snap.vectors[rows], counts[begin:end])
+        begin = end
+    return scores
+
+
+def _chunks_of(snap: _Snapshot, doc_nos: np.ndarray) -> Iterator[np.ndarray]:
+    for begin in range(0, len(doc_nos), 2048):
+        part = doc_nos[begin : begin + 2048]
+        yield np.asarray(snap.vectors[rows_of(snap.starts[part], snap.counts[part])])
+
+
+def _build_snapshot(vectors: np.ndarray, table: np.ndarray) -> _Snapshot:
+    doc_nos, starts, counts = table[:, 0], table[:, 1], table[:, 2]
+    size = int(doc_nos.max()) + 1 if len(doc_nos) else 0
+    by_no_start = np.zeros(size, dtype=np.int64)
+    by_no_count = np.zeros(size, dtype=np.int64)
+    by_no_start[doc_nos] = starts
+    by_no_count[doc_nos] = counts
+    tok2doc = np.full(len(vectors), -1, dtype=np.int64)
+    rows = rows_of(starts, counts)
+    if len(rows) and rows.max() >= len(vectors):
+        raise IndexCorruptError("a document points past the end of the vector file")
+    tok2doc[rows] = np.repeat(doc_nos, counts)
+    return _Snapshot(vectors, tok2doc, by_no_start, by_no_count, np.sort(doc_nos))
+
+
+def _apply_write(
+    snap: _Snapshot, vectors: np.ndarray, *, removed: np.ndarray, added: np.ndarray,
+    starts: np.ndarray, counts: np.ndarray,
+) -> _Snapshot:
+    size = max(len(snap.counts), int(added.max()) + 1 if len(added) else 0)
+    by_no_start = np.zeros(size, np.int64)
+    by_no_count = np.zeros(size, np.int64)
+    by_no_start[: len(snap.starts)] = snap.starts
+    by_no_count[: len(snap.counts)] = snap.counts
+    tok2doc = np.full(len(vectors), -1, dtype=np.int64)
+    tok2doc[: len(snap.tok2doc)] = snap.tok2doc
+    if len(removed):
+        tok2doc[rows_of(by_no_start[removed], by_no_count[removed])] = -1
+        by_no_count[removed] = 0
+    if len(added):
+        by_no_start[added] = starts
+        by_no_count[added] = counts
+        tok2doc[rows_of(starts, counts)] = np.repeat(added, counts)
+    live = np.setdiff1d(snap.live, removed, assume_unique=True)
+    live = np.union1d(live, added) if len(added) else live
+    return _Snapshot(vectors, tok2doc, by_no_start, by_no_count, live)

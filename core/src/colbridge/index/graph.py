@@ -1,0 +1,126 @@
+"""The HNSW graph over token vectors (Voyager), used only to find candidate documents.
+
+Voyager item ids are rows of the vector file. The graph is a checkpointed cache: the vector
+file and the store are the truth, and rows added after the last checkpoint are re-added from
+the vector file when the index opens. Checkpoints are named ``graph-<generation>-<rows>.voy``
+and written to a temporary name, then renamed, so a crash never leaves a half-written graph.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .._files import fsync_dir
+from ..errors import IndexCorruptError
+from .manifest import GraphParams
+
+_NAME = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
+_ADD_CHUNK = 65_536
+
+
+def graph_file_name(generation: int, rows: int) -> str:
+    return f"graph-{generation}-{rows}.voy"
+
+
+def latest_checkpoint(folder: Path, generation: int, max_rows: int) -> tuple[Path, int] | None:
+    """The newest checkpoint of ``generation`` covering at most ``max_rows`` rows."""
+    best: tuple[Path, int] | None = None
+    for entry in os.scandir(folder):
+        match = _NAME.match(entry.name)
+        if match and int(match.group(1)) == generation:
+            rows = int(match.group(2))
+            if rows <= max_rows and (best is None or rows > best[1]):
+                best = (Path(entry.path), rows)
+    return best
+
+
+class TokenGraph:
+    """A Voyager index with a lock: Voyager's query holds the GIL and is not documented as
+    safe against a concurrent ``add_items``, so one thread uses the graph at a time."""
+
+    def __init__(self, dimension: int, params: GraphParams, *, rows: int = 0, index=None) -> None:
+        import voyager
+
+        self.dimension = dimension
+        self.params = params
+        self.rows = rows  # vector-file rows covered (ids below this were considered)
+        self._lock = threading.Lock()
+        self._index = index or voyager.Index(
+            voyager.Space.InnerProduct,
+            num_dimensions=dimension,
+            M=params.M,
+            ef_construction=params.ef_construction,
+            storage_data_type=_storage(params.storage),
+        )
+
+    @classmethod
+    def load(cls, path: Path, dimension: int, params: GraphParams, rows: int) -> TokenGraph:
+        import voyager
+
+        try:
+            index = voyager.Index.load(str(path))
+        except Exception as e:
+            raise IndexCorruptError(
+                f"{path} cannot be read ({e}); run `colbridge check --repair` to rebuild the graph "
+                "from the stored vectors"
+            ) from e
+        if index.num_dimensions != dimension:
+            raise IndexCorruptError(
+                f"{path} has {index.num_dimensions}-d vectors, the index {dimension}-d"
+            )
+        return cls(dimension, params, rows=rows, index=index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, vectors: np.ndarray, first_row: int, keep: np.ndarray | None = None) -> None:
+        """Add rows ``first_row ..`` (skipping rows where ``keep`` is False); float16 or float32."""
+        ids = np.arange(first_row, first_row + len(vectors), dtype=np.uint64)
+        if keep is not None:
+            ids = ids[keep]
+        for begin in range(0, len(ids), _ADD_CHUNK):
+            chunk_ids = ids[begin : begin + _ADD_CHUNK]
+            chunk = np.asarray(vectors[(chunk_ids - first_row).astype(np.int64)], dtype=np.float32)
+            with self._lock:
+                self._index.add_items(chunk, ids=chunk_ids.tolist(), num_threads=-1)
+        self.rows = max(self.rows, first_row + len(vectors))
+
+    def query(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest rows for each query vector: ``(ids, similarities)``, both ``(len(queries), k)``."""
+        import voyager
+
+        with self._lock:
+            k = min(k, len(self._index))
+            try:
+                ids, distances = self._index.query(
+                    np.asarray(queries, dtype=np.float32), k=k, query_ef=max(ef, k)
+                )
+            except voyager.RecallError:
+                return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        return ids.astype(np.int64), (1.0 - distances).astype(np.float32)
+
+    def save(self, folder: Path, generation: int) -> Path:
+        target = folder / graph_file_name(generation, self.rows)
+        scratch = folder / f".{target.name}.tmp-{os.getpid()}"
+        with self._lock:
+            self._index.save(str(scratch))
+        with open(scratch, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(scratch, target)
+        fsync_dir(folder)
+        return target
+
+
+def _storage(name: str):
+    import voyager
+
+    return {
+        "float32": voyager.StorageDataType.Float32,
+        "float8": voyager.StorageDataType.Float8,
+        "e4m3": voyager.StorageDataType.E4M3,
+    }[name]

