@@ -1,0 +1,1 @@
+"""ColBERT reranking node postprocessor for LlamaIndex, backed by colbridge."""

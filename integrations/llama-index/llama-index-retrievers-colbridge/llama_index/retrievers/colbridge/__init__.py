@@ -1,0 +1,1 @@
+"""ColBERT retriever for LlamaIndex, backed by colbridge."""

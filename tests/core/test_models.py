@@ -1,0 +1,106 @@
+"""The model wrapper: shapes, lengths, lazy loading, errors, offline stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from colbridge import ColBERTModel, InvalidInputError, ModelLoadError
+
+
+def test_query_encoding_is_padded_to_query_length(tiny_model):
+    short, long = tiny_model.encode_queries(["hi", "a much longer question about many things"])
+    assert short.shape == long.shape == (tiny_model.query_length, tiny_model.dimension)
+    assert short.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
+
+
+def test_document_encoding_keeps_real_tokens_and_truncates(tiny_model):
+    short, long = tiny_model.encode_documents(["two words", "word " * 500])
+    assert 1 <= len(short) < len(long) <= tiny_model.document_length
+    assert short.shape[1] == tiny_model.dimension
+
+
+def test_pool_factor_reduces_stored_tokens(tiny_model):
+    text = "late interaction keeps one vector for every token in the passage " * 3
+    full, = tiny_model.encode_documents([text])
+    pooled, = tiny_model.encode_documents([text], pool_factor=2)
+    assert len(pooled) < len(full)
+
+
+def test_lengths_can_be_overridden(tiny_model_path):
+    model = ColBERTModel(tiny_model_path, query_length=8, document_length=10, device="cpu")
+    assert model.encode_query("what").shape[0] == 8
+    assert len(model.encode_documents(["word " * 50])[0]) <= 10
+
+
+def test_wrapper_is_lazy_until_first_use(tiny_model_path):
+    model = ColBERTModel(tiny_model_path, device="cpu")
+    assert not model.loaded
+    model.encode_query("load now")
+    assert model.loaded
+
+
+def test_name_identity(tiny_model_path):
+    assert ColBERTModel(tiny_model_path).name == str(tiny_model_path.resolve())
+    assert ColBERTModel("some/hub-id").name == "some/hub-id"
+    assert ColBERTModel(tiny_model_path, name="mine").name == "mine"
+
+
+def test_environment_sets_default_model(monkeypatch):
+    monkeypatch.setenv("COLBRIDGE_MODEL", "offline-minilm")
+    assert ColBERTModel().name == "offline-minilm"
+    monkeypatch.delenv("COLBRIDGE_MODEL")
+    assert ColBERTModel().name == "lightonai/answerai-colbert-small-v1"
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, 3, ["fine", ""]])
+def test_bad_texts_are_rejected(tiny_model, bad):
+    with pytest.raises(InvalidInputError):
+        tiny_model.encode_documents(bad if isinstance(bad, list) else [bad])
+
+
+def test_a_lone_string_is_not_read_as_characters(tiny_model):
+    with pytest.raises(InvalidInputError, match="list of strings"):
+        tiny_model.encode_documents("not a list")
+
+
+def test_unknown_hub_model_raises_typed_error_with_offline_hint():
+    with pytest.raises(ModelLoadError, match="offline-minilm") as info:
+        ColBERTModel("no-such-org/no-such-colbert").load()
+    assert "no-such-org/no-such-colbert" in str(info.value)
+
+
+def test_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match="not a model folder"):
+        ColBERTModel(tmp_path).load()
+
+
+def test_offline_model_is_reproducible(offline_model, tmp_path, monkeypatch):
+    """A fresh build of offline-minilm (new cache folder) gives the same vectors."""
+    monkeypatch.setenv("COLBRIDGE_CACHE_DIR", str(tmp_path))
+    rebuilt = ColBERTModel("offline-minilm", device="cpu")
+    query = "reproducible projections"
+    np.testing.assert_allclose(rebuilt.encode_query(query), offline_model.encode_query(query),
+                               atol=1e-5)
+    assert (offline_model.dimension, offline_model.query_length, offline_model.document_length) == (
+        96, 32, 300)
+
+
+async def test_concurrent_async_queries_share_batches(tiny_model, monkeypatch):
+    calls: list[int] = []
+    original = tiny_model.encode_queries
+
+    def counting(queries):
+        calls.append(len(queries))
+        return original(queries)
+
+    monkeypatch.setattr(tiny_model, "encode_queries", counting)
+    monkeypatch.setattr(tiny_model._query_coalescer, "_batch_fn", counting)
+    results = await asyncio.gather(*(tiny_model.aencode_query(f"query {i}") for i in range(12)))
+    assert len(results) == 12 and sum(calls) == 12
+    assert len(calls) < 12  # coalesced into shared encoder calls
+    np.testing.assert_allclose(results[3], original(["query 3"])[0], atol=1e-5)
