@@ -102,14 +102,12 @@ class ColBERTModel:
         return self._pylate is not None
 
     def _load(self) -> ColBERT:
-        _quiet_transformers()
-        from pylate.models import ColBERT
-
         kwargs: dict[str, Any] = {"device": self._device or pick_device()}
         source = self._source
         if source == OFFLINE_MODEL:
             from .offline import offline_model_kwargs, offline_model_path
 
+            _quiet_transformers()
             source = str(offline_model_path())
             kwargs.update(offline_model_kwargs())
         else:
@@ -122,6 +120,17 @@ class ColBERTModel:
                         f"{source!r} is not a model folder (no modules.json or config.json in it)"
                     )
                 source = str(local)
+            elif not _hub_offline() and not _hub_reachable():
+                # Without this check, sentence-transformers retries for over a minute.
+                if not _cached_on_disk(source):
+                    raise ModelLoadError(
+                        f"cannot reach the Hugging Face hub to download {source!r}, and it is not "
+                        f"in the local cache. {_OFFLINE_HINT}"
+                    )
+                kwargs["local_files_only"] = True
+        _quiet_transformers()
+        from pylate.models import ColBERT
+
         try:
             return ColBERT(model_name_or_path=source, **kwargs)
         except Exception as e:  # hub, file-system and config errors all surface here
@@ -233,6 +242,34 @@ def pick_device() -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's host opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_on_disk(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id that is not a valid repo id is simply not cached
+        return False
+    return isinstance(found, str)
 
 
 def _quiet_transformers() -> None:

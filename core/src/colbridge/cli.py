@@ -1,0 +1,253 @@
+"""The ``colbridge`` command line: demo, index, search, info."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ColbridgeError, InvalidInputError, ModelLoadError
+
+app = typer.Typer(
+    help="ColBERT late-interaction retrieval and reranking: index files, search them, try the demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index folder.")]
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Hub id, model folder or 'offline-minilm' "
+                 "(default: COLBRIDGE_MODEL, else the model that built the index)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _fail(message: object) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the library's errors (user mistakes, bad folders) into one line and exit code 1."""
+    try:
+        yield
+    except ColbridgeError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+def _open_index(path: Path, model: str | None):
+    from .index import EmbeddedIndex
+
+    return EmbeddedIndex(path, model=model, create=False)
+
+
+def _snippet(text: str, width: int = 90) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# -- demo --------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    model: ModelOption = None,
+    k: Annotated[int, typer.Option("-k", help="Hits shown per query.")] = 3,
+) -> None:
+    """Index the bundled sample corpus in a temporary folder and run a few queries."""
+    from .config import OFFLINE_MODEL, default_model_name
+    from .index import EmbeddedIndex
+    from .models import ColBERTModel
+
+    with _user_errors():
+        data = resources.files("colbridge") / "data"
+        corpus = [json.loads(line) for line in
+                  (data / "sample_corpus.jsonl").read_text("utf-8").splitlines() if line.strip()]
+        queries = json.loads((data / "demo_queries.json").read_text("utf-8"))
+
+        explicit = model or os.environ.get("COLBRIDGE_MODEL", "").strip()
+        name = model or default_model_name()
+        encoder = ColBERTModel(name)
+        with err.status(f"Loading {name} …"):
+            try:
+                encoder.load()
+            except ModelLoadError as e:
+                if explicit:
+                    raise
+                err.print(f"[yellow]{name} is not available here ({_first_sentence(e)}); "
+                          f"running on the offline stand-in {OFFLINE_MODEL} (lower quality).[/]",
+                          highlight=False)
+                encoder = ColBERTModel(OFFLINE_MODEL)
+                encoder.load()
+
+        with tempfile.TemporaryDirectory(prefix="colbridge-demo-") as folder:
+            index = EmbeddedIndex(Path(folder) / "index", model=encoder)
+            started = time.perf_counter()
+            _add_with_progress(index, [d["text"] for d in corpus], [d["id"] for d in corpus],
+                               [d.get("metadata") or {} for d in corpus])
+            build_seconds = time.perf_counter() - started
+            out.print(f"Indexed [bold]{len(corpus)}[/] passages with [bold]{encoder.name}[/] in "
+                      f"{build_seconds:.1f} s ({index.stats()['token_vectors']:,} token vectors).\n")
+
+            latencies, correct = [], 0
+            table = Table(title="colbridge demo: ColBERT search over the sample corpus",
+                          show_lines=True, expand=True)
+            table.add_column("query", ratio=3)
+            table.add_column("#", justify="right", width=2)
+            table.add_column("id", no_wrap=True)
+            table.add_column("score", justify="right", width=5)
+            table.add_column("passage", ratio=4, no_wrap=True, overflow="ellipsis")
+            for q in queries:
+                started = time.perf_counter()
+                hits = index.search(q["query"], k=k, filter=q.get("filter"))
+                latencies.append((time.perf_counter() - started) * 1000)
+                correct += bool(hits) and hits[0].id == q["expected_id"]
+                label = q["query"] + (f"\nfilter: {json.dumps(q['filter'])}" if q.get("filter") else "")
+                for rank, hit in enumerate(hits, start=1):
+                    mark = " ✓" if hit.id == q["expected_id"] else ""
+                    table.add_row(label if rank == 1 else "", str(rank), hit.id + mark,
+                                  f"{hit.normalized_score:.3f}", _snippet(hit.text, 200))
+            index.close()
+        out.print(table)
+        out.print(f"Top hit is the expected passage for [bold]{correct}/{len(queries)}[/] queries. "
+                  f"Query latency (encode + search): median {statistics.median(latencies):.0f} ms, "
+                  f"max {max(latencies):.0f} ms. Scores are normalised MaxSim in [0, 1].")
+
+
+def _first_sentence(error: Exception) -> str:
+    return str(error).split(". ")[0].rstrip(".")
+
+
+def _add_with_progress(index: Any, texts: list[str], ids: list[str],
+                       metadatas: list[dict[str, Any]], chunk: int = 64) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("Encoding and indexing", total=len(texts))
+        for begin in range(0, len(texts), chunk):
+            end = begin + chunk
+            index.add(texts[begin:end], ids=ids[begin:end], metadatas=metadatas[begin:end],
+                      show_progress=False)
+            progress.advance(task, len(texts[begin:end]))
+
+
+# -- index ------------------------------------------------------------------------------------
+@app.command("index")
+def index_command(
+    paths: Annotated[list[Path], typer.Argument(help="Text/markdown files, folders of them, or JSONL "
+                                                     "files ({'id', 'text', 'metadata'} per line).")],
+    index: IndexOption,
+    model: ModelOption = None,
+    pool_factor: Annotated[int, typer.Option(help="Token pooling: 2 stores about half the vectors.")] = 1,
+) -> None:
+    """Add documents to an index (created if the folder is missing); existing ids are replaced."""
+    from .index import EmbeddedIndex
+    from .ingest import read_records
+
+    with _user_errors():
+        records = list(read_records(paths))
+        if not records:
+            raise InvalidInputError("no documents found in the given paths")
+        seen: set[str] = set()
+        for record in records:
+            if record.id in seen:
+                raise InvalidInputError(f"the id {record.id!r} occurs twice in the input")
+            seen.add(record.id)
+        started = time.perf_counter()
+        with EmbeddedIndex(index, model=model) as target:
+            before = target.count()
+            _add_with_progress(target, [r.text for r in records], [r.id for r in records],
+                               [r.metadata for r in records], chunk=256)
+            stats = target.stats()
+        seconds = time.perf_counter() - started
+        replaced = before + len(records) - stats["documents"]
+        out.print(
+            f"Indexed {len(records):,} documents ({replaced:,} replaced) into {index} in "
+            f"{seconds:.1f} s ({len(records) / max(seconds, 1e-9):.1f} docs/s). The index holds "
+            f"{stats['documents']:,} documents, {stats['token_vectors']:,} token vectors, "
+            f"{stats['bytes_on_disk'] / 1e6:.1f} MB.",
+            highlight=False,
+        )
+
+
+# -- search -----------------------------------------------------------------------------------
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    index: IndexOption,
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    filter: Annotated[Optional[str], typer.Option(
+        "--filter", "-f", help='Metadata filter as JSON, e.g. \'{"year": {"$gte": 2000}}\'.')] = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search an index."""
+    with _user_errors():
+        spec = None
+        if filter:
+            try:
+                spec = json.loads(filter)
+            except json.JSONDecodeError as e:
+                raise InvalidInputError(f"--filter is not valid JSON: {e.msg}") from e
+        with _open_index(index, model) as target:
+            started = time.perf_counter()
+            hits = target.search(query, k=k, filter=spec)
+            elapsed = (time.perf_counter() - started) * 1000
+        if as_json:
+            print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
+                               "text": h.text, "metadata": h.metadata} for h in hits],
+                             ensure_ascii=False, indent=2))
+            return
+        table = Table(title=f"{len(hits)} hits for {query!r} ({elapsed:.0f} ms)")
+        for column in ("#", "id", "score", "text", "metadata"):
+            table.add_column(column, overflow="fold")
+        for rank, hit in enumerate(hits, start=1):
+            table.add_row(str(rank), hit.id, f"{hit.normalized_score:.3f}", _snippet(hit.text),
+                          json.dumps(hit.metadata, ensure_ascii=False) if hit.metadata else "")
+        out.print(table)
+
+
+# -- info -------------------------------------------------------------------------------------
+@app.command()
+def info(index: IndexOption, as_json: JsonOption = False) -> None:
+    """Describe an index: model, sizes, settings."""
+    from .index.manifest import Manifest
+
+    with _user_errors():
+        manifest = Manifest.read(index)
+        from .index import EmbeddedIndex
+        from .models import ColBERTModel
+
+        # Reading the index needs no encoder: name a model object without loading its weights.
+        target = EmbeddedIndex(index, model=ColBERTModel(manifest.model.name), create=False)
+        with target:
+            stats = target.stats()
+        if as_json:
+            print(json.dumps(stats, indent=2))
+            return
+        table = Table(title=f"colbridge index {index}", show_header=False)
+        for key, value in stats.items():
+            if key != "files":
+                table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        out.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
