@@ -1,0 +1,403 @@
+"""``ColBERTVectorStore``: a LangChain vector store backed by a colbridge index."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+from typing_extensions import Self
+
+from . import _mmr
+from ._documents import hit_to_document, stored_to_document
+
+
+class ColBERTVectorStore(VectorStore):
+    """A LangChain vector store whose documents are searched by ColBERT late interaction.
+
+    There is no ``Embeddings`` object: the index's ColBERT model encodes every text into one
+    vector per token, and documents are scored with MaxSim (``embeddings`` is None). Build a
+    store with :meth:`from_path`, :meth:`from_texts` / :meth:`from_documents` (which take a
+    model), or around an index you opened yourself.
+
+    Scores:
+
+    * ``similarity_search_with_score``: raw MaxSim, higher is better (the sum over query
+      tokens of each one's best cosine similarity, so it grows with the query length).
+    * ``similarity_search_with_relevance_scores``: MaxSim normalised to [0, 1] (raw score over
+      the query's token count, clipped at 0), the same on every index, so usable as a
+      ``score_threshold`` (``as_retriever(search_type="similarity_score_threshold")``).
+
+    Returned documents carry their ``id`` and stored metadata, never a score: scores come
+    separately, as LangChain's vector-store contract expects.
+
+    Search methods take ``filter`` (colbridge's metadata filter syntax, e.g.
+    ``{"year": {"$gte": 1900}}``) and the index's search-breadth options as keyword
+    arguments (``token_k``, ``ef``, ``max_candidates``, ``exact_threshold`` for the embedded
+    index). Every method has a native async twin over colbridge's async API.
+
+    Args:
+        index: the colbridge index holding the documents.
+
+    Example:
+        ```python
+        from langchain_colbridge import ColBERTVectorStore
+
+        store = ColBERTVectorStore.from_texts(
+            ["ColBERT keeps one vector per token.", "BM25 counts words."],
+            model="lightonai/answerai-colbert-small-v1",
+            path="my-index",
+        )
+        store.similarity_search("token vectors", k=1)
+        ```
+    """
+
+    def __init__(self, index: BaseIndex) -> None:
+        if not isinstance(index, BaseIndex):
+            raise TypeError(
+                f"ColBERTVectorStore needs a colbridge index, got {type(index).__name__}; use "
+                "ColBERTVectorStore.from_path(path, model=...) to open or create one"
+            )
+        self.index = index
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        model: ColBERTModel | str | None = None,
+        **index_kwargs: Any,
+    ) -> Self:
+        """Open the index folder ``path``, creating an empty index there if it has none.
+
+        Args:
+            path: the index folder.
+            model: a ``ColBERTModel`` or model name. For an existing index, by default the
+                model that built it; for a new one, ``COLBRIDGE_MODEL`` or colbridge's default.
+            **index_kwargs: other ``colbridge.EmbeddedIndex`` options (``search_options``...).
+        """
+        return cls(EmbeddedIndex(path, model=model, **index_kwargs))
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | ColBERTModel | str | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        model: ColBERTModel | str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        **index_kwargs: Any,
+    ) -> Self:
+        """Create (or open) an index, add ``texts`` to it and return the store.
+
+        Args:
+            texts: the texts to add.
+            embedding: accepted in place of ``model`` (LangChain passes its second argument
+                positionally); an ``Embeddings`` object is refused, since ColBERT needs token
+                vectors that it cannot produce.
+            metadatas: one metadata dict per text.
+            ids: one id per text (an id that already exists is replaced).
+            model: a ``ColBERTModel`` or model name (see :meth:`from_path`).
+            path: the index folder. When omitted the index lives in a temporary folder that
+                is deleted when the store is garbage-collected or the interpreter exits.
+            **index_kwargs: other ``colbridge.EmbeddedIndex`` options.
+        """
+        store = cls._create(embedding, model, path, index_kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    @classmethod
+    async def afrom_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings | ColBERTModel | str | None = None,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        model: ColBERTModel | str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        **index_kwargs: Any,
+    ) -> Self:
+        """Async :meth:`from_texts` (opening the index, which may load the model, runs off the
+        event loop)."""
+        store = await asyncio.to_thread(cls._create, embedding, model, path, index_kwargs)
+        await store.aadd_texts(texts, metadatas, ids=ids)
+        return store
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: list[Document],
+        embedding: Embeddings | ColBERTModel | str | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """:meth:`from_texts` for ``Document`` objects; ``Document.id`` is used as the id."""
+        texts, metadatas, ids = _unpack(documents, kwargs.pop("ids", None))
+        return cls.from_texts(texts, embedding, metadatas, ids=ids, **kwargs)
+
+    @classmethod
+    async def afrom_documents(
+        cls,
+        documents: list[Document],
+        embedding: Embeddings | ColBERTModel | str | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Async :meth:`from_documents`."""
+        texts, metadatas, ids = _unpack(documents, kwargs.pop("ids", None))
+        return await cls.afrom_texts(texts, embedding, metadatas, ids=ids, **kwargs)
+
+    @classmethod
+    def _create(
+        cls,
+        embedding: Any,
+        model: ColBERTModel | str | None,
+        path: str | os.PathLike[str] | None,
+        index_kwargs: dict[str, Any],
+    ) -> Self:
+        if isinstance(embedding, Embeddings):
+            raise TypeError(
+                "ColBERTVectorStore encodes with a ColBERT model (one vector per token), which an "
+                f"Embeddings object ({type(embedding).__name__}) cannot provide: pass model= "
+                "(a colbridge.ColBERTModel or a model name) instead"
+            )
+        if embedding is not None:
+            if model is not None:
+                raise TypeError("pass the ColBERT model once: as `model` or as `embedding`")
+            model = embedding
+        if path is not None:
+            return cls.from_path(path, model, **index_kwargs)
+        scratch = tempfile.mkdtemp(prefix="colbridge-langchain-")
+        try:
+            store = cls.from_path(os.path.join(scratch, "index"), model, **index_kwargs)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        weakref.finalize(store, _close_and_remove, store.index, scratch)
+        return store
+
+    # -- writes -------------------------------------------------------------------------------
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Encode and store ``texts``; returns their ids.
+
+        An id that already exists is replaced (upsert). Missing ids (None) are generated.
+        ``kwargs`` may hold ``pool_factor`` (colbridge's token pooling).
+        """
+        texts = list(texts)
+        return self.index.add(texts, _fill_ids(ids, len(texts)), metadatas, **kwargs)
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Async :meth:`add_texts`."""
+        texts = list(texts)
+        return await self.index.aadd(texts, _fill_ids(ids, len(texts)), metadatas, **kwargs)
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Store ``documents``; ``Document.id`` is the id (unless ``ids=`` is given), and an id
+        that already exists is replaced. The documents themselves are not modified."""
+        texts, metadatas, ids = _unpack(documents, kwargs.pop("ids", None))
+        return self.add_texts(texts, metadatas, ids=ids, **kwargs)
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Async :meth:`add_documents`."""
+        texts, metadatas, ids = _unpack(documents, kwargs.pop("ids", None))
+        return await self.aadd_texts(texts, metadatas, ids=ids, **kwargs)
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete documents by id; unknown ids are ignored. Returns True.
+
+        ``ids=None`` (LangChain's "delete everything") is refused: delete the index folder
+        instead.
+        """
+        self.index.delete(_ids_to_delete(ids), missing_ok=True)
+        return True
+
+    async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Async :meth:`delete`."""
+        await self.index.adelete(_ids_to_delete(ids), missing_ok=True)
+        return True
+
+    # -- reads --------------------------------------------------------------------------------
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """The stored documents with these ids, in the order asked; unknown ids are skipped."""
+        stored = self.index.get(_unique(ids), missing_ok=True)
+        return [stored_to_document(s) for s in stored]
+
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Async :meth:`get_by_ids`."""
+        stored = await self.index.aget(_unique(ids), missing_ok=True)
+        return [stored_to_document(s) for s in stored]
+
+    def similarity_search(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """The ``k`` documents with the highest MaxSim for ``query``, best first."""
+        hits = self.index.search(query, k, filter=filter, **kwargs)
+        return [hit_to_document(h, with_score=False) for h in hits]
+
+    async def asimilarity_search(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Async :meth:`similarity_search`."""
+        hits = await self.index.asearch(query, k, filter=filter, **kwargs)
+        return [hit_to_document(h, with_score=False) for h in hits]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Like :meth:`similarity_search`, with each document's raw MaxSim score."""
+        hits = self.index.search(query, k, filter=filter, **kwargs)
+        return [(hit_to_document(h, with_score=False), h.score) for h in hits]
+
+    async def asimilarity_search_with_score(
+        self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Async :meth:`similarity_search_with_score`."""
+        hits = await self.index.asearch(query, k, filter=filter, **kwargs)
+        return [(hit_to_document(h, with_score=False), h.score) for h in hits]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        # Behind similarity_search_with_relevance_scores, which applies score_threshold.
+        hits = self.index.search(query, k, **kwargs)
+        return [(hit_to_document(h, with_score=False), h.normalized_score) for h in hits]
+
+    async def _asimilarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        hits = await self.index.asearch(query, k, **kwargs)
+        return [(hit_to_document(h, with_score=False), h.normalized_score) for h in hits]
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """``k`` documents that are relevant to ``query`` and different from each other.
+
+        The ``fetch_k`` best documents by MaxSim are candidates. Relevance is their normalised
+        MaxSim; the similarity between two candidates is MaxSim between their token vectors
+        (normalised, averaged over both directions), so no single-vector embedding is involved.
+        The candidates' texts are encoded again for that: colbridge does not hand stored token
+        vectors out.
+
+        Args:
+            query: the query text.
+            k: how many documents to return.
+            fetch_k: how many candidates to choose from.
+            lambda_mult: 1 ranks by relevance only, 0 by diversity only (default 0.5).
+            filter: a metadata filter.
+        """
+        _check_lambda(lambda_mult)
+        hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)
+        if not hits:
+            return []
+        vectors = self.index.model.encode_documents([h.text for h in hits], show_progress=False)
+        return _pick(hits, _mmr.document_similarities(vectors), k, lambda_mult)
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`max_marginal_relevance_search`."""
+        _check_lambda(lambda_mult)
+        hits = await self.index.asearch(query, max(fetch_k, k), filter=filter, **kwargs)
+        if not hits:
+            return []
+        vectors = await self.index.model.aencode_documents([h.text for h in hits])
+        similarity = await asyncio.to_thread(_mmr.document_similarities, vectors)
+        return _pick(hits, similarity, k, lambda_mult)
+
+    def __repr__(self) -> str:
+        return f"ColBERTVectorStore({self.index!r})"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _pick(hits: list[Hit], similarity: np.ndarray, k: int, lambda_mult: float) -> list[Document]:
+    relevance = np.array([h.normalized_score for h in hits], dtype=np.float64)
+    chosen = _mmr.select(relevance, similarity, k, lambda_mult)
+    return [hit_to_document(hits[i], with_score=False) for i in chosen]
+
+
+def _check_lambda(lambda_mult: float) -> None:
+    if not 0.0 <= lambda_mult <= 1.0:
+        raise ValueError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
+
+
+def _unpack(
+    documents: Sequence[Document], ids: Sequence[str | None] | None
+) -> tuple[list[str], list[dict[str, Any]], list[str | None] | None]:
+    """Texts, metadatas and ids of documents; explicit ``ids`` win over ``Document.id``."""
+    if ids is None and any(doc.id for doc in documents):
+        ids = [doc.id for doc in documents]
+    texts = [doc.page_content for doc in documents]
+    metadatas = [doc.metadata for doc in documents]
+    return texts, metadatas, None if ids is None else list(ids)
+
+
+def _fill_ids(ids: Sequence[str | None] | None, count: int) -> list[str] | None:
+    """The ids with a fresh one for each None or empty entry (None stays None)."""
+    if ids is None:
+        return None
+    if len(ids) != count:
+        raise ValueError(f"got {len(ids)} ids for {count} texts")
+    return [doc_id or uuid.uuid4().hex for doc_id in ids]
+
+
+def _ids_to_delete(ids: Sequence[str] | None) -> list[str]:
+    if ids is None:
+        raise ValueError(
+            "ColBERTVectorStore.delete needs the ids to delete; to drop everything, remove the "
+            "index folder"
+        )
+    return _unique(ids)
+
+
+def _unique(ids: Sequence[str]) -> list[str]:
+    """Ids without duplicates, in first-seen order (colbridge refuses repeated ids)."""
+    if isinstance(ids, str):
+        raise TypeError("ids must be a list of strings, not one string")
+    return list(dict.fromkeys(ids))
+
+
+def _close_and_remove(index: BaseIndex, folder: str) -> None:
+    try:
+        index.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
