@@ -15,17 +15,15 @@ from colbridge import ColBERTModel, EmbeddedIndex
 
 T = TypeVar("T")
 
-ENCODER_DELAY = 0.4
-"""Seconds the slow test model sleeps (blocking) in every encoder call."""
-
-
 class SlowModel(ColBERTModel):
-    """The tiny test model, made to block for ``ENCODER_DELAY`` s in each encoder call.
+    """The tiny test model, made to block for ``delay`` seconds in each encoder call.
 
     It counts its query-encoding calls, so tests can see concurrent queries sharing a batch.
     Run on the event loop, it would freeze the loop for the whole delay: the heartbeat tests
     use that to tell a real async path from sync work on the loop.
     """
+
+    delay = 0.4
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -33,11 +31,11 @@ class SlowModel(ColBERTModel):
 
     def encode_queries(self, queries):  # type: ignore[no-untyped-def]
         self.query_batches.append(len(queries))
-        time.sleep(ENCODER_DELAY)
+        time.sleep(self.delay)
         return super().encode_queries(queries)
 
     def encode_documents(self, documents, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(ENCODER_DELAY)
+        time.sleep(self.delay)
         return super().encode_documents(documents, **kwargs)
 
 
