@@ -1,0 +1,184 @@
+"""``ColBERTRerank``: a LlamaIndex node postprocessor that reorders nodes by exact MaxSim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_index.core.instrumentation as instrument
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from colbridge import ColBERTModel, Reranker, RerankResult
+
+dispatcher = instrument.get_dispatcher(__name__)
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+
+
+class ColBERTRerank(BaseNodePostprocessor):
+    """Rerank nodes with a ColBERT model: exact MaxSim between the query and each node.
+
+    Args:
+        top_n: how many nodes to return, best first.
+        model: a ``colbridge.ColBERTModel`` (shared, e.g. with a ``ColBERTRetriever``) or a
+            model name: hub id, local folder or ``"offline-minilm"`` (default:
+            ``COLBRIDGE_MODEL`` or ``lightonai/answerai-colbert-small-v1``).
+        device: where a model given by name runs (chosen automatically when omitted).
+        batch_size: nodes per encoder call for a model given by name (default 32); all the
+            nodes of one call are encoded together, in batches of this size.
+        keep_retrieval_score: copy each node's previous score into its metadata under
+            ``"retrieval_score"`` (also added to the node's excluded LLM and embedding
+            metadata keys, so it does not leak into prompts).
+        normalize_scores: set ``score / query_length`` in [0, 1] instead of raw MaxSim.
+
+    The score set on each returned node is exact MaxSim — the sum over query tokens of the
+    best cosine similarity among the node's tokens — raw unless ``normalize_scores``. The text
+    scored is ``node.get_content(metadata_mode=MetadataMode.EMBED)``, as for LlamaIndex's own
+    rerankers. The nodes passed in are not changed: new ``NodeWithScore`` objects are returned
+    (with copied nodes when ``keep_retrieval_score`` is set).
+
+    Example:
+        >>> rerank = ColBERTRerank(top_n=3)                                          # doctest: +SKIP
+        >>> engine = index.as_query_engine(similarity_top_k=20, node_postprocessors=[rerank])  # doctest: +SKIP
+    """
+
+    model: str = Field(description="Name of the ColBERT model.")
+    top_n: int = Field(default=5, gt=0, description="Number of nodes to return.")
+    device: str | None = Field(default=None, description="Device the model runs on.")
+    batch_size: int = Field(default=32, gt=0, description="Texts per encoder call.")
+    keep_retrieval_score: bool = Field(
+        default=False, description="Keep the previous score in metadata['retrieval_score']."
+    )
+    normalize_scores: bool = Field(
+        default=False, description="Set MaxSim / query length instead of raw MaxSim."
+    )
+    _reranker: Reranker = PrivateAttr()
+
+    def __init__(
+        self,
+        top_n: int = 5,
+        model: ColBERTModel | str | None = None,
+        *,
+        device: str | None = None,
+        batch_size: int | None = None,
+        keep_retrieval_score: bool = False,
+        normalize_scores: bool = False,
+        callback_manager: CallbackManager | None = None,
+    ) -> None:
+        if isinstance(model, ColBERTModel):
+            if device is not None or batch_size is not None:
+                raise ValueError(
+                    "device and batch_size configure a model given by name; set them on the "
+                    "ColBERTModel you pass instead"
+                )
+            encoder = model
+        else:
+            if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+                raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+            encoder = ColBERTModel(model, device=device, batch_size=batch_size or 32)
+        super().__init__(
+            model=encoder.name,
+            top_n=top_n,
+            device=device,
+            batch_size=encoder.batch_size,
+            keep_retrieval_score=keep_retrieval_score,
+            normalize_scores=normalize_scores,
+            callback_manager=callback_manager or CallbackManager([]),
+        )
+        self._reranker = Reranker(encoder)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ColBERTRerank"
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        texts = self._start(nodes, query_bundle)
+        assert query_bundle is not None  # checked by _start
+        with self.callback_manager.event(
+            CBEventType.RERANKING, payload=self._payload(nodes, query_bundle)
+        ) as event:
+            results = (
+                self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n)
+                if texts
+                else []
+            )
+            reranked = self._assemble(nodes, results)
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    @dispatcher.span
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        texts = self._start(nodes, query_bundle)
+        assert query_bundle is not None  # checked by _start
+        with self.callback_manager.event(
+            CBEventType.RERANKING, payload=self._payload(nodes, query_bundle)
+        ) as event:
+            results = (
+                await self._reranker.arerank(query_bundle.query_str, texts, top_n=self.top_n)
+                if texts
+                else []
+            )
+            reranked = self._assemble(nodes, results)
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    # -- shared by both twins -------------------------------------------------------------
+    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[str]:
+        """Check the inputs, announce the rerank, and return the texts to score."""
+        if query_bundle is None:
+            raise ValueError("Missing query bundle: ColBERTRerank needs the query to rerank by.")
+        texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        empty = [n.node.node_id for n, text in zip(nodes, texts) if not text.strip()]
+        if empty:
+            raise ValueError(
+                f"ColBERTRerank scores text, but {len(empty)} node(s) have none: {empty[:5]}"
+            )
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model
+            )
+        )
+        return texts
+
+    def _payload(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> dict[str, Any]:
+        return {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: self.model,
+            EventPayload.QUERY_STR: query_bundle.query_str,
+            EventPayload.TOP_K: self.top_n,
+        }
+
+    def _assemble(
+        self, nodes: list[NodeWithScore], results: list[RerankResult]
+    ) -> list[NodeWithScore]:
+        """One new ``NodeWithScore`` per result, joined on ``RerankResult.index``."""
+        reranked = []
+        for result in results:
+            original = nodes[result.index]
+            node = original.node
+            if self.keep_retrieval_score:
+                node = node.model_copy(
+                    update={
+                        "metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: original.score},
+                        "excluded_llm_metadata_keys": _with_key(node.excluded_llm_metadata_keys),
+                        "excluded_embed_metadata_keys": _with_key(
+                            node.excluded_embed_metadata_keys
+                        ),
+                    }
+                )
+            score = result.normalized_score if self.normalize_scores else result.score
+            reranked.append(NodeWithScore(node=node, score=score))
+        return reranked
+
+
+def _with_key(keys: list[str]) -> list[str]:
+    return keys if RETRIEVAL_SCORE_KEY in keys else [*keys, RETRIEVAL_SCORE_KEY]

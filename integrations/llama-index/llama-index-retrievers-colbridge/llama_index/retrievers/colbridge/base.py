@@ -1,0 +1,275 @@
+"""``ColBERTRetriever``: a LlamaIndex retriever over a colbridge index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import llama_index.core.instrumentation as instrument
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.callbacks.base import CallbackManager
+from llama_index.core.constants import DEFAULT_SIMILARITY_TOP_K
+from llama_index.core.ingestion import arun_transformations, run_transformations
+from llama_index.core.schema import (
+    BaseNode,
+    Document,
+    IndexNode,
+    NodeWithScore,
+    QueryBundle,
+    TransformComponent,
+)
+from llama_index.core.settings import Settings
+from llama_index.core.vector_stores.types import MetadataFilters
+
+from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
+
+from ._convert import REF_DOC_KEY, hit_to_node, node_to_record, to_core_filter
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+dispatcher = instrument.get_dispatcher(__name__)
+
+# colbridge caps k per search; deleting a larger document takes several rounds.
+_MAX_K = 100_000
+
+
+class ColBERTRetriever(BaseRetriever):
+    """Retrieve nodes by ColBERT late interaction (MaxSim) from a colbridge index.
+
+    Args:
+        index: a colbridge index (any ``colbridge.BaseIndex``), or the folder of an embedded
+            index, which is opened — or created when missing or empty.
+        model: only with a folder: the ``ColBERTModel`` or model name to open it with
+            (default: the model that built it; for a new index ``COLBRIDGE_MODEL`` or the
+            default model).
+        similarity_top_k: how many nodes to return.
+        filters: LlamaIndex ``MetadataFilters`` applied to every query. Supported operators
+            ``==``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``in``, ``nin``, under the ``and``
+            condition (also nested); others raise ``ValueError``.
+        normalize_scores: give ``score / query_length`` in [0, 1] instead of raw MaxSim.
+        callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
+
+    Scores are exact MaxSim: the sum, over query tokens, of the best cosine similarity among
+    the node's tokens (raw, unless ``normalize_scores``).
+
+    Nodes are stored with what LlamaIndex embeds for them
+    (``get_content(metadata_mode=MetadataMode.EMBED)``) as the encoded text, and come back
+    with their id, text, metadata and relationships. Two metadata keys are reserved
+    (``_llamaindex_node``, ``_llamaindex_ref_doc_id``); they never appear on returned nodes.
+
+    Example:
+        >>> retriever = ColBERTRetriever.from_documents(docs, "my-index")   # doctest: +SKIP
+        >>> retriever.retrieve("what is late interaction?")                # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        index: BaseIndex | str | os.PathLike[str],
+        *,
+        model: ColBERTModel | str | None = None,
+        similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
+        filters: MetadataFilters | None = None,
+        normalize_scores: bool = False,
+        callback_manager: CallbackManager | None = None,
+        objects: list[IndexNode] | None = None,
+        object_map: dict[str, Any] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        _check_top_k(similarity_top_k)
+        to_core_filter(filters)  # reject unsupported filters now, not at the first query
+        if isinstance(index, BaseIndex):
+            if model is not None:
+                raise ValueError("pass model only with an index folder; an index has its own")
+            self._owns_index = False
+        elif isinstance(index, (str, os.PathLike)):
+            index = EmbeddedIndex(index, model=model)
+            self._owns_index = True
+        else:
+            raise TypeError(
+                f"index must be a colbridge index or a folder, got {type(index).__name__}"
+            )
+        self.index: BaseIndex = index
+        self.similarity_top_k = similarity_top_k
+        self.filters = filters
+        self.normalize_scores = normalize_scores
+        super().__init__(
+            callback_manager=callback_manager,
+            object_map=object_map,
+            objects=objects,
+            verbose=verbose,
+        )
+
+    # -- building -------------------------------------------------------------------------
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        index: BaseIndex | str | os.PathLike[str],
+        *,
+        transformations: Sequence[TransformComponent] | None = None,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> ColBERTRetriever:
+        """Split ``documents`` into nodes (``transformations``, default
+        ``Settings.transformations``: a ``SentenceSplitter``), index them and return a
+        retriever over ``index``. ``kwargs`` go to the constructor."""
+        retriever = cls(index, **kwargs)
+        retriever.insert_documents(
+            documents, transformations=transformations, show_progress=show_progress
+        )
+        return retriever
+
+    @classmethod
+    def from_nodes(
+        cls, nodes: Sequence[BaseNode], index: BaseIndex | str | os.PathLike[str], **kwargs: Any
+    ) -> ColBERTRetriever:
+        """Index ready-made nodes and return a retriever over ``index``."""
+        retriever = cls(index, **kwargs)
+        retriever.insert_nodes(nodes)
+        return retriever
+
+    # -- maintenance ----------------------------------------------------------------------
+    def insert_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
+        """Encode and store nodes; a node whose id is already indexed is replaced.
+
+        Returns the node ids. Either every node is stored or none is.
+        """
+        ids, texts, metadatas = _records(nodes)
+        return self.index.add(texts, ids=ids, metadatas=metadatas) if ids else []
+
+    async def ainsert_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
+        """Async :meth:`insert_nodes`."""
+        ids, texts, metadatas = _records(nodes)
+        return await self.index.aadd(texts, ids=ids, metadatas=metadatas) if ids else []
+
+    def insert_documents(
+        self,
+        documents: Sequence[Document],
+        *,
+        transformations: Sequence[TransformComponent] | None = None,
+        show_progress: bool = False,
+    ) -> list[str]:
+        """Run ``transformations`` (default ``Settings.transformations``) over ``documents``
+        and store the resulting nodes; returns their ids."""
+        nodes = run_transformations(
+            list(documents), _transformations(transformations), show_progress=show_progress
+        )
+        return self.insert_nodes(nodes)
+
+    async def ainsert_documents(
+        self,
+        documents: Sequence[Document],
+        *,
+        transformations: Sequence[TransformComponent] | None = None,
+        show_progress: bool = False,
+    ) -> list[str]:
+        """Async :meth:`insert_documents`."""
+        nodes = await arun_transformations(
+            list(documents), _transformations(transformations), show_progress=show_progress
+        )
+        return await self.ainsert_nodes(nodes)
+
+    def delete_ref_doc(self, ref_doc_id: str) -> int:
+        """Delete every node that came from the source document ``ref_doc_id``.
+
+        Returns how many nodes were deleted (0 when none came from it).
+        """
+        query, ref_filter = _ref_doc_query(ref_doc_id)
+        deleted = 0
+        while True:
+            k = min(self.index.count(), _MAX_K)
+            if k == 0:
+                return deleted
+            hits = self.index.search(query, k, filter=ref_filter)
+            deleted += self.index.delete([h.id for h in hits], missing_ok=True)
+            if len(hits) < k:
+                return deleted
+
+    async def adelete_ref_doc(self, ref_doc_id: str) -> int:
+        """Async :meth:`delete_ref_doc`."""
+        query, ref_filter = _ref_doc_query(ref_doc_id)
+        deleted = 0
+        while True:
+            k = min(await self.index.acount(), _MAX_K)
+            if k == 0:
+                return deleted
+            hits = await self.index.asearch(query, k, filter=ref_filter)
+            deleted += await self.index.adelete([h.id for h in hits], missing_ok=True)
+            if len(hits) < k:
+                return deleted
+
+    # -- retrieval ------------------------------------------------------------------------
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        _check_top_k(self.similarity_top_k)
+        hits = self.index.search(
+            query_bundle.query_str, self.similarity_top_k, filter=to_core_filter(self.filters)
+        )
+        return self._to_nodes(hits)
+
+    @dispatcher.span
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        _check_top_k(self.similarity_top_k)
+        hits = await self.index.asearch(
+            query_bundle.query_str, self.similarity_top_k, filter=to_core_filter(self.filters)
+        )
+        return self._to_nodes(hits)
+
+    def _to_nodes(self, hits: list[Hit]) -> list[NodeWithScore]:
+        return [
+            NodeWithScore(
+                node=hit_to_node(hit),
+                score=hit.normalized_score if self.normalize_scores else hit.score,
+            )
+            for hit in hits
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the index if this retriever opened it from a folder (a given index is left
+        open for its owner)."""
+        if self._owns_index:
+            self.index.close()
+
+    def __enter__(self) -> ColBERTRetriever:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _check_top_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
+        raise ValueError(f"similarity_top_k must be an integer from 1 to {_MAX_K}, got {k!r}")
+
+
+def _records(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    if isinstance(nodes, BaseNode):
+        raise TypeError("insert_nodes takes a list of nodes, got a single node")
+    ids, texts, metadatas = [], [], []
+    for node in nodes:
+        node_id, text, metadata = node_to_record(node)
+        ids.append(node_id)
+        texts.append(text)
+        metadatas.append(metadata)
+    return ids, texts, metadatas
+
+
+def _transformations(
+    transformations: Sequence[TransformComponent] | None,
+) -> list[TransformComponent]:
+    return list(transformations) if transformations is not None else Settings.transformations
+
+
+def _ref_doc_query(ref_doc_id: str) -> tuple[str, dict[str, Any]]:
+    """The search that lists a document's nodes: a filter on the reserved ref-doc key, with
+    ``k`` at least the number of matches, so every match comes back whatever the query text."""
+    if not isinstance(ref_doc_id, str) or not ref_doc_id:
+        raise ValueError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
+    return ref_doc_id, {REF_DOC_KEY: ref_doc_id}
