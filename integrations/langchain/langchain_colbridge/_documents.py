@@ -1,4 +1,4 @@
-"""Translation between colbridge's values and LangChain ``Document`` objects (no logic beyond that)."""
+"""Translation between colbridge's values and LangChain ``Document`` objects, nothing more."""
 
 from __future__ import annotations
 

@@ -48,7 +48,9 @@ def slow_model(tiny_model_path: Path) -> SlowModel:
 
 
 @pytest.fixture
-def slow_index(tmp_path: Path, slow_model: SlowModel, sample_corpus: list[dict]) -> Iterator[EmbeddedIndex]:
+def slow_index(
+    tmp_path: Path, slow_model: SlowModel, sample_corpus: list[dict]
+) -> Iterator[EmbeddedIndex]:
     """A small index (12 sample passages) built with the slow model."""
     corpus = sample_corpus[:12]
     with EmbeddedIndex(tmp_path / "slow-index", model=slow_model) as index:
@@ -91,7 +93,9 @@ def measure_loop() -> Callable[[Awaitable[T]], Awaitable[tuple[T, float, int]]]:
 
 
 @pytest.fixture
-def sample_index(tmp_path: Path, sample_index_path: Path, offline_model: ColBERTModel) -> Iterator[EmbeddedIndex]:
+def sample_index(
+    tmp_path: Path, sample_index_path: Path, offline_model: ColBERTModel
+) -> Iterator[EmbeddedIndex]:
     """A private, writable copy of the sample-corpus index (offline-minilm)."""
     path = tmp_path / "sample-index"
     shutil.copytree(sample_index_path, path)

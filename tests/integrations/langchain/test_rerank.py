@@ -6,12 +6,11 @@ import copy
 import warnings
 
 import pytest
-from colbridge import ColBERTModel, Reranker
+from colbridge import Reranker
 from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_colbridge import ColBERTRerank
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
-
-from langchain_colbridge import ColBERTRerank
 
 with warnings.catch_warnings():  # langchain-community warns that it is being sunset
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -8,11 +8,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from colbridge import EmbeddedIndex, IndexCorruptError, InvalidInputError
+from colbridge import IndexCorruptError, InvalidInputError
+from langchain_colbridge import ColBERTRetriever
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
-
-from langchain_colbridge import ColBERTRetriever
 
 
 def test_documents_carry_id_metadata_and_normalised_score(sample_index, sample_corpus):
@@ -20,7 +19,7 @@ def test_documents_carry_id_metadata_and_normalised_score(sample_index, sample_c
     docs = ColBERTRetriever(index=sample_index, k=5).invoke("neutron stars and radio pulses")
     hits = sample_index.search("neutron stars and radio pulses", k=5)
     assert [d.id for d in docs] == [h.id for h in hits]
-    for doc, hit in zip(docs, hits):
+    for doc, hit in zip(docs, hits, strict=True):
         assert doc.page_content == by_id[doc.id]["text"]
         score = doc.metadata.pop("relevance_score")
         assert score == pytest.approx(hit.normalized_score)

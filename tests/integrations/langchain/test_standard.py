@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 from colbridge import ColBERTModel, EmbeddedIndex
+from langchain_colbridge import ColBERTRetriever, ColBERTVectorStore
 from langchain_core.vectorstores import VectorStore
 from langchain_tests.integration_tests import (
     RetrieversIntegrationTests,
     VectorStoreIntegrationTests,
 )
-
-from langchain_colbridge import ColBERTRetriever, ColBERTVectorStore
 
 
 @pytest.fixture(scope="module")

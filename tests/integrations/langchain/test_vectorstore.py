@@ -1,4 +1,4 @@
-"""ColBERTVectorStore: upserts, deletes, scores, retrievers, MMR, construction, async, persistence."""
+"""ColBERTVectorStore: writes, scores, retrievers, MMR, construction, async, persistence."""
 
 from __future__ import annotations
 
@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from colbridge import EmbeddedIndex
+from langchain_colbridge import ColBERTVectorStore, _mmr
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import VectorStore
 
-from langchain_colbridge import ColBERTVectorStore
-from langchain_colbridge import _mmr
-
 EIFFEL = {
     "e1": "The Eiffel Tower in Paris was completed in 1889 for the World's Fair.",
     "e2": "Completed in 1889 for the World's Fair, the Eiffel Tower stands in Paris.",
-    "e3": "The Eiffel Tower, finished in 1889 for the Paris World's Fair, is built of wrought iron.",
+    "e3": "The Eiffel Tower, finished in 1889 for the Paris World's Fair, is built of "
+    "wrought iron.",
     "louvre": "The Louvre in Paris is the most visited art museum in the world.",
     "photo": "Photosynthesis converts light into chemical energy in plants.",
 }
@@ -198,7 +197,8 @@ async def test_from_texts_and_documents_take_a_model(tmp_path, tiny_model):
         assert store.embeddings is None
         store.index.close()
     with pytest.raises(TypeError, match="Embeddings"):
-        ColBERTVectorStore.from_texts(["x"], DeterministicFakeEmbedding(size=4), path=tmp_path / "5")
+        ColBERTVectorStore.from_texts(
+            ["x"], DeterministicFakeEmbedding(size=4), path=tmp_path / "5")
     with pytest.raises(TypeError, match="once"):
         ColBERTVectorStore.from_texts(["x"], tiny_model, model=tiny_model, path=tmp_path / "6")
     with pytest.raises(TypeError, match="colbridge index"):
