@@ -8,15 +8,16 @@ A filter is a dict. Top-level keys are metadata fields (ANDed together) or ``$an
     {"$and": [{"topic": "music"}, {"year": {"$gt": 1950}}]}
 
 Operators: ``$eq $ne $in $nin $gt $gte $lt $lte``; values are strings, numbers, booleans or
-null. A field that a document lacks matches nothing but ``$ne`` and ``$nin``. Anything else is
-rejected with :class:`~colbridge.errors.InvalidInputError` — never silently ignored.
+null. A field that a document lacks matches nothing but ``$ne`` and ``$nin``;
+``{"f": None}`` matches an explicit null and ``{"f": {"$ne": None}}`` a present, non-null value.
+Anything else is rejected with :class:`~colbridge.errors.InvalidInputError` — never silently ignored.
 
 Field names and values reach SQLite only as bound parameters, so a filter cannot inject SQL.
+Types are compared as JSON sees them: ``true`` is not ``1``, and ``"5"`` is not ``5``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,57 +113,41 @@ def _scalar(field: str, value: Any) -> Scalar:
     )
 
 
-def json_path(field: str) -> str:
-    """The SQLite JSON path of a top-level metadata field (quoted, so any name is safe)."""
-    return '$."' + field.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def to_sql(conditions: list[Condition], column: str = "metadata") -> tuple[str, list[Any]]:
-    """Compile conditions to a SQLite boolean expression over a JSON ``column`` and its parameters."""
+    """Compile conditions to a SQLite boolean expression over a JSON ``column`` and its parameters.
+
+    Each condition looks its field up with ``json_each`` (keys compared as bound parameters, so
+    any key is safe) and compares JSON types as well as values: ``true`` is not ``1`` and the
+    string ``"5"`` is not the number 5.
+    """
     clauses: list[str] = []
     params: list[Any] = []
     for cond in conditions:
-        extracted = f"json_extract({column}, ?)"
-        present = f"json_type({column}, ?) IS NOT NULL"
-        path = json_path(cond.field)
-        if cond.op == "$eq" and cond.value is None:
-            clauses.append(f"json_type({column}, ?) = 'null'")
-            params.append(path)
-        elif cond.op == "$eq":
-            clauses.append(f"({present} AND {extracted} = ?)")
-            params += [path, path, _sql_value(cond.value)]
-        elif cond.op == "$ne":
-            if cond.value is None:
-                clauses.append(f"coalesce(json_type({column}, ?), 'null') != 'null'")
-                params.append(path)
-            else:
-                clauses.append(f"({extracted} IS NOT ?)")
-                params += [path, _sql_value(cond.value)]
-        elif cond.op in _RANGE:
-            # Compare like with like: numbers with numbers, strings with strings.
+        if cond.op in _RANGE:
             kind = "('integer', 'real')" if _is_number(cond.value) else "('text')"
-            clauses.append(f"(json_type({column}, ?) IN {kind} AND {extracted} {_RANGE[cond.op]} ?)")
-            params += [path, path, cond.value]
-        else:  # $in / $nin
-            values = [v for v in cond.value if v is not None]
-            has_null = len(values) != len(cond.value)
-            member = f"{extracted} IN ({', '.join('?' * len(values))})" if values else "0"
-            member_params = [path, *(_sql_value(v) for v in values)] if values else []
-            if has_null:
-                member = f"({member} OR json_type({column}, ?) = 'null')"
-                member_params.append(path)
-            if cond.op == "$in":
-                clauses.append(f"({present} AND {member})")
-                params += [path, *member_params]
-            else:
-                clauses.append(f"(NOT coalesce({member}, 0))")
-                params += member_params
+            test, test_params = f"type IN {kind} AND value {_RANGE[cond.op]} ?", [cond.value]
+        elif cond.op == "$ne" and cond.value is None:
+            test, test_params = "type != 'null'", []
+        else:
+            values = cond.value if cond.op in MEMBERSHIP else (cond.value,)
+            parts = [_typed_equal(v) for v in values]
+            test = "(" + " OR ".join(p for p, _ in parts) + ")" if parts else "0"
+            test_params = [x for _, ps in parts for x in ps]
+        exists = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = ? AND {test})"
+        negate = cond.op in ("$ne", "$nin") and cond.value is not None
+        clauses.append(f"NOT {exists}" if negate else exists)
+        params += [cond.field, *test_params]
     return (" AND ".join(clauses) or "1"), params
 
 
-def _sql_value(value: Scalar) -> Any:
-    # json_extract gives 1/0 for JSON true/false; Python's bools bind as 1/0 too.
-    return value
+def _typed_equal(value: Scalar) -> tuple[str, list[Any]]:
+    if value is None:
+        return "type = 'null'", []
+    if isinstance(value, bool):
+        return ("type = 'true'" if value else "type = 'false'"), []
+    if isinstance(value, str):
+        return "(type = 'text' AND value = ?)", [value]
+    return "(type IN ('integer', 'real') AND value = ?)", [value]
 
 
 def matches(conditions: list[Condition], metadata: Mapping[str, Any]) -> bool:
@@ -176,6 +161,8 @@ _MISSING = object()
 def _matches_one(cond: Condition, metadata: Mapping[str, Any]) -> bool:
     value = metadata.get(cond.field, _MISSING)
     if cond.op == "$ne":
+        if cond.value is None:  # "has a value"
+            return value is not _MISSING and value is not None
         return value is _MISSING or not _same(value, cond.value)
     if cond.op == "$nin":
         return value is _MISSING or not any(_same(value, v) for v in cond.value)
@@ -199,11 +186,11 @@ def _matches_one(cond: Condition, metadata: Mapping[str, Any]) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
-    # JSON has one number type and true/false map to 1/0 in SQLite; mirror that here.
-    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
-        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    """Equality as JSON types see it: booleans, null, strings and numbers never equal each other."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, str) or isinstance(b, str):
         return isinstance(a, str) and isinstance(b, str) and a == b
-    return a == b
+    return _is_number(a) and _is_number(b) and a == b

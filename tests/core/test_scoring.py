@@ -1,0 +1,49 @@
+"""MaxSim pinned on hand-built vectors, and the packed/batched forms agree with the plain one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from colbridge.scoring import maxsim, maxsim_many, maxsim_packed, normalize_score
+
+
+def test_maxsim_sums_the_best_match_of_each_query_token():
+    query = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    document = np.array([[1.0, 0.0], [0.8, 0.6]])
+    # token 0 -> 1.0 (doc 0); token 1 -> 0.6 (doc 1); token 2 -> max(0.6, 0.96) = 0.96
+    assert maxsim(query, document) == pytest.approx(1.0 + 0.6 + 0.96)
+
+
+def test_maxsim_is_not_a_mean_and_ignores_document_length():
+    query = np.array([[1.0, 0.0]])
+    short = np.array([[1.0, 0.0]])
+    padded_with_noise = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    assert maxsim(query, short) == maxsim(query, padded_with_noise) == pytest.approx(1.0)
+
+
+def test_negative_best_similarities_stay_negative():
+    """No zero padding: a document whose every token opposes the query scores below zero."""
+    query = np.array([[1.0, 0.0]])
+    opposed = np.array([[-1.0, 0.0], [-0.6, -0.8]])
+    assert maxsim(query, opposed) == pytest.approx(-0.6)
+
+
+def test_packed_and_many_match_one_by_one():
+    rng = np.random.default_rng(1)
+    query = rng.standard_normal((8, 16)).astype(np.float32)
+    documents = [rng.standard_normal((n, 16)).astype(np.float32) for n in (1, 5, 30, 2)]
+    expected = [maxsim(query, d) for d in documents]
+    np.testing.assert_allclose(maxsim_many(query, documents), expected, rtol=1e-5)
+    lengths = np.array([len(d) for d in documents])
+    np.testing.assert_allclose(maxsim_packed(query, np.concatenate(documents), lengths), expected,
+                               rtol=1e-5)
+    assert maxsim_many(query, []).shape == (0,)
+
+
+def test_normalize_score_maps_to_unit_interval_monotonically():
+    assert normalize_score(32.0, 32) == 1.0
+    assert normalize_score(16.0, 32) == 0.5
+    assert normalize_score(-3.0, 32) == 0.0
+    raw = np.array([-1.0, 0.0, 4.0, 8.0])
+    np.testing.assert_allclose(normalize_score(raw, 8), [0.0, 0.0, 0.5, 1.0])
