@@ -86,10 +86,11 @@ def test_top_n_default_none_and_larger_than_input(tiny_model, corpus_documents):
     assert len(ColBERTRerank(model=tiny_model, top_n=50).compress_documents(docs, "stars")) == 6
 
 
-async def test_empty_input_gives_empty_output(tiny_model):
-    rerank = ColBERTRerank(model=tiny_model)
+async def test_empty_input_gives_empty_output_without_loading_the_model(tiny_model_path):
+    rerank = ColBERTRerank(model=tiny_model_path)
     assert list(rerank.compress_documents([], "anything")) == []
     assert list(await rerank.acompress_documents([], "anything")) == []
+    assert not rerank._reranker.model.loaded
 
 
 def test_blank_documents_score_zero_and_come_last(tiny_model):
