@@ -100,7 +100,7 @@ def li_index_copy(li_index_path: Path, tmp_path: Path) -> Path:
 class EventCollector(BaseEventHandler):
     """Keeps every instrumentation event it sees."""
 
-    events: list[Any] = []
+    events: list[Any]  # set per instance: EventCollector(events=[])
 
     @classmethod
     def class_name(cls) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from colbridge import ColBERTModel, EmbeddedIndex, Reranker
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import (
@@ -33,8 +34,6 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 from llama_index.retrievers.colbridge import ColBERTRetriever
-
-from colbridge import ColBERTModel, EmbeddedIndex, Reranker
 
 TINY_NAME = "tiny-test-model"
 
@@ -65,7 +64,7 @@ def rich_nodes() -> list[TextNode]:
     """Nodes exercising everything a node carries: chunk links, exclusions, nested metadata."""
     long_doc = Document(
         id_="doc-long",
-        text=" ".join(f"Sentence number {i} talks about tides, moons and orbits." for i in range(30)),
+        text=" ".join(f"Sentence {i} talks about tides, moons and orbits." for i in range(30)),
         metadata={"topic": "astronomy", "year": 1990},
         excluded_llm_metadata_keys=["year"],
     )
@@ -112,7 +111,9 @@ def to_llama_filters(spec: dict[str, Any] | None) -> MetadataFilters | None:
     filters = []
     for key, value in spec.items():
         if isinstance(value, dict):
-            filters += [MetadataFilter(key=key, value=v, operator=ops[op]) for op, v in value.items()]
+            filters += [
+                MetadataFilter(key=key, value=v, operator=ops[op]) for op, v in value.items()
+            ]
         else:
             filters.append(MetadataFilter(key=key, value=value))
     return MetadataFilters(filters=filters)
@@ -179,7 +180,9 @@ FILTER_CASES: list[tuple[str, MetadataFilters, Callable[[dict], bool]]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "filters", "predicate"), FILTER_CASES, ids=[c[0] for c in FILTER_CASES])
+@pytest.mark.parametrize(
+    ("name", "filters", "predicate"), FILTER_CASES, ids=[c[0] for c in FILTER_CASES]
+)
 def test_filters_return_exactly_the_matching_nodes(
     tiny_index, sample_corpus: list[dict], name: str, filters: MetadataFilters,
     predicate: Callable[[dict], bool],
@@ -224,12 +227,12 @@ UNSUPPORTED = [
 
 @pytest.mark.parametrize("filters", UNSUPPORTED, ids=lambda f: repr(f)[:60])
 def test_unsupported_filters_are_rejected(tiny_index, filters: MetadataFilters) -> None:
-    with pytest.raises(ValueError, match="not support|only the 'and'"):
+    with pytest.raises(ValueError, match=r"not support|only the 'and'"):
         ColBERTRetriever(tiny_index, filters=filters)
     # also when set after construction: never silently ignored
     retriever = ColBERTRetriever(tiny_index)
     retriever.filters = filters
-    with pytest.raises(ValueError, match="not support|only the 'and'"):
+    with pytest.raises(ValueError, match=r"not support|only the 'and'"):
         retriever.retrieve("music")
 
 
@@ -421,7 +424,7 @@ def test_persistence_across_processes(tmp_path: Path, tiny_model, tiny_model_pat
     assert result.returncode == 0, result.stderr[-3000:]
     there = json.loads(result.stdout.strip().splitlines()[-1])
     assert [d["id_"] for _, d in there] == [n.node.node_id for n in here]
-    for (score, data), mine in zip(there, here):
+    for (score, data), mine in zip(there, here, strict=True):
         assert data == dump(originals[data["id_"]])
         assert score == pytest.approx(mine.score, abs=1e-4)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
+from colbridge import ColBERTModel, Reranker, RerankResult
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-
-from colbridge import ColBERTModel, Reranker, RerankResult
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -41,8 +40,10 @@ class ColBERTRerank(BaseNodePostprocessor):
     (with copied nodes when ``keep_retrieval_score`` is set).
 
     Example:
-        >>> rerank = ColBERTRerank(top_n=3)                                          # doctest: +SKIP
-        >>> engine = index.as_query_engine(similarity_top_k=20, node_postprocessors=[rerank])  # doctest: +SKIP
+        >>> rerank = ColBERTRerank(top_n=3)  # doctest: +SKIP
+        >>> engine = index.as_query_engine(  # doctest: +SKIP
+        ...     similarity_top_k=20, node_postprocessors=[rerank]
+        ... )
     """
 
     model: str = Field(description="Name of the ColBERT model.")
@@ -137,7 +138,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         if query_bundle is None:
             raise ValueError("Missing query bundle: ColBERTRerank needs the query to rerank by.")
         texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-        empty = [n.node.node_id for n, text in zip(nodes, texts) if not text.strip()]
+        empty = [n.node.node_id for n, text in zip(nodes, texts, strict=True) if not text.strip()]
         if empty:
             raise ValueError(
                 f"ColBERTRerank scores text, but {len(empty)} node(s) have none: {empty[:5]}"
