@@ -26,14 +26,13 @@ from pathlib import Path
 
 from colbridge import ColBERTModel, EmbeddedIndex
 from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_colbridge import ColBERTRerank, ColBERTRetriever
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
-
-from langchain_colbridge import ColBERTRerank, ColBERTRetriever
 
 with warnings.catch_warnings():  # langchain-community announces that it is being sunset
     warnings.simplefilter("ignore", DeprecationWarning)

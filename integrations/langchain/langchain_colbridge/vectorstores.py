@@ -47,7 +47,8 @@ class ColBERTVectorStore(VectorStore):
     index). Every method has a native async twin over colbridge's async API.
 
     Args:
-        index: the colbridge index holding the documents.
+        index: the colbridge index holding the documents (kept as ``store.index``; close it
+            with ``store.index.close()`` when done).
 
     Example:
         ```python
@@ -390,10 +391,14 @@ def _ids_to_delete(ids: Sequence[str] | None) -> list[str]:
 
 
 def _unique(ids: Sequence[str]) -> list[str]:
-    """Ids without duplicates, in first-seen order (colbridge refuses repeated ids)."""
+    """Ids without duplicates or empty strings, in first-seen order.
+
+    colbridge refuses repeated and empty ids; here they are simply not found, as LangChain's
+    ``get_by_ids`` and ``delete`` expect.
+    """
     if isinstance(ids, str):
         raise TypeError("ids must be a list of strings, not one string")
-    return list(dict.fromkeys(ids))
+    return [doc_id for doc_id in dict.fromkeys(ids) if doc_id]
 
 
 def _close_and_remove(index: BaseIndex, folder: str) -> None:

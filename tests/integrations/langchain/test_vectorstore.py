@@ -79,8 +79,10 @@ def test_delete_single_bulk_unknown_and_none(store):
 
 def test_get_by_ids_order_unknown_and_duplicates(store):
     store.add_texts(["one", "two", "three"], ids=["1", "2", "3"])
-    assert [d.id for d in store.get_by_ids(["3", "nope", "1", "3"])] == ["3", "1"]
+    assert [d.id for d in store.get_by_ids(["3", "nope", "1", "3", ""])] == ["3", "1"]
     assert store.get_by_ids([]) == []
+    assert store.delete(["", "2", "2"]) is True
+    assert store.index.count() == 2
 
 
 # -- search ----------------------------------------------------------------------------------
