@@ -363,13 +363,13 @@ def _check_lambda(lambda_mult: float) -> None:
 
 def _unpack(
     documents: Sequence[Document], ids: Sequence[str | None] | None
-) -> tuple[list[str], list[dict[str, Any]], list[str | None] | None]:
+) -> tuple[list[str], list[dict[str, Any]], list[str] | None]:
     """Texts, metadatas and ids of documents; explicit ``ids`` win over ``Document.id``."""
     if ids is None and any(doc.id for doc in documents):
         ids = [doc.id for doc in documents]
     texts = [doc.page_content for doc in documents]
     metadatas = [doc.metadata for doc in documents]
-    return texts, metadatas, None if ids is None else list(ids)
+    return texts, metadatas, _fill_ids(ids, len(texts))
 
 
 def _fill_ids(ids: Sequence[str | None] | None, count: int) -> list[str] | None:
