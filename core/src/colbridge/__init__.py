@@ -20,6 +20,7 @@ _EXPORTS = {
     "BaseIndex": "colbridge.index",
     "EmbeddedIndex": "colbridge.index",
     "GraphParams": "colbridge.index",
+    "QdrantIndex": "colbridge.index",
     "SearchOptions": "colbridge.index",
     "Reranker": "colbridge.rerank",
     "Hit": "colbridge.types",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
         InvalidInputError,
         ModelLoadError,
     )
-    from .index import BaseIndex, EmbeddedIndex, GraphParams, SearchOptions
+    from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
     from .models import ColBERTModel
     from .rerank import Reranker
     from .types import Hit, RerankResult, StoredDocument

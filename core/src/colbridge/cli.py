@@ -31,8 +31,9 @@ err = Console(stderr=True)
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index folder.")]
 ModelOption = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help="Hub id, model folder or 'offline-minilm' "
-                 "(default: COLBRIDGE_MODEL, else the model that built the index)."),
+    typer.Option("--model", "-m", help="Hub id, model folder or 'offline-minilm'. An existing "
+                 "index defaults to the model that built it; a new one to COLBRIDGE_MODEL or "
+                 "the default model."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -175,6 +176,7 @@ def index_command(
             before = target.count()
             _add_with_progress(target, [r.text for r in records], [r.id for r in records],
                                [r.metadata for r in records], chunk=256)
+            target.flush()
             stats = target.stats()
         seconds = time.perf_counter() - started
         replaced = before + len(records) - stats["documents"]
@@ -207,6 +209,7 @@ def search(
             except json.JSONDecodeError as e:
                 raise InvalidInputError(f"--filter is not valid JSON: {e.msg}") from e
         with _open_index(index, model) as target:
+            target.model.load()  # time the search, not the model load
             started = time.perf_counter()
             hits = target.search(query, k=k, filter=spec)
             elapsed = (time.perf_counter() - started) * 1000
@@ -222,6 +225,90 @@ def search(
             table.add_row(str(rank), hit.id, f"{hit.normalized_score:.3f}", _snippet(hit.text),
                           json.dumps(hit.metadata, ensure_ascii=False) if hit.metadata else "")
         out.print(table)
+
+
+# -- eval -------------------------------------------------------------------------------------
+@app.command("eval")
+def eval_command(
+    data_dir: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, "
+                                                  "qrels/<split>.tsv.")],
+    index: Annotated[Optional[Path], typer.Option(
+        "--index", "-i", help="Index folder to build, or to reuse if it already holds the corpus "
+                              "(default: a temporary folder).")] = None,
+    model: ModelOption = None,
+    split: Annotated[str, typer.Option(help="Which qrels file to use.")] = "test",
+    limit_docs: Annotated[Optional[int], typer.Option(
+        help="Index at most this many documents (judged ones first).")] = None,
+    limit_queries: Annotated[Optional[int], typer.Option(help="Run at most this many queries.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        help="Save a PNG of agreement with exact MaxSim against latency as the candidate "
+             "breadth varies.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure quality, latency, build cost and size on a BEIR-format collection."""
+    from .evaluation import build_index, evaluate, load_beir, plot_sweep, sweep
+    from .index import EmbeddedIndex
+
+    with _user_errors():
+        data = load_beir(data_dir, split, limit_docs=limit_docs, limit_queries=limit_queries)
+        with contextlib.ExitStack() as stack:
+            folder = index or Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="colbridge-eval-"))) / "index"
+            target = stack.enter_context(EmbeddedIndex(folder, model=model))
+            build = None
+            if target.count() == 0:
+                build = _build_with_progress(target, data, build_index)
+            elif target.count() != len(data.doc_ids):
+                raise InvalidInputError(
+                    f"{folder} holds {target.count()} documents, the collection "
+                    f"{len(data.doc_ids)}: pass an empty or matching --index")
+            target.model.load()
+            report = evaluate(target, data, build=build)
+            if plot:
+                report["sweep"] = sweep(target, data)
+                plot_sweep(report["sweep"], plot, f"{data.name}: {len(data.doc_ids)} docs, "
+                           f"{len(data.queries)} queries, {target.model.name}")
+        if as_json:
+            print(json.dumps(report, indent=2))
+            return
+        _print_report(report, plot)
+
+
+def _build_with_progress(target: Any, data: Any, build_index: Any) -> dict[str, float]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("Encoding and indexing", total=len(data.doc_ids))
+        return build_index(target, data, progress=lambda n: progress.advance(task, n))
+
+
+def _print_report(report: dict[str, Any], plot: Path | None) -> None:
+    table = Table(title=f"colbridge eval: {report['dataset']} ({report['documents']:,} documents, "
+                        f"{report['queries']:,} queries, {report['model']})", show_header=False)
+    q, lat, size = report["quality"], report["latency_ms"], report["size"]
+    rows = [
+        ("nDCG@10", f"{q['ndcg@10']:.4f} (exact MaxSim {q['exact_ndcg@10']:.4f})"),
+        ("recall@10 / @100", f"{q['recall@10']:.4f} / {q['recall@100']:.4f}"),
+        ("MRR@10", f"{q['mrr@10']:.4f}"),
+        ("agreement with exact top-10", f"{q['agreement@10']:.4f}"),
+        ("query encoding p50 / p95", f"{lat['encode_p50']:.1f} / {lat['encode_p95']:.1f} ms"),
+        ("search p50 / p95", f"{lat['search_p50']:.1f} / {lat['search_p95']:.1f} ms "
+                             f"(exact brute force p50 {lat['exact_search_p50']:.1f} ms)"),
+    ]
+    if report["build_s"]:
+        b = report["build_s"]
+        rows.append(("build: encoding / indexing", f"{b['encode_s']:.1f} s / {b['index_s']:.1f} s"))
+    rows += [
+        ("index size", f"{size['bytes'] / 1e6:.1f} MB ({size['bytes_per_document']:.0f} B/document, "
+                       f"{size['bytes_per_token_vector']:.0f} B/token vector)"),
+        ("peak memory", f"{report['peak_rss_mb']:.0f} MB"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    if plot:
+        out.print(f"Plot saved to {plot}.")
 
 
 # -- info -------------------------------------------------------------------------------------
@@ -247,6 +334,43 @@ def info(index: IndexOption, as_json: JsonOption = False) -> None:
             if key != "files":
                 table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         out.print(table)
+
+
+# -- migrate ----------------------------------------------------------------------------------
+@app.command("migrate")
+def migrate_command(
+    source: Annotated[Path, typer.Option("--from", help="The embedded index folder to copy.")],
+    target: Annotated[str, typer.Option(
+        "--to", help="qdrant://HOST:PORT/COLLECTION, qdrants://HOST:PORT/COLLECTION (HTTPS) or "
+                     "qdrant+local:///DIR/COLLECTION (Qdrant's local mode in DIR).")],
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="QDRANT_API_KEY", help="API key of the Qdrant server.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Documents per request.")] = 256,
+) -> None:
+    """Copy an embedded index into a Qdrant collection (its stored vectors: no re-encoding).
+
+    Ids the collection already holds are skipped, so an interrupted run resumes when repeated.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from .index.qdrant import import_qdrant
+    from .migrate import migrate_index
+
+    with _user_errors():
+        import_qdrant()
+        started = time.perf_counter()
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as progress:
+            task = progress.add_task("Copying to Qdrant", total=None)
+            result = migrate_index(
+                source, target, api_key=api_key, batch_size=batch_size,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+        out.print(
+            f"Copied {result.copied:,} documents to {target} in "
+            f"{time.perf_counter() - started:.1f} s ({result.skipped:,} of {result.total:,} were "
+            "there already).",
+            highlight=False,
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -82,7 +82,9 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
             title = row.get("title")
             if isinstance(title, str) and title.strip():
                 text = f"{title.strip()}\n{text}"
-            doc_id = row.get("id", row.get("_id", f"{path.stem}-{number}"))
+            doc_id = row.get("id", row.get("_id"))
+            if doc_id is None or doc_id == "":
+                doc_id = f"{path.stem}-{number}"
             metadata = row.get("metadata") or {}
             if not isinstance(metadata, dict):
                 raise InvalidInputError(f"{where}: 'metadata' must be an object")

@@ -27,9 +27,10 @@ class Reranker:
             reranked again is not encoded again (0 disables the cache).
 
     Example:
-        >>> reranker = Reranker("offline-minilm")                              # doctest: +SKIP
-        >>> [r.index for r in reranker.rerank("capital of France", ["Berlin is...", "Paris is..."])]
-        [1, 0]                                                                  # doctest: +SKIP
+        >>> reranker = Reranker("offline-minilm")  # doctest: +SKIP
+        >>> ranked = reranker.rerank("capital of France", ["Berlin is...", "Paris is..."])  # doctest: +SKIP
+        >>> [r.index for r in ranked]  # doctest: +SKIP
+        [1, 0]
     """
 
     def __init__(self, model: ColBERTModel | str | None = None, *, cache_size: int = 0) -> None:
@@ -80,9 +81,10 @@ class Reranker:
         for position, doc in enumerate(documents):
             if not isinstance(doc, np.ndarray):
                 check_text(doc, f"documents[{position}]")
-            elif doc.ndim != 2 or len(doc) == 0:
+            elif doc.ndim != 2 or len(doc) == 0 or not np.isfinite(doc).all():
                 raise InvalidInputError(
-                    f"documents[{position}] must be a (n_tokens, dim) array, got shape {doc.shape}"
+                    f"documents[{position}] must be a finite (n_tokens, dim) array, got shape "
+                    f"{doc.shape}"
                 )
         if top_n is not None:
             check_k(top_n, "top_n")
@@ -112,7 +114,7 @@ class Reranker:
     def _embed(self, documents: Sequence[str | np.ndarray]) -> list[np.ndarray]:
         """Arrays pass through; texts come from the cache or one batched encoder call."""
         result: list[np.ndarray | None] = [
-            np.asarray(d, dtype=np.float32) if isinstance(d, np.ndarray) else None for d in documents
+            _normalized(d) if isinstance(d, np.ndarray) else None for d in documents
         ]
         keys = {i: _key(d) for i, d in enumerate(documents) if isinstance(d, str)}
         if self.cache_size:
@@ -136,6 +138,11 @@ class Reranker:
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         return result  # type: ignore[return-value]
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _key(text: str) -> str:

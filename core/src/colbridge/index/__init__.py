@@ -1,7 +1,8 @@
-"""Index backends: the shared contract and the embedded (Voyager + SQLite) index."""
+"""Index backends: the shared contract, the embedded (Voyager + SQLite) index, and Qdrant."""
 
 from .base import BaseIndex
 from .embedded import EmbeddedIndex, SearchOptions
 from .manifest import GraphParams
+from .qdrant import QdrantIndex
 
-__all__ = ["BaseIndex", "EmbeddedIndex", "GraphParams", "SearchOptions"]
+__all__ = ["BaseIndex", "EmbeddedIndex", "GraphParams", "QdrantIndex", "SearchOptions"]

@@ -2,7 +2,7 @@
 
 Schema (``documents.sqlite``, WAL mode)::
 
-    documents(doc_no INTEGER PRIMARY KEY,   -- internal number
+    documents(doc_no INTEGER PRIMARY KEY AUTOINCREMENT,   -- internal number, never reused
               id TEXT UNIQUE NOT NULL,       -- the caller's id
               text TEXT NOT NULL,
               metadata TEXT NOT NULL,        -- a JSON object

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..scoring import maxsim_packed
 from .base import BaseIndex
 from .docstore import DocStore, NewDocument
 from .graph import TokenGraph, graph_file_name, latest_checkpoint
-from .manifest import GraphParams, Manifest, ModelInfo, looks_empty
+from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
 from .vectors import VectorFile, vector_file_name, write_vector_file
 
 logger = logging.getLogger(__name__)
@@ -193,8 +194,23 @@ class EmbeddedIndex(BaseIndex):
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _reload(self) -> None:
-        """Read the committed state from disk; keep the in-memory graph when it is still valid."""
+        """Read the committed state from disk; keep the in-memory graph when it is still valid.
+
+        Another process may compact between our reading the state and opening its files (and
+        delete the files we were about to open): then the state has moved on, and we read again.
+        """
+        for attempt in range(5):
+            try:
+                self._load_state()
+                return
+            except IndexCorruptError:
+                if attempt == 4 or self._store.changes() == getattr(self, "_changes_seen", None):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _load_state(self) -> None:
         state, table = self._store.ranges()
+        self._changes_seen = state.changes
         vectors = VectorFile(self.path, state.generation, self.dimension, state.vector_rows)
         self._vectors = vectors
         self._changes = state.changes
@@ -316,6 +332,16 @@ class EmbeddedIndex(BaseIndex):
         self._saved_rows = self._graph.rows
         self._remove_stale_files()
 
+    def flush(self) -> None:
+        """Save the graph now if rows were added since its last checkpoint (close() does too).
+
+        Documents are durable as soon as ``add`` returns; the checkpoint only saves the work of
+        re-adding their vectors to the graph when the index is next opened.
+        """
+        with self._writing():
+            if self._graph.rows > self._saved_rows:
+                self._checkpoint()
+
     def compact(self) -> None:
         """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding)."""
         with self._writing():
@@ -326,6 +352,7 @@ class EmbeddedIndex(BaseIndex):
         await run_off_loop(self.compact)
 
     def _compact_locked(self) -> None:
+        self._remove_stale_files()  # orphans of an interrupted compaction must not be reused
         snap = self._snap
         generation = self._vectors.generation + 1
         counts = snap.counts[snap.live]
@@ -453,7 +480,7 @@ class EmbeddedIndex(BaseIndex):
             "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
             "bytes_on_disk": sum(files.values()),
             "files": files,
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "created_by": self.manifest.created_by,
         }
 

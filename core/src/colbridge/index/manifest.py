@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write_bytes
-from ..errors import IndexCorruptError
+from ..errors import IndexCorruptError, InvalidInputError
 
 FORMAT = "colbridge-index"
 FORMAT_VERSION = 1
@@ -50,9 +50,13 @@ class GraphParams:
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_TYPES:
-            raise ValueError(f"storage must be one of {STORAGE_TYPES}, got {self.storage!r}")
+            raise InvalidInputError(f"storage must be one of {STORAGE_TYPES}, got {self.storage!r}")
         if self.space != "inner_product":
-            raise ValueError("only the inner_product space is supported (vectors are normalised)")
+            raise InvalidInputError("only the inner_product space is supported (vectors are normalised)")
+        for name in ("M", "ef_construction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise InvalidInputError(f"graph parameter {name} must be an integer >= 2")
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ class Manifest:
             graph = GraphParams(**body["graph"])
             if model.dimension < 1:
                 raise ValueError("dimension must be positive")
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError) as e:  # InvalidInputError is a ValueError
             raise IndexCorruptError(f"{path} is incomplete or malformed: {e}") from e
         return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")))
 

@@ -68,7 +68,8 @@ class ColBERTModel:
                 raise InvalidInputError("the model name is empty")
             self._source: str = spec
             local = Path(spec).expanduser()
-            self.name = name or (str(local.resolve()) if local.exists() else spec)
+            is_folder = spec != OFFLINE_MODEL and local.exists()
+            self.name = name or (str(local.resolve()) if is_folder else spec)
         else:
             self._pylate = model
             self._source = ""

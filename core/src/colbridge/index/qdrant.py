@@ -1,0 +1,562 @@
+"""The Qdrant backend: the index contract on a Qdrant collection, in-process or distributed.
+
+Collection layout (``docs/scaling.md`` has the details)::
+
+    vectors   "colbert"  every token vector of a document: a multivector compared with MaxSim,
+                         dot product, float16, no HNSW graph (m=0), so it is scored exactly
+              "pooled"   one vector per document, the normalised mean of its token vectors
+                         (cosine, HNSW): the optional cheap first stage
+    payload   {"id", "text", "metadata", "fields", "field_names"} (see ``_qdrant_payload``)
+    point id  uuid5(ID_NAMESPACE, id): the same id always lands on the same point
+    metadata  {"colbridge": {"format_version": 1, "model": ..., "dimension": ...,
+               "query_length": ..., "document_length": ...}}  (collection metadata, Qdrant >= 1.16)
+
+Every operation is written once, as a generator that yields the client calls it needs and
+receives their results; :meth:`QdrantIndex._run` drives it with the ``QdrantClient`` and
+:meth:`QdrantIndex._arun` with the ``AsyncQdrantClient``. Argument checks come from
+:class:`~colbridge.index.base.BaseIndex`, shared with every backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from .._validate import check_ids, check_k, check_text
+from ..errors import (
+    ColbridgeError,
+    DocumentNotFoundError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexMismatchError,
+    InvalidInputError,
+)
+from ..filters import Condition, parse_filter
+from ..models import ColBERTModel
+from ..types import Hit, StoredDocument
+from ._qdrant_payload import ID, METADATA, NEVER, TEXT, build_payload, read_payload, to_qdrant_filter
+from .base import BaseIndex
+from .manifest import ModelInfo
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient, QdrantClient
+
+INSTALL_HINT = 'pip install "colbridge[qdrant]"'
+TOKENS_VECTOR = "colbert"
+POOLED_VECTOR = "pooled"
+METADATA_KEY = "colbridge"
+FORMAT_VERSION = 1
+ID_NAMESPACE = uuid.UUID("b3f5c2d4-8e0a-5d6f-9a41-c01b21d9e7a0")
+UPSERT_TOKENS = 8192  # token vectors per upsert request: ~15 MB of JSON at 96 dimensions
+READ_BATCH = 1000  # ids per retrieve request
+
+T = TypeVar("T")
+# A plan yields (client method, keyword arguments) and receives each call's result.
+Plan = Generator[tuple[str, dict[str, Any]], Any, T]
+
+
+def point_id(doc_id: str) -> str:
+    """The Qdrant point id that stores the document ``doc_id``: ``uuid5(ID_NAMESPACE, doc_id)``.
+
+    >>> point_id("doc-1") == point_id("doc-1") != point_id("doc-2")
+    True
+    """
+    return str(uuid.uuid5(ID_NAMESPACE, doc_id))
+
+
+def import_qdrant() -> Any:
+    """The ``qdrant_client`` module, or an ImportError that says how to install it."""
+    try:
+        import qdrant_client
+    except ImportError as e:
+        raise ImportError(
+            f"the Qdrant backend needs the qdrant-client package: {INSTALL_HINT}"
+        ) from e
+    return qdrant_client
+
+
+@dataclass(frozen=True)
+class QdrantSearchOptions:
+    """Search knobs of :class:`QdrantIndex`; each search may override them by keyword.
+
+    Attributes:
+        prefetch: 0 (the default) ranks every matching document by exact MaxSim. ``N > 0``
+            first takes the ``N`` documents whose pooled vector is closest to the query's mean
+            token vector, then ranks those by exact MaxSim: far less work on a large
+            collection, at the recall cost measured in ``docs/scaling.md``.
+        ef: HNSW search breadth of the pooled first stage (Qdrant's ``hnsw_ef``); None leaves
+            the server's default.
+    """
+
+    prefetch: int = 0
+    ef: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("prefetch", 0), ("ef", 1)):
+            value = getattr(self, name)
+            if value is None and name == "ef":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidInputError(f"search option {name} must be an integer >= {minimum}, "
+                                        f"got {value!r}")
+
+
+class QdrantIndex(BaseIndex):
+    """A ColBERT index in a Qdrant collection: the embedded index's API, on Qdrant's engine.
+
+    Args:
+        client: a ``qdrant_client.QdrantClient``, or where to connect: a URL
+            (``"http://host:6333"``), ``":memory:"``, or a folder for Qdrant's local mode.
+        collection_name: the collection; created (with ``model``'s dimension) when absent.
+        model: a :class:`ColBERTModel` or model name; None uses the model recorded in the
+            collection (or ``COLBRIDGE_MODEL``/the default when creating it).
+        async_client: the ``AsyncQdrantClient`` the ``a*`` methods use. Built from ``client``
+            when that talks to a server; local mode (``":memory:"`` or a folder) keeps its data
+            in one client object, so there the ``a*`` methods run the sync client in a worker
+            thread instead.
+        api_key: the API key when ``client`` is a URL.
+        create: create the collection when it is missing (default True).
+        create_options: extra ``create_collection`` arguments, e.g.
+            ``{"shard_number": 6, "replication_factor": 2}``.
+        search_options: default search knobs (see :class:`QdrantSearchOptions`).
+
+    Raises:
+        IndexMismatchError: the collection was built for another model or dimension, or not by
+            colbridge.
+
+    Example:
+        >>> index = QdrantIndex(":memory:", "docs", model="offline-minilm")  # doctest: +SKIP
+        >>> index.add(["ColBERT scores with MaxSim."], ids=["a"])             # doctest: +SKIP
+        >>> index.search("what is MaxSim?", k=1, prefetch=200)[0].id          # doctest: +SKIP
+        'a'
+    """
+
+    search_option_names = tuple(f.name for f in fields(QdrantSearchOptions))
+    _known_info: ModelInfo | None = None  # set by _for_model_info
+
+    def __init__(
+        self,
+        client: QdrantClient | str | os.PathLike[str],
+        collection_name: str,
+        model: ColBERTModel | str | None = None,
+        *,
+        async_client: AsyncQdrantClient | None = None,
+        api_key: str | None = None,
+        create: bool = True,
+        create_options: Mapping[str, Any] | None = None,
+        search_options: QdrantSearchOptions | None = None,
+    ) -> None:
+        qdrant = import_qdrant()
+        if not isinstance(collection_name, str) or not collection_name.strip():
+            raise InvalidInputError(f"collection_name must be a non-empty string, got {collection_name!r}")
+        if isinstance(model, (str, os.PathLike)):
+            model = ColBERTModel(model)
+        self.collection_name = collection_name
+        self._models = qdrant.models
+        self._closed = False
+        self.client, self._owns_client = _connect(qdrant, client, api_key)
+        options = self.client.init_options
+        self.local = options.get("location") == ":memory:" or options.get("path") is not None
+        self._where = options.get("url") or options.get("path") or options.get("location") or "server"
+        # Local mode is plain Python over shared arrays: one call at a time.
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.local else contextlib.nullcontext()
+        )
+        self._owns_async = async_client is None and not self.local
+        if self._owns_async:
+            async_client = qdrant.AsyncQdrantClient(**options)
+        self.async_client = async_client
+        self.options = search_options or QdrantSearchOptions()
+        try:
+            info = self._open_collection(model, create, create_options)
+        except BaseException:
+            self.close()
+            raise
+        if model is None:
+            model = ColBERTModel(info.name, query_length=info.query_length,
+                                 document_length=info.document_length)
+        self.model = model
+        self.dimension = info.dimension
+
+    @classmethod
+    def _for_model_info(
+        cls, client: Any, collection_name: str, model: ColBERTModel, info: ModelInfo, **kwargs: Any
+    ) -> QdrantIndex:
+        """Open (or create) the collection taking ``info`` as the model's, so creating it loads
+        no weights: a migration copies vectors and never encodes."""
+        index = cls.__new__(cls)
+        index._known_info = info
+        index.__init__(client, collection_name, model, **kwargs)  # type: ignore[misc]
+        return index
+
+    # -- the collection -----------------------------------------------------------------------
+    def _open_collection(
+        self, model: ColBERTModel | None, create: bool, create_options: Mapping[str, Any] | None
+    ) -> ModelInfo:
+        if not self._call("collection_exists"):
+            if not create:
+                raise IndexCorruptError(
+                    f"there is no Qdrant collection {self.collection_name!r} at {self._where}"
+                )
+            model = model or ColBERTModel()
+            info = self._known_info or ModelInfo(
+                model.name, model.dimension, model.query_length, model.document_length)
+            self._create_collection(info, create_options)
+        info = self._read_collection_info(self._call("get_collection"))
+        if model is not None:
+            if model.name != info.name:
+                raise IndexMismatchError(
+                    f"the Qdrant collection {self.collection_name!r} was built with the model "
+                    f"{info.name!r}, not {model.name!r}: open it with that model (or leave the "
+                    "model out), or use another collection for this one"
+                )
+            if model.loaded and model.dimension != info.dimension:
+                raise IndexMismatchError(
+                    f"the model {model.name!r} produces {model.dimension}-d vectors, but the "
+                    f"collection {self.collection_name!r} stores {info.dimension}-d vectors"
+                )
+        return info
+
+    def _create_collection(self, info: ModelInfo, create_options: Mapping[str, Any] | None) -> None:
+        m = self._models
+        vectors = {
+            TOKENS_VECTOR: m.VectorParams(
+                size=info.dimension, distance=m.Distance.DOT, datatype=m.Datatype.FLOAT16,
+                multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                hnsw_config=m.HnswConfigDiff(m=0),
+            ),
+            POOLED_VECTOR: m.VectorParams(size=info.dimension, distance=m.Distance.COSINE),
+        }
+        metadata = {METADATA_KEY: {
+            "format_version": FORMAT_VERSION, "model": info.name, "dimension": info.dimension,
+            "query_length": info.query_length, "document_length": info.document_length,
+        }}
+        try:
+            self._call("create_collection", vectors_config=vectors, metadata=metadata,
+                       **dict(create_options or {}))
+        except ColbridgeError:
+            if not self._call("collection_exists"):  # not a race lost to another creator
+                raise
+
+    def _read_collection_info(self, description: Any) -> ModelInfo:
+        name = self.collection_name
+        meta = (description.config.metadata or {}).get(METADATA_KEY)
+        if not isinstance(meta, Mapping):
+            raise IndexMismatchError(
+                f"the Qdrant collection {name!r} was not created by colbridge (its metadata has "
+                f"no {METADATA_KEY!r} entry; collection metadata needs Qdrant >= 1.16): use "
+                "another collection name"
+            )
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"the Qdrant collection {name!r} has colbridge format "
+                f"{meta.get('format_version')!r}; this colbridge reads format {FORMAT_VERSION}"
+            )
+        vectors = description.config.params.vectors
+        tokens = vectors.get(TOKENS_VECTOR) if isinstance(vectors, Mapping) else None
+        comparator = getattr(getattr(tokens, "multivector_config", None), "comparator", None)
+        if (tokens is None or comparator != self._models.MultiVectorComparator.MAX_SIM
+                or tokens.size != meta.get("dimension") or POOLED_VECTOR not in vectors):
+            raise IndexMismatchError(
+                f"the Qdrant collection {name!r} should hold a {meta.get('dimension')}-d MaxSim "
+                f"multivector {TOKENS_VECTOR!r} and a {POOLED_VECTOR!r} vector, but its vectors "
+                f"are {vectors!r}"
+            )
+        return ModelInfo(str(meta["model"]), int(meta["dimension"]), int(meta["query_length"]),
+                         int(meta["document_length"]))
+
+    # -- driving plans ------------------------------------------------------------------------
+    def _run(self, plan: Plan[T]) -> T:
+        result = None
+        while True:
+            try:
+                method, kwargs = plan.send(result)
+            except StopIteration as done:
+                return done.value
+            result = self._call(method, **kwargs)
+
+    async def _arun(self, plan: Plan[T]) -> T:
+        result = None
+        while True:
+            try:
+                method, kwargs = plan.send(result)
+            except StopIteration as done:
+                return done.value
+            self._check_open()
+            with self._translated(method):
+                result = await getattr(self.async_client, method)(
+                    collection_name=self.collection_name, **kwargs)
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        self._check_open()
+        with self._lock, self._translated(method):
+            return getattr(self.client, method)(collection_name=self.collection_name, **kwargs)
+
+    @contextlib.contextmanager
+    def _translated(self, method: str) -> Iterator[None]:
+        try:
+            yield
+        except ColbridgeError:
+            raise
+        except Exception as e:
+            raise ColbridgeError(
+                f"Qdrant {method} on collection {self.collection_name!r} at {self._where} "
+                f"failed: {e}"
+            ) from e
+
+    # -- the five hooks, each a plan driven by the sync client ----------------------------------
+    def _upsert(
+        self, ids: list[str], texts: list[str], metadata_json: list[str],
+        embeddings: list[np.ndarray],
+    ) -> None:
+        self._run(self._upsert_plan(ids, texts, metadata_json, embeddings))
+
+    def _delete(self, ids: list[str], missing_ok: bool) -> int:
+        return self._run(self._delete_plan(ids, missing_ok))
+
+    def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        return self._run(self._get_plan(ids))
+
+    def _count(self) -> int:
+        return self._run(self._count_plan())
+
+    def _search(
+        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        return self._run(self._search_plan(embedding, k, conditions, options))
+
+    # -- plans ----------------------------------------------------------------------------------
+    def _upsert_plan(
+        self, ids: list[str], texts: list[str], metadata_json: list[str],
+        embeddings: Sequence[np.ndarray],
+    ) -> Plan[None]:
+        """Replace or insert whole points, in requests of at most ``UPSERT_TOKENS`` vectors.
+
+        Vectors are rounded to float16 first, as the embedded index stores them, so both
+        backends score the same numbers (a server stores this vector as float16 anyway).
+        """
+        m = self._models
+        batch: list[Any] = []
+        tokens = 0
+        for doc_id, text, meta, emb in zip(ids, texts, metadata_json, embeddings):
+            vectors = np.asarray(emb, dtype=np.float32).astype(np.float16).astype(np.float32)
+            if batch and tokens + len(vectors) > UPSERT_TOKENS:
+                yield "upsert", {"points": batch, "wait": True}
+                batch, tokens = [], 0
+            batch.append(m.PointStruct(
+                id=point_id(doc_id),
+                vector={TOKENS_VECTOR: vectors.tolist(), POOLED_VECTOR: pooled(vectors).tolist()},
+                payload=build_payload(doc_id, text, json.loads(meta)),
+            ))
+            tokens += len(vectors)
+        if batch:
+            yield "upsert", {"points": batch, "wait": True}
+
+    def _present_plan(self, ids: list[str]) -> Plan[set[str]]:
+        present: set[str] = set()
+        wanted = set(ids)
+        for begin in range(0, len(ids), READ_BATCH):
+            records = yield "retrieve", {
+                "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
+                "with_payload": [ID], "with_vectors": False,
+            }
+            present.update(r.payload[ID] for r in records if r.payload[ID] in wanted)
+        return present
+
+    def _delete_plan(self, ids: list[str], missing_ok: bool) -> Plan[int]:
+        present = yield from self._present_plan(ids)
+        missing = [i for i in ids if i not in present]
+        if missing and not missing_ok:
+            raise DocumentNotFoundError(missing)
+        if present:
+            selector = self._models.PointIdsList(points=[point_id(i) for i in ids if i in present])
+            yield "delete", {"points_selector": selector, "wait": True}
+        return len(present)
+
+    def _get_plan(self, ids: list[str]) -> Plan[dict[str, tuple[str, dict[str, Any]]]]:
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        wanted = set(ids)
+        for begin in range(0, len(ids), READ_BATCH):
+            records = yield "retrieve", {
+                "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
+                "with_payload": [ID, TEXT, METADATA], "with_vectors": False,
+            }
+            for record in records:
+                doc_id, text, metadata = read_payload(record.payload)
+                if doc_id in wanted:
+                    found[doc_id] = (text, metadata)
+        return found
+
+    def _count_plan(self) -> Plan[int]:
+        response = yield "count", {"exact": True}
+        return int(response.count)
+
+    def _search_plan(
+        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+    ) -> Plan[list[tuple[str, float, str, dict[str, Any]]]]:
+        opts = replace(self.options, **options) if options else self.options
+        m = self._models
+        query_filter = to_qdrant_filter(conditions, m)
+        if query_filter is NEVER:
+            return []
+        request: dict[str, Any] = {
+            "query": np.asarray(embedding, dtype=np.float32).tolist(),
+            "using": TOKENS_VECTOR,
+            "query_filter": query_filter,
+            "limit": k,
+            "with_payload": [ID, TEXT, METADATA],
+            "with_vectors": False,
+        }
+        if opts.prefetch:
+            request["prefetch"] = m.Prefetch(
+                query=pooled(embedding).tolist(), using=POOLED_VECTOR, filter=query_filter,
+                limit=max(opts.prefetch, k),
+                params=m.SearchParams(hnsw_ef=opts.ef) if opts.ef else None,
+            )
+        response = yield "query_points", request
+        found = []
+        for point in response.points:
+            doc_id, text, metadata = read_payload(point.payload)
+            found.append((doc_id, float(point.score), text, metadata))
+        return found
+
+    # -- async twins on the AsyncQdrantClient ---------------------------------------------------
+    async def aadd(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        pool_factor: int = 1,
+    ) -> list[str]:
+        """Async :meth:`add`: encoding runs in a worker thread, writing on the async client."""
+        if self.async_client is None:
+            return await super().aadd(texts, ids, metadatas, pool_factor=pool_factor)
+        texts, ids, metadata_json = self._check_new(texts, ids, metadatas)
+        if not texts:
+            return []
+        embeddings = await self.model.aencode_documents(texts, pool_factor=pool_factor)
+        self._check_dimension(embeddings)
+        await self._arun(self._upsert_plan(ids, texts, metadata_json, embeddings))
+        return ids
+
+    async def adelete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
+        """Async :meth:`delete`."""
+        if self.async_client is None:
+            return await super().adelete(ids, missing_ok=missing_ok)
+        ids = check_ids(ids)
+        return await self._arun(self._delete_plan(ids, missing_ok)) if ids else 0
+
+    async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
+        """Async :meth:`get`."""
+        if self.async_client is None:
+            return await super().aget(ids, missing_ok=missing_ok)
+        ids = check_ids(ids)
+        found = await self._arun(self._get_plan(ids)) if ids else {}
+        missing = [i for i in ids if i not in found]
+        if missing and not missing_ok:
+            raise DocumentNotFoundError(missing)
+        return [StoredDocument(i, found[i][0], found[i][1]) for i in ids if i in found]
+
+    async def acount(self) -> int:
+        """Async :meth:`count`."""
+        if self.async_client is None:
+            return await super().acount()
+        return await self._arun(self._count_plan())
+
+    async def asearch(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """Async :meth:`search`: concurrent calls share encoder batches; Qdrant is awaited."""
+        if self.async_client is None:
+            return await super().asearch(query, k, filter=filter, **options)
+        query = check_text(query, "query")
+        k, conditions = check_k(k), parse_filter(filter)
+        self._check_options(options)
+        embedding = await self.model.aencode_query(query)
+        self._check_dimension([embedding])
+        found = await self._arun(self._search_plan(embedding, k, conditions, options))
+        return self._finish(found, embedding)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the clients this index opened itself (clients passed in stay open).
+
+        In async code prefer :meth:`aclose`, which also closes an async client it opened.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`, closing the async client too when this index opened it."""
+        was_open = not self._closed
+        self.close()
+        if was_open and self._owns_async and self.async_client is not None:
+            with contextlib.suppress(Exception):
+                await self.async_client.close()
+
+    async def __aenter__(self) -> QdrantIndex:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidInputError(f"the index on collection {self.collection_name!r} is closed")
+
+    def __repr__(self) -> str:
+        return (f"QdrantIndex({self.collection_name!r} at {self._where!r}, "
+                f"model={getattr(getattr(self, 'model', None), 'name', None)!r})")
+
+
+def pooled(vectors: np.ndarray) -> np.ndarray:
+    """The unit-length mean of a ``(n, dim)`` set of token vectors: the first-stage vector."""
+    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def _connect(qdrant: Any, client: Any, api_key: str | None) -> tuple[Any, bool]:
+    """A ``QdrantClient`` for ``client`` and whether this module opened it."""
+    if isinstance(client, qdrant.QdrantClient):
+        return client, False
+    if isinstance(client, qdrant.AsyncQdrantClient):
+        raise InvalidInputError(
+            "pass a QdrantClient as client (the AsyncQdrantClient goes in async_client)"
+        )
+    if not isinstance(client, (str, os.PathLike)) or not os.fspath(client).strip():
+        raise InvalidInputError(
+            f"client must be a QdrantClient, a URL, ':memory:' or a folder, got {client!r}"
+        )
+    spec = os.fspath(client)
+    if spec == ":memory:":
+        return qdrant.QdrantClient(location=":memory:"), True
+    if spec.startswith(("http://", "https://")):
+        return qdrant.QdrantClient(url=spec, api_key=api_key), True
+    try:
+        # Calls are serialised by the index's lock, so worker threads may share the connection.
+        return qdrant.QdrantClient(path=spec, force_disable_check_same_thread=True), True
+    except RuntimeError as e:
+        if "already accessed" in str(e):
+            raise IndexLockedError(
+                f"the Qdrant local folder {spec} is open in another client (local mode allows "
+                "one at a time): close it, or run a Qdrant server for concurrent access"
+            ) from e
+        raise
