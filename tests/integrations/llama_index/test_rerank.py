@@ -238,3 +238,10 @@ async def test_async_twin(
         beat.cancel()
     assert len(out) == 2
     assert ticks >= 10  # the loop kept running through 0.3 s of encoding
+
+
+def test_round_trips_through_to_dict() -> None:
+    rerank = ColBERTRerank(top_n=4, model="offline-minilm", batch_size=8, keep_retrieval_score=True)
+    again = ColBERTRerank.from_dict(rerank.to_dict())
+    assert again.to_dict() == rerank.to_dict()
+    assert (again.top_n, again.batch_size, again.keep_retrieval_score) == (4, 8, True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_index.core.schema import BaseNode, IndexNode, MetadataMode, TextNode
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,
@@ -54,7 +54,7 @@ _OPERATORS = {
 
 def node_to_record(node: BaseNode) -> tuple[str, str, dict[str, Any]]:
     """``(id, text to encode, core metadata)`` for one node."""
-    if not isinstance(node, TextNode) or type(node).__name__ == "ImageNode":
+    if not isinstance(node, TextNode) or isinstance(node, ImageNode):
         raise ValueError(
             f"ColBERTRetriever indexes text nodes only; node {node.node_id!r} is a "
             f"{type(node).__name__}"
