@@ -20,6 +20,7 @@ EXPECTED = [
     "IndexMismatchError",
     "InvalidInputError",
     "ModelLoadError",
+    "QdrantIndex",
     "RerankResult",
     "Reranker",
     "SearchOptions",
