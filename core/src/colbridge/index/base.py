@@ -113,6 +113,16 @@ class BaseIndex(ABC):
             self._upsert(ids, texts, metadatas, checked)
         return ids
 
+    async def aadd_encoded(
+        self,
+        embeddings: Sequence[np.ndarray],
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Async :meth:`add_encoded`."""
+        return await run_off_loop(self.add_encoded, embeddings, texts, ids, metadatas)
+
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
         """Delete documents by id; returns how many were deleted.
 
@@ -212,6 +222,17 @@ class BaseIndex(ABC):
         k, conditions = check_k(k), parse_filter(filter)
         self._check_options(options)
         return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
+
+    async def asearch_encoded(
+        self,
+        query_embedding: np.ndarray,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> list[Hit]:
+        """Async :meth:`search_encoded`."""
+        return await run_off_loop(self.search_encoded, query_embedding, k, filter=filter, **options)
 
     # -- shared helpers ---------------------------------------------------------------------
     def _search_checked(

@@ -497,6 +497,10 @@ class EmbeddedIndex(BaseIndex):
                     pass  # the next writer's open catches the graph up from the vectors
             self._closed = True
             self._store.close()
+            # Drop the graph and the memory maps now rather than at interpreter exit.
+            self._graph = None  # type: ignore[assignment]
+            self._snap = None  # type: ignore[assignment]
+            self._vectors = None  # type: ignore[assignment]
 
     def _check_open(self) -> None:
         if self._closed:
