@@ -357,7 +357,10 @@ def migrate_command(
     from .migrate import migrate_index
 
     with _user_errors():
-        import_qdrant()
+        try:
+            import_qdrant()
+        except ImportError as e:
+            _fail(e)
         started = time.perf_counter()
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=err, transient=True) as progress:

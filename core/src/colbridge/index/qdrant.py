@@ -170,9 +170,7 @@ class QdrantIndex(BaseIndex):
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.local else contextlib.nullcontext()
         )
-        self._owns_async = async_client is None and not self.local
-        if self._owns_async:
-            async_client = qdrant.AsyncQdrantClient(**options)
+        self._owns_async = False
         self.async_client = async_client
         self.options = search_options or QdrantSearchOptions()
         try:
@@ -180,6 +178,9 @@ class QdrantIndex(BaseIndex):
         except BaseException:
             self.close()
             raise
+        if async_client is None and not self.local:  # the sync client checked the version
+            self.async_client = qdrant.AsyncQdrantClient(**{**options, "check_compatibility": False})
+            self._owns_async = True
         if model is None:
             model = ColBERTModel(info.name, query_length=info.query_length,
                                  document_length=info.document_length)
@@ -307,9 +308,10 @@ class QdrantIndex(BaseIndex):
         except ColbridgeError:
             raise
         except Exception as e:
+            hint = "" if self.local else "; check that the Qdrant server is up and reachable"
             raise ColbridgeError(
                 f"Qdrant {method} on collection {self.collection_name!r} at {self._where} "
-                f"failed: {e}"
+                f"failed: {e}{hint}"
             ) from e
 
     # -- the five hooks, each a plan driven by the sync client ----------------------------------

@@ -1,0 +1,397 @@
+"""The Qdrant backend's own behaviour (collection layout, model checks, the first-stage option,
+the async client, local folders) and migration from the embedded index.
+
+Everything runs on qdrant-client's local mode, offline. What every backend must do alike is in
+``test_contract.py``; the SciFact recall measurement at the end is marked slow.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from colbridge import (
+    ColBERTModel,
+    ColbridgeError,
+    EmbeddedIndex,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexMismatchError,
+    InvalidInputError,
+    QdrantIndex,
+)
+from colbridge.cli import app
+from colbridge.index import qdrant as qdrant_module
+from colbridge.index._qdrant_payload import field_key
+from colbridge.index.qdrant import QdrantSearchOptions, point_id, pooled
+from colbridge.migrate import QdrantTarget, migrate_index
+
+from .conftest import synthetic_docs
+
+qdrant_client = pytest.importorskip("qdrant_client")
+from qdrant_client import AsyncQdrantClient, QdrantClient, models  # noqa: E402
+
+
+@pytest.fixture
+def client():
+    client = QdrantClient(":memory:")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def index(client, tiny_model):
+    """40 synthetic documents in an in-memory collection."""
+    index = QdrantIndex(client, "docs", model=tiny_model)
+    texts, ids, metadatas = synthetic_docs(40)
+    index.add(texts, ids=ids, metadatas=metadatas)
+    yield index
+    index.close()
+
+
+# -- the collection ---------------------------------------------------------------------------
+def test_collection_is_created_for_the_model(index, client, tiny_model):
+    config = client.get_collection("docs").config
+    tokens, pooled_params = config.params.vectors["colbert"], config.params.vectors["pooled"]
+    assert tokens.size == pooled_params.size == tiny_model.dimension
+    assert tokens.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
+    assert tokens.distance == models.Distance.DOT and tokens.hnsw_config.m == 0
+    assert pooled_params.multivector_config is None
+    assert config.metadata["colbridge"] == {
+        "format_version": 1, "model": "tiny-test-model", "dimension": tiny_model.dimension,
+        "query_length": tiny_model.query_length, "document_length": tiny_model.document_length,
+    }
+
+
+def test_points_have_uuid5_ids_and_payload_keys_of_their_own(client, tiny_model):
+    index = QdrantIndex(client, "docs", model=tiny_model)
+    metadata = {"id": "meta id", "text": "meta text", "a.b": 2.0, "tags": ["x"], "none": None}
+    index.add(["the stored text"], ids=["doc/1"], metadatas=[metadata])
+    (record,) = client.retrieve("docs", ids=[point_id("doc/1")], with_vectors=True)
+    assert record.id == point_id("doc/1") == point_id("doc/1") != point_id("doc/2")
+    assert record.payload["id"] == "doc/1" and record.payload["text"] == "the stored text"
+    assert record.payload["metadata"] == metadata
+    assert record.payload["fields"] == {"id": "meta id", "text": "meta text", "a_2eb": 2, "none": None}
+    assert sorted(record.payload["field_names"]) == sorted(field_key(k) for k in metadata)
+    tokens = np.array(record.vector["colbert"])
+    assert tokens.shape[1] == tiny_model.dimension
+    np.testing.assert_array_equal(tokens, tokens.astype(np.float16))  # stored as float16 values
+    np.testing.assert_allclose(record.vector["pooled"], pooled(tokens), atol=1e-6)
+    assert index.get(["doc/1"])[0].metadata == metadata
+
+
+def test_field_keys_are_distinct_and_plain():
+    names = ["a_b", "a__b", "a.b", "a_2eb", "a-b", "a b", 'a"b', "é", "_", "__", "x", "X", "1"]
+    keys = [field_key(n) for n in names]
+    assert len(set(keys)) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", k) for k in keys)
+
+
+def test_reopening_takes_the_model_from_the_collection(index, client):
+    reopened = QdrantIndex(client, "docs")
+    assert reopened.model.name == "tiny-test-model" and not reopened.model.loaded
+    assert reopened.count() == 40 and reopened.dimension == index.dimension
+
+
+def test_a_model_with_another_name_is_refused(index, client):
+    with pytest.raises(IndexMismatchError, match="tiny-test-model"):
+        QdrantIndex(client, "docs", model=ColBERTModel("some/other-model"))
+
+
+def test_a_model_with_another_dimension_is_refused(client, tiny_model):
+    info = qdrant_module.ModelInfo(tiny_model.name, tiny_model.dimension * 2, 32, 300)
+    QdrantIndex._for_model_info(client, "wide", ColBERTModel(tiny_model.name), info)  # 32-d
+    with pytest.raises(IndexMismatchError, match=f"{tiny_model.dimension * 2}-d"):
+        QdrantIndex(client, "wide", model=tiny_model)  # the tiny model is loaded: 16-d
+
+
+def test_a_collection_colbridge_did_not_create_is_refused(client, tiny_model):
+    client.create_collection("foreign", vectors_config=models.VectorParams(
+        size=tiny_model.dimension, distance=models.Distance.COSINE))
+    with pytest.raises(IndexMismatchError, match="not created by colbridge"):
+        QdrantIndex(client, "foreign", model=tiny_model)
+
+
+def test_a_missing_collection_is_not_created_when_create_is_false(client, tiny_model):
+    with pytest.raises(IndexCorruptError, match="no Qdrant collection 'absent'"):
+        QdrantIndex(client, "absent", model=tiny_model, create=False)
+    assert not client.collection_exists("absent")
+
+
+def test_create_options_reach_create_collection(client, tiny_model, monkeypatch):
+    seen = {}
+    original = client.create_collection
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(client, "create_collection", spy)
+    QdrantIndex(client, "sharded", model=tiny_model,
+                create_options={"shard_number": 4, "replication_factor": 2})
+    assert (seen["shard_number"], seen["replication_factor"]) == (4, 2)
+
+
+def test_bad_client_arguments(tiny_model):
+    with pytest.raises(InvalidInputError, match="async_client"):
+        QdrantIndex(AsyncQdrantClient(":memory:"), "docs", model=tiny_model)
+    with pytest.raises(InvalidInputError, match="collection_name"):
+        QdrantIndex(":memory:", "", model=tiny_model)
+    with pytest.raises(InvalidInputError, match="client must be"):
+        QdrantIndex(42, "docs", model=tiny_model)
+
+
+def test_without_qdrant_client_the_error_names_the_extra(monkeypatch, tiny_model):
+    monkeypatch.setitem(sys.modules, "qdrant_client", None)
+    with pytest.raises(ImportError, match=re.escape('pip install "colbridge[qdrant]"')):
+        QdrantIndex(":memory:", "docs", model=tiny_model)
+
+
+def test_server_failures_are_wrapped_with_the_cause(index, client):
+    client.delete_collection("docs")
+    with pytest.raises(ColbridgeError, match="query_points on collection 'docs'") as caught:
+        index.search("alpha", k=3)
+    assert caught.value.__cause__ is not None
+
+
+def test_an_unreachable_server_fails_with_a_hint(tiny_model):
+    unreachable = QdrantClient(url="http://127.0.0.1:9", check_compatibility=False)
+    with pytest.raises(ColbridgeError, match="reachable") as caught:
+        QdrantIndex(unreachable, "docs", model=tiny_model)
+    assert "127.0.0.1:9" in str(caught.value)
+
+
+def test_closing_leaves_a_passed_client_open(index, client):
+    index.close()
+    with pytest.raises(InvalidInputError, match="closed"):
+        index.count()
+    assert client.count("docs").count == 40
+
+
+def test_upserts_are_split_into_bounded_requests(client, tiny_model, monkeypatch):
+    monkeypatch.setattr(qdrant_module, "UPSERT_TOKENS", 40)
+    calls = []
+    original = client.upsert
+    monkeypatch.setattr(client, "upsert", lambda **kw: calls.append(len(kw["points"])) or original(**kw))
+    index = QdrantIndex(client, "docs", model=tiny_model)
+    texts, ids, _ = synthetic_docs(30)
+    index.add(texts, ids=ids)
+    assert len(calls) > 3 and sum(calls) == 30
+    assert index.count() == 30 and [d.id for d in index.get(ids)] == ids
+
+
+# -- local folders ----------------------------------------------------------------------------
+def test_a_local_folder_persists_and_is_locked_while_open(tmp_path, tiny_model):
+    folder = tmp_path / "qdrant"
+    texts, ids, metadatas = synthetic_docs(12)
+    with QdrantIndex(folder, "docs", model=tiny_model) as index:
+        index.add(texts, ids=ids, metadatas=metadatas)
+        before = [(h.id, h.score) for h in index.search("alpha river", k=5)]
+        with pytest.raises(IndexLockedError, match="another client"):
+            QdrantIndex(folder, "docs", model=tiny_model)
+    with QdrantIndex(str(folder), "docs", model=tiny_model) as reopened:
+        assert reopened.count() == 12
+        assert [(h.id, h.score) for h in reopened.search("alpha river", k=5)] == before
+
+
+# -- the first-stage option -------------------------------------------------------------------
+def test_prefetch_covering_the_collection_equals_exact_search(index):
+    exact = index.search("alpha river forest", k=10)
+    staged = index.search("alpha river forest", k=10, prefetch=40)
+    assert [(h.id, h.score) for h in staged] == [(h.id, h.score) for h in exact]
+
+
+def test_prefetch_ranks_its_candidates_by_exact_maxsim(index, tiny_model):
+    query = "omega desert mountain"
+    embedding = tiny_model.encode_query(query)
+    exact = {h.id: h.score for h in index.search(query, k=40)}
+    docs = index.get([f"d{i}" for i in range(40)])
+    mean_query = pooled(embedding)
+    by_pooled = sorted(
+        docs, key=lambda d: -float(pooled(tiny_model.encode_documents([d.text])[0]) @ mean_query))
+    hits = index.search(query, k=3, prefetch=5)
+    assert {h.id for h in hits} <= {d.id for d in by_pooled[:5]}
+    assert len(hits) == 3
+    for hit in hits:
+        assert hit.score == pytest.approx(exact[hit.id], abs=1e-5)
+    assert [h.id for h in index.search(query, k=1, prefetch=1)] == [by_pooled[0].id]
+
+
+def test_prefetch_smaller_than_k_still_returns_k(index):
+    assert len(index.search("alpha", k=8, prefetch=2)) == 8
+
+
+def test_prefetch_with_a_filter_returns_k_matching_hits(index):
+    hits = index.search("alpha river", k=6, filter={"even": True}, prefetch=6)
+    assert len(hits) == 6 and all(h.metadata["even"] is True for h in hits)
+
+
+def test_default_search_options_come_from_the_constructor(client, tiny_model):
+    index = QdrantIndex(client, "docs", model=tiny_model,
+                        search_options=QdrantSearchOptions(prefetch=1))
+    texts, ids, _ = synthetic_docs(20)
+    index.add(texts, ids=ids)
+    assert len(index.search("alpha", k=5)) == 5
+    assert [h.id for h in index.search("alpha", k=1)] == [
+        h.id for h in index.search("alpha", k=1, prefetch=1)]
+
+
+@pytest.mark.parametrize("options", [{"prefetch": -1}, {"prefetch": "10"}, {"prefetch": True},
+                                     {"ef": 0}, {"token_k": 10}])
+def test_bad_search_options_are_refused(index, options):
+    with pytest.raises(InvalidInputError):
+        index.search("alpha", k=3, **options)
+
+
+# -- async --------------------------------------------------------------------------------------
+async def test_async_methods_run_on_the_async_client(tiny_model, monkeypatch):
+    client, async_client = QdrantClient(":memory:"), AsyncQdrantClient(":memory:")
+    async_client._client.collections = client._client.collections  # one store, two clients
+    index = QdrantIndex(client, "docs", model=tiny_model, async_client=async_client)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sync client was used by an async method")
+
+    texts, ids, metadatas = synthetic_docs(10)
+    for method in ("upsert", "retrieve", "delete", "count", "query_points"):
+        monkeypatch.setattr(client, method, refuse)
+    assert await index.aadd(texts, ids=ids, metadatas=metadatas) == ids
+    assert await index.acount() == 10
+    assert [d.id for d in await index.aget(["d4", "d2"])] == ["d4", "d2"]
+    hits = await index.asearch("alpha", k=4, filter={"even": True}, prefetch=5)
+    assert len(hits) == 4 and all(h.metadata["even"] for h in hits)
+    assert await index.adelete(["d1", "ghost"], missing_ok=True) == 1
+    monkeypatch.undo()
+    assert index.count() == 9
+    await index.aclose()
+
+
+async def test_local_mode_without_an_async_client_works_in_threads(tiny_model):
+    async with QdrantIndex(":memory:", "docs", model=tiny_model) as index:
+        assert index.async_client is None
+        texts, ids, _ = synthetic_docs(6)
+        await index.aadd(texts, ids=ids)
+        assert await index.acount() == 6
+        assert len(await index.asearch("alpha", k=3)) == 3
+
+
+# -- migration ----------------------------------------------------------------------------------
+@pytest.fixture
+def source(tmp_path, tiny_model):
+    """An embedded index of 55 documents that has seen deletes and upserts."""
+    path = tmp_path / "embedded"
+    texts, ids, metadatas = synthetic_docs(60, seed=7)
+    with EmbeddedIndex(path, model=tiny_model) as index:
+        index.add(texts, ids=ids, metadatas=metadatas)
+        index.delete(["d0", "d11", "d22", "d33", "d44"])
+        index.add(["replaced text about the ocean"], ids=["d5"], metadatas=[{"group": "new"}])
+    return path
+
+
+def _results(index, queries):
+    return {(q, str(f)): [(h.id, h.score, h.text, h.metadata) for h in index.search(q, k=55, filter=f)]
+            for q, f in queries}
+
+
+QUERIES = [("alpha river", None), ("ocean replaced", None), ("theta sigma", {"even": True}),
+           ("forest", {"n": {"$gte": 30}})]
+
+
+def _assert_same_results(before, after):
+    assert before.keys() == after.keys()
+    for key in before:
+        assert [(i, t, m) for i, _, t, m in after[key]] == [(i, t, m) for i, _, t, m in before[key]]
+        np.testing.assert_allclose([s for _, s, _, _ in after[key]],
+                                   [s for _, s, _, _ in before[key]], atol=1e-4)
+
+
+def test_migration_keeps_ids_texts_metadata_and_scores(source, tmp_path, tiny_model):
+    with EmbeddedIndex(source, model=tiny_model) as embedded:
+        before = _results(embedded, QUERIES)
+    seen = []
+    result = migrate_index(source, f"qdrant+local://{tmp_path}/qdrant/docs", batch_size=16,
+                           progress=lambda done, total: seen.append((done, total)))
+    assert (result.copied, result.skipped, result.total) == (55, 0, 55)
+    assert seen[-1] == (55, 55) and len(seen) == 4
+    with QdrantIndex(tmp_path / "qdrant", "docs", model=tiny_model) as target:
+        assert target.count() == 55
+        _assert_same_results(before, _results(target, QUERIES))
+
+
+def test_an_interrupted_migration_resumes(source, tmp_path, tiny_model, monkeypatch):
+    url = f"qdrant+local://{tmp_path}/qdrant/docs"
+    calls = []
+    original = QdrantIndex._upsert
+
+    def flaky(self, *args):
+        calls.append(len(args[0]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(QdrantIndex, "_upsert", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_index(source, url, batch_size=10)
+    monkeypatch.undo()
+    with QdrantIndex(tmp_path / "qdrant", "docs") as partial:
+        assert partial.count() == 20
+    result = migrate_index(source, url, batch_size=10)
+    assert (result.copied, result.skipped, result.total) == (35, 20, 55)
+    with EmbeddedIndex(source, model=tiny_model) as embedded:
+        before = _results(embedded, QUERIES)
+    with QdrantIndex(tmp_path / "qdrant", "docs", model=tiny_model) as target:
+        assert target.count() == 55
+        _assert_same_results(before, _results(target, QUERIES))
+    again = migrate_index(source, url)
+    assert (again.copied, again.skipped) == (0, 55)
+
+
+def test_migration_into_a_collection_of_another_model_is_refused(source, tmp_path):
+    info = qdrant_module.ModelInfo("another-model", 16, 32, 300)
+    QdrantIndex._for_model_info(tmp_path / "qdrant", "docs", ColBERTModel("another-model"),
+                                info).close()
+    with pytest.raises(IndexMismatchError, match="another-model"):
+        migrate_index(source, f"qdrant+local://{tmp_path}/qdrant/docs")
+
+
+def test_migrating_into_an_open_index(source, client, tiny_model):
+    target = QdrantIndex(client, "docs", model=tiny_model)
+    assert migrate_index(source, target).copied == 55
+    assert target.count() == 55
+
+
+@pytest.mark.parametrize(("url", "location", "collection"), [
+    ("qdrant://localhost/docs", "http://localhost:6333", "docs"),
+    ("qdrant://qdrant.internal:7000/my-docs", "http://qdrant.internal:7000", "my-docs"),
+    ("qdrants://xyz.cloud.qdrant.io:6333/docs", "https://xyz.cloud.qdrant.io:6333", "docs"),
+    ("qdrant://[::1]:6333/docs", "http://[::1]:6333", "docs"),
+    ("qdrant+local:///var/lib/qdrant/docs", "/var/lib/qdrant", "docs"),
+    ("qdrant+local:data/qdrant/docs", "data/qdrant", "docs"),
+])
+def test_target_urls(url, location, collection):
+    assert QdrantTarget.parse(url) == QdrantTarget(location, collection)
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6333/docs", "qdrant://localhost", "qdrant:///docs",
+                                 "qdrant://host:99999/docs", "qdrant://key:secret@host/docs",
+                                 "qdrant://host/a/b", "qdrant+local:docs", "docs"])
+def test_bad_target_urls_are_refused(url):
+    with pytest.raises(InvalidInputError):
+        QdrantTarget.parse(url)
+
+
+def test_cli_migrate_then_resume(source, tmp_path):
+    runner = CliRunner()
+    url = f"qdrant+local://{tmp_path}/qdrant/docs"
+    first = runner.invoke(app, ["migrate", "--from", str(source), "--to", url, "--batch-size", "20"])
+    assert first.exit_code == 0, first.output
+    assert "Copied 55 documents" in first.output and "0 of 55 were there already" in first.output
+    second = runner.invoke(app, ["migrate", "--from", str(source), "--to", url])
+    assert second.exit_code == 0, second.output
+    assert "Copied 0 documents" in second.output and "55 of 55" in second.output
+    bad = runner.invoke(app, ["migrate", "--from", str(source), "--to", "mongodb://x/y"])
+    assert bad.exit_code == 1 and "unknown migration target" in bad.output
