@@ -232,8 +232,9 @@ class EmbeddedIndex(BaseIndex):
         """Add rows the graph has not seen (written after its checkpoint, or by another process)."""
         graph, snap = self._graph, self._snap
         if graph.rows < len(snap.tok2doc):
-            tail = snap.vectors[graph.rows :]
-            graph.add(tail, graph.rows, keep=snap.tok2doc[graph.rows :] >= 0)
+            uncovered = snap.live[snap.starts[snap.live] >= graph.rows]
+            graph.add_documents(snap.vectors, snap.starts[uncovered], snap.counts[uncovered],
+                                covered_rows=len(snap.tok2doc))
 
     def refresh(self) -> bool:
         """See writes made by other processes since this one last looked; True if there were any."""
@@ -289,7 +290,8 @@ class EmbeddedIndex(BaseIndex):
             )
             self._changes += 1
             self._vectors.expose(rows)
-            self._graph.add(np.concatenate(embeddings), first)
+            self._graph.add_documents(np.concatenate(embeddings), starts - first,
+                                      np.array(counts, np.int64), covered_rows=rows, id_offset=first)
             self._snap = _apply_write(
                 self._snap, self._vectors.matrix,
                 removed=np.fromiter(replaced.values(), np.int64, len(replaced)),
@@ -361,7 +363,8 @@ class EmbeddedIndex(BaseIndex):
         rows = write_vector_file(path, _chunks_of(snap, snap.live))
         graph = TokenGraph(self.dimension, self.manifest.graph)
         if rows:
-            graph.add(np.memmap(path, dtype="<f2", mode="r", shape=(rows, self.dimension)), 0)
+            graph.add_documents(np.memmap(path, dtype="<f2", mode="r", shape=(rows, self.dimension)),
+                                new_starts, counts, covered_rows=rows)
         graph.rows = rows
         graph.save(self.path, generation)
         self._store.commit_compaction(

@@ -78,17 +78,27 @@ class TokenGraph:
     def __len__(self) -> int:
         return len(self._index)
 
-    def add(self, vectors: np.ndarray, first_row: int, keep: np.ndarray | None = None) -> None:
-        """Add rows ``first_row ..`` (skipping rows where ``keep`` is False); float16 or float32."""
-        ids = np.arange(first_row, first_row + len(vectors), dtype=np.uint64)
-        if keep is not None:
-            ids = ids[keep]
-        for begin in range(0, len(ids), _ADD_CHUNK):
-            chunk_ids = ids[begin : begin + _ADD_CHUNK]
-            chunk = np.asarray(vectors[(chunk_ids - first_row).astype(np.int64)], dtype=np.float32)
-            with self._lock:
-                self._index.add_items(chunk, ids=chunk_ids.tolist(), num_threads=-1)
-        self.rows = max(self.rows, first_row + len(vectors))
+    def add_documents(self, matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                      covered_rows: int, id_offset: int = 0) -> None:
+        """Add the graph items of documents whose token vectors are ``matrix[start:start+count]``.
+
+        Each run of ``params.pool`` consecutive tokens of a document becomes one item: their
+        mean, normalised, with the id of the run's first row (``starts`` index ``matrix``; ids
+        are those rows plus ``id_offset``). ``covered_rows`` is the vector-file row count the
+        graph covers afterwards.
+        """
+        pool = self.params.pool
+        for begin in range(0, len(starts), 1024):
+            part_starts, part_counts = starts[begin:begin + 1024], counts[begin:begin + 1024]
+            if not len(part_starts):
+                continue
+            ids, vectors = pooled_items(matrix, part_starts, part_counts, pool)
+            ids += np.uint64(id_offset)
+            for first in range(0, len(ids), _ADD_CHUNK):
+                with self._lock:
+                    self._index.add_items(vectors[first:first + _ADD_CHUNK],
+                                          ids=ids[first:first + _ADD_CHUNK].tolist(), num_threads=-1)
+        self.rows = max(self.rows, covered_rows)
 
     def query(self, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest rows for each query vector: ``(ids, similarities)``, both ``(len(queries), k)``."""
@@ -114,6 +124,24 @@ class TokenGraph:
         os.replace(scratch, target)
         fsync_dir(folder)
         return target
+
+
+def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, pool: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Graph items of documents: ``(ids, float32 vectors)``; see :meth:`TokenGraph.add_documents`."""
+    groups = (counts + pool - 1) // pool
+    group_doc = np.repeat(np.arange(len(starts)), groups)
+    group_index = np.arange(int(groups.sum())) - np.repeat(np.cumsum(groups) - groups, groups)
+    first_rows = starts[group_doc] + group_index * pool
+    if pool == 1:
+        return first_rows.astype(np.uint64), np.asarray(matrix[first_rows], dtype=np.float32)
+    sizes = np.minimum(pool, starts[group_doc] + counts[group_doc] - first_rows)
+    rows = np.repeat(first_rows, sizes) + (
+        np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    summed = np.add.reduceat(np.asarray(matrix[rows], dtype=np.float32),
+                             np.concatenate(([0], np.cumsum(sizes)[:-1])), axis=0)
+    summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+    return first_rows.astype(np.uint64), summed
 
 
 def _storage(name: str):

@@ -47,16 +47,18 @@ class GraphParams:
     ef_construction: int = 200
     storage: str = "e4m3"
     space: str = "inner_product"
+    pool: int = 1
+    """Consecutive tokens of a document merged into one graph item (their normalised mean)."""
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_TYPES:
             raise InvalidInputError(f"storage must be one of {STORAGE_TYPES}, got {self.storage!r}")
         if self.space != "inner_product":
             raise InvalidInputError("only the inner_product space is supported (vectors are normalised)")
-        for name in ("M", "ef_construction"):
+        for name, minimum in (("M", 2), ("ef_construction", 2), ("pool", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise InvalidInputError(f"graph parameter {name} must be an integer >= 2")
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidInputError(f"graph parameter {name} must be an integer >= {minimum}")
 
 
 @dataclass(frozen=True)
