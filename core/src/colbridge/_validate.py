@@ -29,7 +29,26 @@ def check_text(text: Any, what: str = "text") -> str:
         raise InvalidInputError(f"{what} must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InvalidInputError(f"{what} is empty or whitespace only")
+    check_unicode(text, what)
     return text
+
+
+def check_unicode(value: str, what: str, *, nul: bool = True) -> None:
+    """Refuse strings that cannot be stored as UTF-8 (lone surrogates), and NUL characters
+    unless ``nul`` (SQLite's JSON functions cut strings at a NUL, so ids, metadata and filter
+    strings cannot hold one)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInputError(
+            f"{what} holds a lone surrogate {value[e.start]!r} at position {e.start}: it is not "
+            "valid Unicode text (decode the source with errors='replace')"
+        ) from None
+    at = value.find("\0")
+    if not nul and at >= 0:
+        raise InvalidInputError(
+            f"{what} holds a NUL character at position {at} (not allowed in ids, metadata, filters)"
+        )
 
 
 def check_ids(ids: Any, *, expected: int | None = None, what: str = "ids") -> list[str]:
@@ -44,6 +63,7 @@ def check_ids(ids: Any, *, expected: int | None = None, what: str = "ids") -> li
             raise InvalidInputError(f"{what}[{position}] must be a non-empty string, got {doc_id!r}")
         if len(doc_id) > MAX_ID_LENGTH:
             raise InvalidInputError(f"{what}[{position}] is longer than {MAX_ID_LENGTH} characters")
+        check_unicode(doc_id, f"{what}[{position}]", nul=False)
         if doc_id in seen:
             raise InvalidInputError(f"duplicate id {doc_id!r} in {what}")
         seen.add(doc_id)
@@ -73,7 +93,10 @@ def check_metadata(metadata: Any, what: str = "metadata") -> dict[str, Any]:
 def _check_json(value: Any, where: str, depth: int) -> None:
     if depth > MAX_METADATA_DEPTH:
         raise InvalidInputError(f"{where} is nested deeper than {MAX_METADATA_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        check_unicode(value, where, nul=False)
+        return
+    if value is None or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -83,6 +106,7 @@ def _check_json(value: Any, where: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInputError(f"{where} has a non-string key {key!r}")
+            check_unicode(key, f"{where} key {key!r}", nul=False)
             _check_json(item, f"{where}[{key!r}]", depth + 1)
         return
     if isinstance(value, (list, tuple)):

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from ._validate import check_unicode
 from .errors import InvalidInputError
 
 Scalar = Union[str, int, float, bool, None]
@@ -32,6 +33,7 @@ MEMBERSHIP = ("$in", "$nin")
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 MAX_FIELD_LENGTH = 256
 MAX_LIST_LENGTH = 10_000
+_INT64 = (-(2**63), 2**63 - 1)  # what SQLite can bind
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
 def _parse_field(field: Any, value: Any) -> list[Condition]:
     if not isinstance(field, str) or not field or len(field) > MAX_FIELD_LENGTH:
         raise InvalidInputError(f"filter field names must be non-empty strings, got {field!r}")
+    check_unicode(field, f"the filter field {field!r}", nul=False)
     if not isinstance(value, Mapping):
         return [Condition(field, "$eq", _scalar(field, value))]
     if not value:
@@ -102,7 +105,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _scalar(field: str, value: Any) -> Scalar:
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        check_unicode(value, f"the filter value for {field!r}", nul=False)
+        return value
+    if _is_number(value) and isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        raise InvalidInputError(f"filter value for {field!r} is outside the 64-bit range: {value}")
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
