@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,6 +224,7 @@ class ColBERTModel:
 
         model = self.load()
         with self._encode_lock, torch.inference_mode():
+            truncated = 0 if is_query else _count_truncated(model, texts)
             output = model.encode(
                 texts,
                 is_query=is_query,
@@ -230,7 +232,22 @@ class ColBERTModel:
                 show_progress_bar=show_progress,
                 pool_factor=pool_factor,
             )
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {len(texts)} document(s) exceed document_length="
+                f"{model.document_length} tokens and were truncated: only their first tokens are "
+                "indexed (split long texts into passages to search all of them)",
+                UserWarning, stacklevel=4,
+            )
         return [np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for v in output]
+
+
+def _count_truncated(model: ColBERT, texts: list[str]) -> int:
+    """How many documents PyLate will cut to ``document_length`` tokens (its prefix included)."""
+    budget = model.document_length - (model.document_prefix_id is not None)
+    lengths = model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False,
+                              return_length=True)["length"]
+    return sum(int(n) > budget for n in lengths)
 
 
 def pick_device() -> str:
