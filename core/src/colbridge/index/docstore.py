@@ -18,13 +18,14 @@ the new row count, or not at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -45,6 +46,27 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _damage_is_corruption(method: _F) -> _F:
+    """Report a damaged database file (sqlite3 raises plain ``DatabaseError`` for "database disk
+    image is malformed" and "file is not a database") as :class:`IndexCorruptError`."""
+
+    @functools.wraps(method)
+    def checked(self: DocStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if type(e) is not sqlite3.DatabaseError:  # locked, constraint, I/O: not damage
+                raise
+            raise IndexCorruptError(
+                f"{self.path} is damaged ({e}); run `colbridge check` and restore it from a backup"
+            ) from e
+
+    return checked  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,7 @@ class DocStore:
             raise IndexCorruptError(f"{self.path} lacks the state entry {key!r}")
         return int(row[0])
 
+    @_damage_is_corruption
     def state(self) -> State:
         rows = dict(self._conn().execute("SELECT key, value FROM state").fetchall())
         try:
@@ -126,12 +149,15 @@ class DocStore:
         except KeyError as e:
             raise IndexCorruptError(f"{self.path} lacks the state entry {e}") from None
 
+    @_damage_is_corruption
     def changes(self) -> int:
         return self._state_value("changes")
 
+    @_damage_is_corruption
     def count(self) -> int:
         return int(self._conn().execute("SELECT count(*) FROM documents").fetchone()[0])
 
+    @_damage_is_corruption
     def ranges(self) -> tuple[State, np.ndarray]:
         """The state and every document's ``(doc_no, vec_start, vec_count)``, read consistently."""
         conn = self._conn()
@@ -146,6 +172,7 @@ class DocStore:
             conn.execute("COMMIT")
         return state, table
 
+    @_damage_is_corruption
     def doc_nos_for_ids(self, ids: Sequence[str]) -> dict[str, int]:
         rows = self._conn().execute(
             "SELECT id, doc_no FROM documents WHERE id IN (SELECT value FROM json_each(?))",
@@ -153,6 +180,7 @@ class DocStore:
         )
         return dict(rows.fetchall())
 
+    @_damage_is_corruption
     def fetch_by_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         rows = self._conn().execute(
             "SELECT id, text, metadata FROM documents WHERE id IN (SELECT value FROM json_each(?))",
@@ -160,6 +188,7 @@ class DocStore:
         )
         return {i: (text, json.loads(meta)) for i, text, meta in rows.fetchall()}
 
+    @_damage_is_corruption
     def fetch_by_doc_nos(self, doc_nos: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
         rows = self._conn().execute(
             "SELECT doc_no, id, text, metadata FROM documents "
@@ -168,6 +197,7 @@ class DocStore:
         )
         return {n: (i, text, json.loads(meta)) for n, i, text, meta in rows.fetchall()}
 
+    @_damage_is_corruption
     def matching_doc_nos(self, conditions: list[Condition]) -> np.ndarray:
         where, params = to_sql(conditions)
         rows = self._conn().execute(f"SELECT doc_no FROM documents WHERE {where}", params)
@@ -189,6 +219,7 @@ class DocStore:
                 last = doc_no
 
     # -- writes -----------------------------------------------------------------------------
+    @_damage_is_corruption
     def commit_write(
         self, *, delete_doc_nos: Sequence[int], insert: Sequence[NewDocument], vector_rows: int
     ) -> list[int]:
@@ -217,6 +248,7 @@ class DocStore:
             raise
         return new_nos
 
+    @_damage_is_corruption
     def commit_compaction(
         self, *, new_starts: Sequence[tuple[int, int]], generation: int, vector_rows: int
     ) -> None:
