@@ -311,6 +311,41 @@ def _print_report(report: dict[str, Any], plot: Path | None) -> None:
         out.print(f"Plot saved to {plot}.")
 
 
+# -- check ------------------------------------------------------------------------------------
+@app.command()
+def check(
+    index: IndexOption,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Rebuild a damaged graph from the stored vectors and delete leftovers.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check an index folder's consistency (exit code 0: clean, 1: problems)."""
+    from dataclasses import asdict
+
+    from .check import check_index
+
+    with _user_errors():
+        report = check_index(index, repair=repair)
+    if as_json:
+        print(json.dumps({**asdict(report), "path": str(report.path), "ok": report.ok}, indent=2,
+                         ensure_ascii=False))
+    else:
+        for line in report.repaired:
+            out.print(f"[green]repaired:[/] {line}", highlight=False)
+        for line in report.notes:
+            out.print(f"note: {line}", highlight=False)
+        for line in report.problems:
+            err.print(f"[bold red]problem:[/] {line}", highlight=False, soft_wrap=True)
+        if report.ok:
+            out.print(f"{index}: ok ({report.documents:,} documents, {report.vector_rows:,} token "
+                      "vectors)", highlight=False)
+        elif report.repairable:
+            err.print("Run `colbridge check --repair` to rebuild the graph.", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 # -- info -------------------------------------------------------------------------------------
 @app.command()
 def info(index: IndexOption, as_json: JsonOption = False) -> None:

@@ -1,0 +1,366 @@
+"""Consistency check and repair of an embedded index folder (``colbridge check``).
+
+The check reads every file of the folder while holding its write lock and reports each thing
+that breaks the rules of ``docs/index-format.md``:
+
+* ``manifest.json`` is a valid manifest of a format this colbridge reads;
+* ``documents.sqlite`` passes SQLite's ``integrity_check`` and has the expected tables and state;
+* every document's vector range lies inside the committed rows, no two ranges overlap, and every
+  metadata value is a JSON object;
+* the vector file holds at least the committed rows, and every live token vector is finite and
+  unit-length;
+* the graph checkpoint that an open would load is readable, has the index's dimension, and
+  covers no more than the committed rows.
+
+Leftovers of interrupted writes (rows past the committed count, superseded files, temporary
+files) are harmless; they are listed as notes, not problems.
+
+Only the graph can be repaired: it is a cache of the vectors. ``repair=True`` deletes damaged or
+impossible graph checkpoints and leftovers, rebuilds the graph from the stored vectors and saves
+a fresh checkpoint. Damage to the manifest, the store or the vectors is reported, never
+"repaired" by dropping data: restore those folders from a backup.
+
+>>> report = check_index("my-index")            # doctest: +SKIP
+>>> report.ok, report.problems                   # doctest: +SKIP
+(True, [])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexCorruptError, IndexLockedError
+
+_GRAPH = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
+_VECTORS = re.compile(r"^vectors-(\d+)\.f16$")
+_NORM_TOLERANCE = 0.02  # float16 rows of L2-normalised vectors are within 1e-3 of unit length
+_CHUNK_ROWS = 65_536
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_index` found.
+
+    Attributes:
+        path: the folder checked.
+        problems: rule violations; empty when the index is consistent.
+        notes: harmless leftovers of interrupted writes (removed by the next checkpoint).
+        repaired: what ``repair=True`` did.
+        documents: documents stored (None when the store could not be read).
+        vector_rows: committed token-vector rows (None when the store could not be read).
+        repairable: every problem is in the graph, so ``repair=True`` can fix them.
+    """
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    documents: int | None = None
+    vector_rows: int | None = None
+    repairable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+@dataclass
+class _Findings:
+    report: CheckReport
+    bad_graphs: list[Path] = field(default_factory=list)  # repair deletes these
+    leftovers: list[Path] = field(default_factory=list)  # and these
+    data_damaged: bool = False  # a problem outside the graph: repair cannot help
+
+
+def check_index(
+    path: str | os.PathLike[str], *, repair: bool = False, lock_timeout: float = 10.0
+) -> CheckReport:
+    """Check an index folder's consistency; with ``repair``, rebuild a damaged graph.
+
+    Args:
+        path: the index folder.
+        repair: delete unusable graph checkpoints and leftovers, rebuild the graph from the
+            stored vectors and check again. Refused (nothing is touched) when the manifest,
+            the store or the vectors are damaged.
+        lock_timeout: seconds to wait for a writer to finish before
+            :class:`~colbridge.IndexLockedError`.
+
+    Returns:
+        A :class:`CheckReport`; ``report.ok`` is True when nothing is wrong.
+    """
+    folder = Path(path).expanduser()
+    findings = _check(folder, lock_timeout)
+    report = findings.report
+    if not repair:
+        return report
+    if findings.data_damaged:
+        report.notes.append(
+            "not repaired: the damage is outside the graph (only the graph can be rebuilt; "
+            "restore the folder from a backup)"
+        )
+        return report
+    if not findings.bad_graphs and not findings.leftovers:
+        return report
+    repaired = _repair(folder, findings, lock_timeout)
+    after = _check(folder, lock_timeout).report
+    after.repaired = repaired
+    return after
+
+
+# -- checking ----------------------------------------------------------------------------------
+def _check(folder: Path, lock_timeout: float) -> _Findings:
+    from .index.manifest import Manifest
+
+    found = _Findings(CheckReport(folder))
+    report = found.report
+    if not folder.is_dir():
+        report.problems.append(f"{folder} is not a folder" if folder.exists() else
+                               f"{folder} does not exist")
+        found.data_damaged = True
+        return found
+    try:
+        manifest = Manifest.read(folder)
+    except IndexCorruptError as e:
+        report.problems.append(f"manifest: {e}")
+        found.data_damaged = True
+        return found
+    with _locked(folder, lock_timeout):
+        state = _check_store(folder, found)
+        if state is None:
+            return found
+        generation, vector_rows, ranges = state
+        dimension = manifest.model.dimension
+        _check_vectors(folder, generation, vector_rows, ranges, dimension, found)
+        _check_graphs(folder, generation, vector_rows, dimension, found)
+        _find_leftovers(folder, generation, found)
+    report.repairable = bool(found.bad_graphs) and not found.data_damaged
+    return found
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, timeout: float) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(folder / "write.lock", thread_local=False)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise IndexLockedError(
+            f"{folder} is locked by a writer (waited {timeout:g} s); check it when the write ends"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] | None:
+    """Integrity, schema and state of ``documents.sqlite``; its document ranges, sorted by start."""
+    from .index.docstore import FILENAME, SCHEMA_VERSION
+
+    report = found.report
+    path = folder / FILENAME
+    if not path.exists():
+        report.problems.append(f"{FILENAME} is missing: the documents are gone")
+        found.data_damaged = True
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30.0)
+    except sqlite3.Error as e:
+        report.problems.append(f"{FILENAME} cannot be opened: {e}")
+        found.data_damaged = True
+        return None
+    try:
+        verdict = [line for row in conn.execute("PRAGMA integrity_check(20)").fetchall()
+                   for line in str(row[0]).splitlines()]
+        if verdict != ["ok"]:
+            shown = [line for line in verdict if not line.startswith("***")][:3]
+            report.problems.append(f"{FILENAME} fails SQLite's integrity check: "
+                                   + "; ".join(shown) + (" …" if len(verdict) > 4 else ""))
+            found.data_damaged = True
+            return None
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"documents", "state"} <= tables:
+            report.problems.append(f"{FILENAME} lacks the documents or state table")
+            found.data_damaged = True
+            return None
+        state = dict(conn.execute("SELECT key, value FROM state").fetchall())
+        missing = {"schema_version", "generation", "vector_rows", "changes"} - set(state)
+        if missing:
+            report.problems.append(f"{FILENAME} lacks the state entries {sorted(missing)}")
+            found.data_damaged = True
+            return None
+        if state["schema_version"] != SCHEMA_VERSION:
+            report.problems.append(f"{FILENAME} has schema version {state['schema_version']!r}, "
+                                   f"this colbridge reads {SCHEMA_VERSION}")
+            found.data_damaged = True
+            return None
+        generation, rows = state["generation"], state["vector_rows"]
+        if not (isinstance(generation, int) and isinstance(rows, int) and generation >= 0
+                and rows >= 0):
+            report.problems.append(f"{FILENAME} has an impossible state {state}")
+            found.data_damaged = True
+            return None
+        rows_sql = "SELECT vec_start, vec_count FROM documents ORDER BY vec_start"
+        ranges = np.array(conn.execute(rows_sql).fetchall(), dtype=np.int64).reshape(-1, 2)
+        bad_metadata = conn.execute(
+            "SELECT count(*) FROM documents WHERE NOT json_valid(metadata) "
+            "OR json_type(metadata) != 'object'"
+        ).fetchone()[0]
+    except sqlite3.Error as e:
+        report.problems.append(f"{FILENAME} cannot be read: {e}")
+        found.data_damaged = True
+        return None
+    finally:
+        conn.close()
+    report.documents, report.vector_rows = len(ranges), rows
+    if bad_metadata:
+        report.problems.append(f"{bad_metadata} document(s) have metadata that is not a JSON "
+                               "object")
+        found.data_damaged = True
+    starts, counts = ranges[:, 0], ranges[:, 1]
+    ends = starts + counts
+    checks = [
+        ((counts < 1) | (starts < 0), "have an empty or negative vector range"),
+        (ends > rows, f"point past the {rows} committed vector rows"),
+    ]
+    for bad, what in checks:
+        if bad.any():
+            report.problems.append(f"{int(bad.sum())} document(s) {what}")
+            found.data_damaged = True
+    overlaps = int((starts[1:] < ends[:-1]).sum()) if len(ranges) > 1 else 0
+    if overlaps:
+        report.problems.append(f"{overlaps} document vector range(s) overlap the one before")
+        found.data_damaged = True
+    return generation, rows, ranges
+
+
+def _check_vectors(folder: Path, generation: int, rows: int, ranges: np.ndarray, dimension: int,
+                   found: _Findings) -> None:
+    from .index.vectors import DTYPE, vector_file_name
+
+    report = found.report
+    path = folder / vector_file_name(generation)
+    row_bytes = dimension * DTYPE.itemsize
+    size = path.stat().st_size if path.exists() else None
+    if size is None:
+        if rows:
+            report.problems.append(f"{path.name} is missing but {rows} rows are committed")
+            found.data_damaged = True
+        return
+    if size < rows * row_bytes:
+        report.problems.append(f"{path.name} holds {size // row_bytes} rows but {rows} are "
+                               "committed: the vector file is truncated")
+        found.data_damaged = True
+        return
+    if size > rows * row_bytes:
+        report.notes.append(f"{path.name} has {size - rows * row_bytes} bytes past the committed "
+                            "rows (an interrupted write; cut off by the next one)")
+    if not rows or not len(ranges) or found.data_damaged:
+        return
+    live = np.zeros(rows, dtype=bool)
+    for start, count in ranges:
+        live[start:start + count] = True
+    matrix = np.memmap(path, dtype=DTYPE, mode="r", shape=(rows, dimension))
+    bad = 0
+    for begin in range(0, rows, _CHUNK_ROWS):
+        chunk = np.asarray(matrix[begin:begin + _CHUNK_ROWS], dtype=np.float32)
+        norms = np.linalg.norm(chunk, axis=1)
+        wrong = ~np.isfinite(norms) | (np.abs(norms - 1.0) > _NORM_TOLERANCE)
+        bad += int((wrong & live[begin:begin + _CHUNK_ROWS]).sum())
+    del matrix
+    if bad:
+        report.problems.append(f"{bad} live token vector(s) in {path.name} are not finite unit "
+                               "vectors: the vector file is damaged")
+        found.data_damaged = True
+
+
+def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
+                  found: _Findings) -> None:
+    """The checkpoint an open would load must be sound; impossible ones are problems too."""
+    report = found.report
+    checkpoints = []
+    for entry in os.scandir(folder):
+        match = _GRAPH.match(entry.name)
+        if match and int(match.group(1)) == generation:
+            checkpoints.append((int(match.group(2)), Path(entry.path)))
+    usable = sorted((c for c in checkpoints if c[0] <= rows), reverse=True)
+    for covered, path in checkpoints:
+        if covered > rows:
+            report.problems.append(f"{path.name} covers {covered} rows but only {rows} are "
+                                   "committed")
+            found.bad_graphs.append(path)
+    for _, path in usable[1:]:
+        report.notes.append(f"{path.name} is superseded by {usable[0][1].name}")
+        found.leftovers.append(path)
+    if usable:
+        covered, path = usable[0]
+        trouble = _graph_trouble(path, covered, dimension)
+        if trouble:
+            report.problems.append(f"{path.name} {trouble}")
+            found.bad_graphs.append(path)
+
+
+def _graph_trouble(path: Path, covered: int, dimension: int) -> str | None:
+    import voyager
+
+    try:
+        index = voyager.Index.load(str(path))
+    except Exception as e:  # voyager raises RuntimeError, ValueError ... on damaged files
+        return f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+    if index.num_dimensions != dimension:
+        return f"has {index.num_dimensions}-d vectors, the index {dimension}-d"
+    if len(index) > covered:
+        return f"holds {len(index)} items but covers only {covered} rows"
+    ids = np.fromiter(index.ids, dtype=np.uint64, count=len(index))
+    if len(ids) and int(ids.max()) >= covered:
+        return f"holds item ids beyond the {covered} rows it covers"
+    return None
+
+
+def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
+    for entry in os.scandir(folder):
+        name = entry.name
+        graph, vectors = _GRAPH.match(name), _VECTORS.match(name)
+        other_generation = (graph and int(graph.group(1)) != generation) or (
+            vectors and int(vectors.group(1)) != generation)
+        temporary = name.startswith(".") and ".tmp-" in name
+        if other_generation or temporary:
+            found.report.notes.append(f"{name} is a leftover of an interrupted write or compaction")
+            found.leftovers.append(Path(entry.path))
+
+
+# -- repairing ---------------------------------------------------------------------------------
+def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]:
+    from .index import EmbeddedIndex
+    from .index.manifest import Manifest
+    from .models import ColBERTModel
+
+    done = []
+    with _locked(folder, lock_timeout):
+        for path in findings.bad_graphs + findings.leftovers:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                done.append(f"deleted {path.name}")
+    # Opening catches the graph up from the vectors (from the newest sound checkpoint, or from
+    # nothing); flush saves it as a new checkpoint. The encoder is named, never loaded.
+    name = Manifest.read(folder).model.name
+    index = EmbeddedIndex(folder, model=ColBERTModel(name), create=False,
+                          lock_timeout=lock_timeout)
+    try:
+        index.flush()
+        if findings.bad_graphs:
+            items = index.stats()["graph_items"]
+            done.append(f"rebuilt the graph from the stored vectors ({items:,} items)")
+    finally:
+        index.close()
+    return done
