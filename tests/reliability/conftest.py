@@ -1,0 +1,182 @@
+"""Helpers for the reliability tests: the writer process, the hash encoder, state verification.
+
+The writer (``_writer.py``) runs as a separate Python process that never imports torch or
+pylate, so killing and restarting it is cheap. Its output tells the test which operations were
+committed before the kill; :func:`verify` then checks the promise of ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WRITER = Path(__file__).with_name("_writer.py")
+_spec = importlib.util.spec_from_file_location("colbridge_reliability_writer", WRITER)
+writer = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(writer)  # type: ignore[union-attr]
+
+HashEncoder = writer.HashEncoder
+doc_text = writer.doc_text
+doc_metadata = writer.doc_metadata
+word_vectors = writer.word_vectors
+CRASH_POINTS = writer.CRASH_POINTS
+
+
+@dataclass
+class WriterRun:
+    """What a writer process printed before it ended (or was killed)."""
+
+    returncode: int
+    ready: bool = False
+    begun: list[dict] = field(default_factory=list)
+    committed: set[int] = field(default_factory=set)
+    lock_errors: int = 0
+    stderr: str = ""
+
+    @property
+    def committed_ops(self) -> list[dict]:
+        return [op for op in self.begun if op["seq"] in self.committed]
+
+    @property
+    def in_flight(self) -> dict | None:
+        """The operation that had begun but not returned when the process died, if any."""
+        last = self.begun[-1] if self.begun else None
+        return last if last is not None and last["seq"] not in self.committed else None
+
+
+def writer_command(path: Path, seed: int, *args: str) -> list[str]:
+    return [sys.executable, str(WRITER), str(path), str(seed), *args]
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def parse_output(lines: list[str], returncode: int, stderr: str = "") -> WriterRun:
+    run = WriterRun(returncode=returncode, stderr=stderr)
+    for line in lines:
+        kind, _, rest = line.strip().partition(" ")
+        if kind == "READY":
+            run.ready = True
+        elif kind == "B":
+            run.begun.append(json.loads(rest))
+        elif kind == "C":
+            run.committed.add(int(rest))
+        elif kind == "L":
+            run.lock_errors += 1
+    return run
+
+
+def run_writer(path: Path, seed: int, *args: str, kill_after: float | None = None,
+               timeout: float = 120.0) -> WriterRun:
+    """Run the writer; with ``kill_after``, SIGKILL it that many seconds after it is READY."""
+    proc = subprocess.Popen(writer_command(path, seed, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_child_env())
+    lines: list[str] = []
+    ready = threading.Event()
+    err: list[str] = []
+
+    def read_stdout() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("READY"):
+                ready.set()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        err.append(proc.stderr.read())
+
+    readers = [threading.Thread(target=read_stdout), threading.Thread(target=read_stderr)]
+    for thread in readers:
+        thread.start()
+    try:
+        if kill_after is not None:
+            ready.wait(timeout)
+            time.sleep(kill_after)
+            proc.send_signal(signal.SIGKILL)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the writer did not end within {timeout} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for thread in readers:
+            thread.join()
+    return parse_output(lines, proc.returncode, "".join(err))
+
+
+def apply(state: dict[str, int], op: dict | None) -> dict[str, int]:
+    """The documents (id -> version) after ``op``."""
+    state = dict(state)
+    if op is None:
+        return state
+    if "docs" in op:
+        state.update(op["docs"])
+    for doc_id in op.get("ids", ()):
+        state.pop(doc_id, None)
+    return state
+
+
+def stored_state(path: Path) -> dict[str, int]:
+    """Open the index and check every stored document is whole: its text, metadata and token
+    vectors all belong to one version of it. Returns id -> version.
+
+    The vectors are read from the vector file directly (the public API has no vector getter);
+    a sample of documents is also found by search, through the graph and exactly.
+    """
+    from colbridge import EmbeddedIndex
+
+    with EmbeddedIndex(path, model=HashEncoder(), create=False) as index:
+        rows = list(index._store.iter_documents())
+        matrix = index._snap.vectors
+        state = {}
+        for doc_id, text, metadata, start, count in rows:
+            version = metadata["v"]
+            assert text == doc_text(doc_id, version), f"{doc_id}: text of another version"
+            assert metadata == doc_metadata(doc_id, version), f"{doc_id}: metadata mismatch"
+            expected = word_vectors(text)
+            got = np.asarray(matrix[start:start + count], dtype=np.float32)
+            assert got.shape == expected.shape, f"{doc_id}: {got.shape} vectors, {expected.shape}"
+            assert np.abs(got - expected).max() < 2e-3, f"{doc_id}: vectors of another version"
+            state[doc_id] = version
+        assert index.count() == len(state)
+        sample = sorted(state)[:: max(1, len(state) // 12)]
+        for doc_id in sample:
+            query = word_vectors(doc_text(doc_id, state[doc_id]))[:16]
+            for exact_threshold in (0, 10**6):  # through the graph, and exhaustively
+                hits = index.search_encoded(query, k=1, exact_threshold=exact_threshold)
+                assert hits and hits[0].id == doc_id, f"{doc_id} is not found by search"
+    return state
+
+
+def check_clean(path: Path) -> list[str]:
+    """Problems reported by ``colbridge check`` (none expected)."""
+    from colbridge.check import check_index
+
+    return check_index(path).problems
+
+
+@pytest.fixture
+def hash_index(tmp_path):
+    """An empty index folder created with the hash encoder."""
+    from colbridge import EmbeddedIndex
+
+    path = tmp_path / "index"
+    EmbeddedIndex(path, model=HashEncoder()).close()
+    return path
