@@ -180,8 +180,11 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         found.data_damaged = True
         return None
     try:
-        verdict = [line for row in conn.execute("PRAGMA integrity_check(20)").fetchall()
-                   for line in str(row[0]).splitlines()]
+        try:
+            verdict = [line for row in conn.execute("PRAGMA integrity_check(20)").fetchall()
+                       for line in str(row[0]).splitlines()]
+        except sqlite3.DatabaseError as e:
+            verdict = [str(e)]
         if verdict != ["ok"]:
             shown = [line for line in verdict if not line.startswith("***")][:3]
             report.problems.append(f"{FILENAME} fails SQLite's integrity check: "

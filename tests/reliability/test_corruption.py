@@ -1,0 +1,217 @@
+"""Damaged and foreign folders: a typed error naming the problem, `colbridge check` lists it,
+and `colbridge check --repair` rebuilds whatever is only a cache (the graph).
+
+tests/core/index/test_bad_input.py already opens a few damaged folders (garbage, foreign and
+future manifests, no or garbage SQLite, truncated or missing vectors, a zeroed graph header);
+this file adds the other damages, and runs the check and repair over all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from colbridge import EmbeddedIndex, GraphParams, IndexCorruptError
+from colbridge.check import check_index
+from colbridge.cli import app
+
+from .conftest import HashEncoder, doc_metadata, doc_text
+
+IDS = [f"doc-{i}" for i in range(300)]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pristine") / "index"
+    with EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32)) as ix:
+        ix.add([doc_text(i, 0) for i in IDS], ids=IDS, metadatas=[doc_metadata(i, 0) for i in IDS])
+        ix.delete(IDS[:10])
+        ix.compact()  # generation 1: the cases below name its files
+        ix.delete(IDS[10:20])  # some dead rows, as in any living index
+    return path
+
+
+@pytest.fixture
+def damaged(pristine, tmp_path):
+    path = tmp_path / "index"
+    shutil.copytree(pristine, path)
+    return path
+
+
+def _graph(path):
+    (graph,) = path.glob("graph-*.voy")
+    return graph
+
+
+def _manifest(path, **changes):
+    body = json.loads((path / "manifest.json").read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            body[section][field] = value
+        elif value is None:
+            del body[section]
+        else:
+            body[section] = value
+    (path / "manifest.json").write_text(json.dumps(body))
+
+
+def _sql(path, statement):
+    conn = sqlite3.connect(path / "documents.sqlite")
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def _damage_page(path):
+    data = bytearray((path / "documents.sqlite").read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle:middle + 4096] = b"\xff" * 4096
+    (path / "documents.sqlite").write_bytes(bytes(data))
+
+
+def _wrong_width_graph(path):
+    import voyager
+
+    other = voyager.Index(voyager.Space.InnerProduct, num_dimensions=8)
+    other.add_items(np.eye(8, dtype=np.float32))
+    target = _graph(path)
+    target.unlink()
+    other.save(str(target))
+
+
+def _zero_vectors(path):
+    with open(path / "vectors-1.f16", "r+b") as f:
+        f.seek(64 * 5000)  # rows of live documents (the first rows belong to deleted ones)
+        f.write(b"\0" * 64 * 10)
+
+
+# (name, damage, message on open or None when it still opens, problem reported by check,
+#  whether --repair fixes it)
+CASES = [
+    ("graph truncated", lambda p: _graph(p).write_bytes(_graph(p).read_bytes()[:5000]),
+     "cannot be read", "cannot be read", True),
+    ("graph zeroed", lambda p: _graph(p).write_bytes(b"\0" * _graph(p).stat().st_size),
+     "cannot be read", "cannot be read", True),
+    ("graph empty", lambda p: _graph(p).write_bytes(b""), "cannot be read", "cannot be read", True),
+    ("graph of another width", _wrong_width_graph, "8-d vectors", "8-d vectors", True),
+    ("graph covering uncommitted rows",
+     lambda p: shutil.copy(_graph(p), p / "graph-1-99999999.voy"), None, "covers 99999999", True),
+    ("manifest empty", lambda p: (p / "manifest.json").write_text(""), "not valid JSON",
+     "not valid JSON", False),
+    ("manifest a list", lambda p: (p / "manifest.json").write_text("[1, 2]"),
+     "not a colbridge manifest", "not a colbridge manifest", False),
+    ("manifest without model", lambda p: _manifest(p, model=None), "incomplete or malformed",
+     "incomplete or malformed", False),
+    ("manifest negative dimension", lambda p: _manifest(p, model__dimension=-4),
+     "incomplete or malformed", "incomplete or malformed", False),
+    ("manifest unknown storage", lambda p: _manifest(p, graph__storage="int3"),
+     "incomplete or malformed", "incomplete or malformed", False),
+    ("manifest version as text", lambda p: _manifest(p, format_version="1"),
+     "invalid format_version", "invalid format_version", False),
+    ("manifest from the future", lambda p: _manifest(p, format_version=2), "newer colbridge",
+     "newer colbridge", False),
+    ("manifest missing", lambda p: (p / "manifest.json").unlink(), "not a colbridge index",
+     "not a colbridge index", False),
+    ("sqlite page damaged", _damage_page, "damaged", "integrity check", False),
+    ("sqlite empty", lambda p: (p / "documents.sqlite").write_bytes(b""), "SQLite",
+     "lacks the documents or state table", False),
+    ("sqlite garbage", lambda p: (p / "documents.sqlite").write_bytes(b"\x13" * 5000), "SQLite",
+     "documents.sqlite", False),
+    ("sqlite missing", lambda p: (p / "documents.sqlite").unlink(), "store is missing",
+     "documents are gone", False),
+    ("sqlite schema from the future",
+     lambda p: _sql(p, "UPDATE state SET value = 2 WHERE key = 'schema_version'"),
+     "schema version", "schema version", False),
+    ("sqlite state row missing", lambda p: _sql(p, "DELETE FROM state WHERE key = 'generation'"),
+     "lacks the state entry", "lacks the state entries", False),
+    ("document past the vectors", lambda p: _sql(p, "UPDATE documents SET vec_start = 10000000 "
+                                                 "WHERE id = 'doc-50'"),
+     "past the end", "past the", False),
+    ("overlapping documents", lambda p: _sql(p, "UPDATE documents SET vec_start = vec_start + 2 "
+                                                "WHERE id = 'doc-50'"),
+     None, "overlap", False),
+    ("metadata not JSON", lambda p: _sql(p, "UPDATE documents SET metadata = '{oops' "
+                                           "WHERE id = 'doc-50'"),
+     None, "not a JSON object", False),
+    ("vectors zeroed", _zero_vectors, None, "not finite unit vectors", False),
+    ("vectors truncated", lambda p: (p / "vectors-1.f16").write_bytes(b"\0" * 640),
+     "truncated", "truncated", False),
+    ("vectors missing", lambda p: (p / "vectors-1.f16").unlink(), "missing", "missing", False),
+]
+
+
+@pytest.mark.parametrize("name, damage, on_open, problem, repairable", CASES,
+                         ids=[c[0] for c in CASES])
+def test_damage_is_named_checked_and_repaired_where_possible(
+    damaged, pristine, name, damage, on_open, problem, repairable
+):
+    damage(damaged)
+    if on_open is None:
+        with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+            assert ix.count() > 0  # opens; only the check can see this damage
+    else:
+        with pytest.raises(IndexCorruptError, match=on_open):
+            EmbeddedIndex(damaged, model=HashEncoder(), create=False)
+    report = check_index(damaged)
+    assert not report.ok and any(problem in p for p in report.problems), report.problems
+    assert report.repairable is repairable
+    cli = CliRunner().invoke(app, ["check", "--index", str(damaged)])
+    assert cli.exit_code == 1 and problem in " ".join(cli.output.split())
+    repaired = check_index(damaged, repair=True)
+    if not repairable:
+        assert not repaired.ok and not repaired.repaired  # nothing touched
+        return
+    assert repaired.ok, repaired.problems
+    assert any("rebuilt the graph" in line for line in repaired.repaired)
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        assert ix.count() == 280
+        for doc_id in IDS[20::40]:  # found again through the rebuilt graph
+            assert ix.search(doc_text(doc_id, 0), k=1, exact_threshold=0)[0].id == doc_id
+
+
+def test_the_pristine_folder_checks_clean(pristine):
+    report = check_index(pristine)
+    assert report.ok and report.documents == 280 and report.notes == []
+    assert CliRunner().invoke(app, ["check", "--index", str(pristine)]).exit_code == 0
+
+
+def test_a_missing_graph_is_rebuilt_on_open(damaged):
+    _graph(damaged).unlink()
+    assert check_index(damaged).ok  # the graph is a cache: its absence is no problem
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
+    assert any(damaged.glob("graph-*.voy"))  # and saved again on close
+
+
+def test_leftovers_are_notes_and_repair_removes_them(damaged):
+    (damaged / "vectors-0.f16").write_bytes(b"\0" * 128)  # an old generation
+    (damaged / ".graph-1-5.voy.tmp-123").write_bytes(b"half")
+    with open(damaged / "vectors-1.f16", "ab") as f:
+        f.write(b"\1" * 100)  # rows of an interrupted append
+    report = check_index(damaged)
+    assert report.ok and len(report.notes) == 3
+    repaired = check_index(damaged, repair=True)
+    assert repaired.ok and not (damaged / "vectors-0.f16").exists()
+    assert not (damaged / ".graph-1-5.voy.tmp-123").exists()
+
+
+@pytest.mark.parametrize("what", ["nothing", "file", "foreign folder", "empty folder"])
+def test_folders_that_are_not_indexes(tmp_path, what):
+    target = tmp_path / "target"
+    if what == "file":
+        target.write_text("hello")
+    elif what == "foreign folder":
+        target.mkdir()
+        (target / "thesis.tex").write_text("precious")
+    elif what == "empty folder":
+        target.mkdir()
+    report = check_index(target, repair=True)
+    assert not report.ok and not report.repaired
+    if what == "foreign folder":
+        assert sorted(p.name for p in target.iterdir()) == ["thesis.tex"]
