@@ -30,7 +30,8 @@ import numpy as np
 from colbridge.models import ColBERTModel
 
 DIM = 32
-VOCAB = [f"w{i}" for i in range(400)]
+# A large vocabulary: few exact duplicate vectors across documents, as with a real encoder.
+VOCAB = [f"w{i}" for i in range(20_000)]
 CRASH_POINTS = (
     "append",  # vectors appended and fsynced, store not yet committed
     "commit",  # store committed, graph and snapshot not yet updated

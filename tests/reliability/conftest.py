@@ -137,14 +137,20 @@ def stored_state(path: Path) -> dict[str, int]:
     """Open the index and check every stored document is whole: its text, metadata and token
     vectors all belong to one version of it. Returns id -> version.
 
-    The vectors are read from the vector file directly (the public API has no vector getter);
-    a sample of documents is also found by search, through the graph and exactly.
+    The vectors are read from the vector file directly (the public API has no vector getter),
+    and every one of them must be an item of the graph the index opened with (it is rebuilt
+    from the vectors where its checkpoint is behind). A sample of documents is also found by
+    search, exhaustively and through the graph (with a wide candidate budget: the graph stage
+    is approximate, and this checks reachability, not recall).
     """
     from colbridge import EmbeddedIndex
 
     with EmbeddedIndex(path, model=HashEncoder(), create=False) as index:
         rows = list(index._store.iter_documents())
         matrix = index._snap.vectors
+        assert index.manifest.graph.pool == 1  # graph item ids are vector rows
+        in_graph = np.zeros(len(matrix), dtype=bool)
+        in_graph[np.fromiter(index._graph._index.ids, dtype=np.int64)] = True
         state = {}
         for doc_id, text, metadata, start, count in rows:
             version = metadata["v"]
@@ -154,13 +160,15 @@ def stored_state(path: Path) -> dict[str, int]:
             got = np.asarray(matrix[start:start + count], dtype=np.float32)
             assert got.shape == expected.shape, f"{doc_id}: {got.shape} vectors, {expected.shape}"
             assert np.abs(got - expected).max() < 2e-3, f"{doc_id}: vectors of another version"
+            assert in_graph[start:start + count].all(), f"{doc_id}: vectors missing from the graph"
             state[doc_id] = version
         assert index.count() == len(state)
         sample = sorted(state)[:: max(1, len(state) // 12)]
         for doc_id in sample:
             query = word_vectors(doc_text(doc_id, state[doc_id]))[:16]
-            for exact_threshold in (0, 10**6):  # through the graph, and exhaustively
-                hits = index.search_encoded(query, k=1, exact_threshold=exact_threshold)
+            for options in ({"exact_threshold": 0, "token_k": 256, "ef": 512},
+                            {"exact_threshold": 10**6}):
+                hits = index.search_encoded(query, k=1, **options)
                 assert hits and hits[0].id == doc_id, f"{doc_id} is not found by search"
     return state
 

@@ -57,7 +57,8 @@ def _readers_and_one_writer(tmp_path, seconds, capsys):
                 anchor = rng.choice(ANCHORS)
                 what = rng.randrange(4)
                 if what == 0:  # a text query finds its own document first, through the graph
-                    hits = index.search(doc_text(anchor, 0), k=5, exact_threshold=0)
+                    hits = index.search(doc_text(anchor, 0), k=5, exact_threshold=0,
+                                        token_k=256, ef=512)
                     assert hits[0].id == anchor
                 elif what == 1:  # filtered exact search over the encoded query
                     query = word_vectors(doc_text(anchor, 0))[:16]
@@ -134,7 +135,7 @@ def test_readers_while_one_thread_writes(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_readers_while_one_thread_writes_long(tmp_path, capsys):
-    _readers_and_one_writer(tmp_path, 60, capsys)
+    _readers_and_one_writer(tmp_path, 30, capsys)
 
 
 def test_writers_in_two_threads_wait_for_each_other(tmp_path):

@@ -19,7 +19,7 @@ from colbridge import EmbeddedIndex, GraphParams
 
 from .conftest import CRASH_POINTS, HashEncoder, apply, check_clean, run_writer, stored_state
 
-WRITER_ARGS = ("--batch", "120", "--max-docs", "900")
+WRITER_ARGS = ("--batch", "80", "--max-docs", "600")
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def _random_kills(path, trials, capsys, title, seed=0):
     stats: collections.Counter = collections.Counter()
     state: dict[str, int] = {}
     for trial in range(trials):
-        state = _trial(path, state, seed * 100_000 + trial, stats, kill_after=rng.uniform(0, 1.2))
+        state = _trial(path, state, seed * 100_000 + trial, stats, kill_after=rng.uniform(0, 1.0))
     _report(capsys, title, stats)
     assert stats["lost"] == 0
     assert stats["trials"] == trials
