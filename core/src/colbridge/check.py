@@ -174,7 +174,7 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         found.data_damaged = True
         return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30.0)
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=rw", uri=True, timeout=30.0)
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be opened: {e}")
         found.data_damaged = True
