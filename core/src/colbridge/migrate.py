@@ -142,8 +142,10 @@ def migrate_index(
 def _open_target(target: str, model: ColBERTModel, info: ModelInfo, api_key: str | None,
                  create_options: dict[str, Any] | None) -> QdrantIndex:
     where = QdrantTarget.parse(target)
+    remote = where.location.startswith(("http://", "https://"))  # local mode takes no key
     return QdrantIndex._for_model_info(where.location, where.collection, model, info,
-                                       api_key=api_key, create_options=create_options)
+                                       api_key=api_key if remote else None,
+                                       create_options=create_options)
 
 
 def _copy(src: EmbeddedIndex, dest: QdrantIndex, batch_size: int,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from colbridge import (
     ColBERTModel,
     ColbridgeError,
@@ -29,6 +29,7 @@ from colbridge.index import qdrant as qdrant_module
 from colbridge.index._qdrant_payload import field_key
 from colbridge.index.qdrant import QdrantSearchOptions, point_id, pooled
 from colbridge.migrate import QdrantTarget, migrate_index
+from typer.testing import CliRunner
 
 from .conftest import synthetic_docs
 
@@ -75,7 +76,8 @@ def test_points_have_uuid5_ids_and_payload_keys_of_their_own(client, tiny_model)
     assert record.id == point_id("doc/1") == point_id("doc/1") != point_id("doc/2")
     assert record.payload["id"] == "doc/1" and record.payload["text"] == "the stored text"
     assert record.payload["metadata"] == metadata
-    assert record.payload["fields"] == {"id": "meta id", "text": "meta text", "a_2eb": 2, "none": None}
+    assert record.payload["fields"] == {
+        "id": "meta id", "text": "meta text", "a_2eb": 2, "none": None}
     assert sorted(record.payload["field_names"]) == sorted(field_key(k) for k in metadata)
     tokens = np.array(record.vector["colbert"])
     assert tokens.shape[1] == tiny_model.dimension
@@ -143,6 +145,10 @@ def test_bad_client_arguments(tiny_model):
         QdrantIndex(":memory:", "", model=tiny_model)
     with pytest.raises(InvalidInputError, match="client must be"):
         QdrantIndex(42, "docs", model=tiny_model)
+    with pytest.raises(InvalidInputError, match="api_key"):
+        QdrantIndex(":memory:", "docs", model=tiny_model, api_key="secret")
+    with pytest.raises(InvalidInputError, match="api_key"):
+        QdrantIndex(QdrantClient(":memory:"), "docs", model=tiny_model, api_key="secret")
 
 
 def test_without_qdrant_client_the_error_names_the_extra(monkeypatch, tiny_model):
@@ -176,7 +182,8 @@ def test_upserts_are_split_into_bounded_requests(client, tiny_model, monkeypatch
     monkeypatch.setattr(qdrant_module, "UPSERT_TOKENS", 40)
     calls = []
     original = client.upsert
-    monkeypatch.setattr(client, "upsert", lambda **kw: calls.append(len(kw["points"])) or original(**kw))
+    monkeypatch.setattr(client, "upsert",
+                        lambda **kw: calls.append(len(kw["points"])) or original(**kw))
     index = QdrantIndex(client, "docs", model=tiny_model)
     texts, ids, _ = synthetic_docs(30)
     index.add(texts, ids=ids)
@@ -293,7 +300,8 @@ def source(tmp_path, tiny_model):
 
 
 def _results(index, queries):
-    return {(q, str(f)): [(h.id, h.score, h.text, h.metadata) for h in index.search(q, k=55, filter=f)]
+    return {(q, str(f)): [(h.id, h.score, h.text, h.metadata)
+                          for h in index.search(q, k=55, filter=f)]
             for q, f in queries}
 
 
@@ -387,11 +395,124 @@ def test_bad_target_urls_are_refused(url):
 def test_cli_migrate_then_resume(source, tmp_path):
     runner = CliRunner()
     url = f"qdrant+local://{tmp_path}/qdrant/docs"
-    first = runner.invoke(app, ["migrate", "--from", str(source), "--to", url, "--batch-size", "20"])
+    first = runner.invoke(app, ["migrate", "--from", str(source), "--to", url,
+                                "--batch-size", "20"])
     assert first.exit_code == 0, first.output
     assert "Copied 55 documents" in first.output and "0 of 55 were there already" in first.output
-    second = runner.invoke(app, ["migrate", "--from", str(source), "--to", url])
+    second = runner.invoke(app, ["migrate", "--from", str(source), "--to", url],
+                           env={"QDRANT_API_KEY": "for servers only"})
     assert second.exit_code == 0, second.output
     assert "Copied 0 documents" in second.output and "55 of 55" in second.output
     bad = runner.invoke(app, ["migrate", "--from", str(source), "--to", "mongodb://x/y"])
     assert bad.exit_code == 1 and "unknown migration target" in bad.output
+
+
+# -- measured: the first stage's recall on SciFact (slow) -----------------------------------------
+SCIFACT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "scifact"
+PREFETCH = (10, 20, 50, 100, 200, 500, 1000)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.timeout(3600)
+def test_first_stage_recall_on_scifact(tmp_path, offline_model):
+    """Recall@10 of ``prefetch=N`` (k=10) against exact MaxSim on 1,000 SciFact documents.
+
+    Run: ``uv run pytest tests/core/index/test_qdrant.py -m slow -s``. It prints the table
+    quoted in docs/scaling.md, and the embedded index's bytes per token vector.
+    """
+    from colbridge.evaluation import agreement_at, load_beir, quality
+
+    data = load_beir(SCIFACT, limit_docs=1000, limit_queries=100)
+    embeddings, encode_s = _scifact_embeddings(offline_model, data)
+    source = tmp_path / "embedded"
+    with EmbeddedIndex(source, model=offline_model) as embedded:
+        embedded.add_encoded(embeddings, data.doc_texts, ids=data.doc_ids)
+        embedded.flush()
+        stats = embedded.stats()
+    started = time.perf_counter()
+    result = migrate_index(source, f"qdrant+local://{tmp_path}/qdrant/scifact")
+    migrate_s = time.perf_counter() - started
+    assert result.copied == len(data.doc_ids)
+
+    queries = {qid: offline_model.encode_query(text) for qid, text in data.queries.items()}
+    with EmbeddedIndex(source, model=offline_model) as embedded, \
+            QdrantIndex(tmp_path / "qdrant", "scifact", model=offline_model) as index:
+        exact = {qid: index.search_encoded(q, k=10) for qid, q in queries.items()}
+        for qid, q in list(queries.items())[:20]:  # the backends agree on real data too
+            reference = embedded.search_encoded(q, k=10, exact_threshold=100_000)
+            assert [h.id for h in reference] == [h.id for h in exact[qid][:10]]
+            np.testing.assert_allclose([h.score for h in reference],
+                                       [h.score for h in exact[qid][:10]], atol=1e-3)
+        exact_runs = {qid: [h.id for h in hits] for qid, hits in exact.items()}
+        rows = []
+        for n in PREFETCH:
+            runs = {qid: [h.id for h in index.search_encoded(q, k=10, prefetch=n)]
+                    for qid, q in queries.items()}
+            missed = sum(len(set(exact_runs[qid]) - set(run)) for qid, run in runs.items())
+            rows.append((n, agreement_at(runs, exact_runs, 10), missed,
+                         quality(runs, data.qrels)["ndcg@10"]))
+
+    opened_mb = _rss_of_opening(source)
+    tokens = stats["token_vectors"]
+    vectors_bytes = sum(v for k, v in stats["files"].items() if k.startswith("vectors-"))
+    graph_bytes = sum(v for k, v in stats["files"].items() if k.startswith("graph-"))
+    print(f"\nSciFact: {len(data.doc_ids)} documents, {tokens:,} token vectors "
+          f"({tokens / len(data.doc_ids):.0f} per document), {len(queries)} queries, "
+          f"{offline_model.name} ({offline_model.dimension}-d); encoding {encode_s:.0f} s "
+          "(when not cached), "
+          f"migration {migrate_s:.1f} s")
+    print(f"embedded index: {vectors_bytes / tokens:.0f} B/token vector in vectors-*.f16, "
+          f"{graph_bytes / tokens:.0f} B/token vector in the graph checkpoint, "
+          f"{stats['bytes_on_disk'] / tokens:.0f} B/token vector on disk in all; opening it "
+          f"takes {opened_mb:.1f} MB of RAM ({opened_mb * 1e6 / tokens:.0f} B/token vector: graph "
+          "and row map; the float16 vectors are memory-mapped)")
+    print(f"exact MaxSim nDCG@10 {quality(exact_runs, data.qrels)['ndcg@10']:.4f}")
+    print("prefetch  recall@10  exact top-10 hits missed (of 1000)  nDCG@10")
+    for n, r10, missed, ndcg in rows:
+        print(f"{n:>8}  {r10:9.3f}  {missed:33d}  {ndcg:7.4f}")
+    recalls = [r10 for _, r10, _, _ in rows]
+    assert recalls[-1] == 1.0  # prefetching every document is exact search
+    assert recalls == sorted(recalls)  # a wider first stage never loses a document
+    assert 0.0 < recalls[0] < 1.0
+
+
+def _scifact_embeddings(model, data):
+    """The documents' token vectors, cached under COLBRIDGE_CACHE_DIR: encoding takes minutes."""
+    import hashlib
+    import os
+
+    key = hashlib.sha1("\n".join([model.name, *data.doc_ids]).encode()).hexdigest()[:16]
+    cache = Path(os.environ["COLBRIDGE_CACHE_DIR"]) / f"scifact-embeddings-{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as stored:
+            lengths, packed, seconds = stored["lengths"], stored["packed"], float(stored["seconds"])
+        return np.split(packed, np.cumsum(lengths)[:-1]), seconds
+    started = time.perf_counter()
+    embeddings = model.encode_documents(data.doc_texts, show_progress=False)
+    seconds = time.perf_counter() - started
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, lengths=np.array([len(e) for e in embeddings]),
+             packed=np.concatenate(embeddings), seconds=np.array(seconds))
+    return embeddings, seconds
+
+
+def _rss_of_opening(path) -> float:
+    """Resident memory (MB) that opening an embedded index adds, measured in a fresh process."""
+    import subprocess
+
+    code = (
+        "import sys, colbridge\n"
+        "from colbridge import ColBERTModel, EmbeddedIndex\n"
+        "from colbridge.index.manifest import Manifest\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "path = sys.argv[1]\n"
+        "model = ColBERTModel(Manifest.read(path).model.name)\n"
+        "before = rss(); index = EmbeddedIndex(path, model=model, create=False)\n"
+        "index._snap.tok2doc.sum(); print((rss() - before) / 1e6)\n"
+    )
+    if not Path("/proc/self/statm").exists():
+        return float("nan")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.split()[-1])

@@ -42,7 +42,15 @@ from ..errors import (
 from ..filters import Condition, parse_filter
 from ..models import ColBERTModel
 from ..types import Hit, StoredDocument
-from ._qdrant_payload import ID, METADATA, NEVER, TEXT, build_payload, read_payload, to_qdrant_filter
+from ._qdrant_payload import (
+    ID,
+    METADATA,
+    NEVER,
+    TEXT,
+    build_payload,
+    read_payload,
+    to_qdrant_filter,
+)
 from .base import BaseIndex
 from .manifest import ModelInfo
 
@@ -156,7 +164,8 @@ class QdrantIndex(BaseIndex):
     ) -> None:
         qdrant = import_qdrant()
         if not isinstance(collection_name, str) or not collection_name.strip():
-            raise InvalidInputError(f"collection_name must be a non-empty string, got {collection_name!r}")
+            raise InvalidInputError(
+                f"collection_name must be a non-empty string, got {collection_name!r}")
         if isinstance(model, (str, os.PathLike)):
             model = ColBERTModel(model)
         self.collection_name = collection_name
@@ -165,7 +174,8 @@ class QdrantIndex(BaseIndex):
         self.client, self._owns_client = _connect(qdrant, client, api_key)
         options = self.client.init_options
         self.local = options.get("location") == ":memory:" or options.get("path") is not None
-        self._where = options.get("url") or options.get("path") or options.get("location") or "server"
+        self._where = (options.get("url") or options.get("path") or options.get("location")
+                       or "server")
         # Local mode is plain Python over shared arrays: one call at a time.
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.local else contextlib.nullcontext()
@@ -179,7 +189,8 @@ class QdrantIndex(BaseIndex):
             self.close()
             raise
         if async_client is None and not self.local:  # the sync client checked the version
-            self.async_client = qdrant.AsyncQdrantClient(**{**options, "check_compatibility": False})
+            self.async_client = qdrant.AsyncQdrantClient(
+                **{**options, "check_compatibility": False})
             self._owns_async = True
         if model is None:
             model = ColBERTModel(info.name, query_length=info.query_length,
@@ -348,7 +359,7 @@ class QdrantIndex(BaseIndex):
         m = self._models
         batch: list[Any] = []
         tokens = 0
-        for doc_id, text, meta, emb in zip(ids, texts, metadata_json, embeddings):
+        for doc_id, text, meta, emb in zip(ids, texts, metadata_json, embeddings, strict=True):
             vectors = np.asarray(emb, dtype=np.float32).astype(np.float16).astype(np.float32)
             if batch and tokens + len(vectors) > UPSERT_TOKENS:
                 yield "upsert", {"points": batch, "wait": True}
@@ -538,6 +549,8 @@ def pooled(vectors: np.ndarray) -> np.ndarray:
 def _connect(qdrant: Any, client: Any, api_key: str | None) -> tuple[Any, bool]:
     """A ``QdrantClient`` for ``client`` and whether this module opened it."""
     if isinstance(client, qdrant.QdrantClient):
+        if api_key is not None:
+            raise InvalidInputError("api_key goes to the QdrantClient you pass, not to QdrantIndex")
         return client, False
     if isinstance(client, qdrant.AsyncQdrantClient):
         raise InvalidInputError(
@@ -548,6 +561,8 @@ def _connect(qdrant: Any, client: Any, api_key: str | None) -> tuple[Any, bool]:
             f"client must be a QdrantClient, a URL, ':memory:' or a folder, got {client!r}"
         )
     spec = os.fspath(client)
+    if api_key is not None and not spec.startswith(("http://", "https://")):
+        raise InvalidInputError("api_key is for a server URL; here it would be ignored")
     if spec == ":memory:":
         return qdrant.QdrantClient(location=":memory:"), True
     if spec.startswith(("http://", "https://")):
