@@ -128,20 +128,62 @@ class TokenGraph:
 
 def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, pool: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Graph items of documents: ``(ids, float32 vectors)``; see :meth:`TokenGraph.add_documents`."""
-    groups = (counts + pool - 1) // pool
-    group_doc = np.repeat(np.arange(len(starts)), groups)
-    group_index = np.arange(int(groups.sum())) - np.repeat(np.cumsum(groups) - groups, groups)
-    first_rows = starts[group_doc] + group_index * pool
+    """Graph items of documents: ``(ids, float32 vectors)``; see :meth:`TokenGraph.add_documents`.
+
+    With ``pool == 1`` every token vector is an item, with its row as id. Otherwise each
+    document's tokens are merged into about ``count / pool`` clusters of similar tokens (see
+    :func:`merge_similar`); an item is a cluster's normalised mean, with the smallest row among
+    its tokens as id (any row of a document maps back to that document).
+    """
     if pool == 1:
-        return first_rows.astype(np.uint64), np.asarray(matrix[first_rows], dtype=np.float32)
-    sizes = np.minimum(pool, starts[group_doc] + counts[group_doc] - first_rows)
-    rows = np.repeat(first_rows, sizes) + (
-        np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-    summed = np.add.reduceat(np.asarray(matrix[rows], dtype=np.float32),
-                             np.concatenate(([0], np.cumsum(sizes)[:-1])), axis=0)
-    summed /= np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
-    return first_rows.astype(np.uint64), summed
+        rows = _rows(starts, counts)
+        return rows.astype(np.uint64), np.asarray(matrix[rows], dtype=np.float32)
+    ids, vectors = [], []
+    for start, count in zip(starts.tolist(), counts.tolist()):
+        tokens = np.asarray(matrix[start:start + count], dtype=np.float32)
+        members, centroids = merge_similar(tokens, max(1, -(-count // pool)))
+        ids.append(start + members)
+        vectors.append(centroids)
+    return np.concatenate(ids).astype(np.uint64), np.concatenate(vectors)
+
+
+def merge_similar(tokens: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy agglomeration of one document's token vectors into about ``target`` clusters.
+
+    Each round merges every pair of clusters that are each other's most similar cluster (mutual
+    nearest neighbours, by cosine of their means), until ``target`` is reached or no mutual pair
+    is left. It approximates Ward clustering — measured on SciFact, candidate recall matches
+    PyLate's hierarchical pooling — at a fraction of its cost: a few small matrix products per
+    document instead of a full linkage.
+
+    Returns each cluster's smallest token index and its normalised mean vector.
+    """
+    sums = tokens.copy()
+    first = np.arange(len(tokens))
+    while len(sums) > target:
+        means = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        similarity = means @ means.T
+        np.fill_diagonal(similarity, -np.inf)
+        nearest = similarity.argmax(axis=1)
+        mutual = np.nonzero((nearest[nearest] == np.arange(len(sums))) & (np.arange(len(sums)) < nearest))[0]
+        if not len(mutual):
+            break
+        excess = len(sums) - target
+        if len(mutual) > excess:  # merge only the most similar pairs needed to reach the target
+            mutual = mutual[np.argsort(-similarity[mutual, nearest[mutual]])[:excess]]
+        partners = nearest[mutual]
+        sums[mutual] += sums[partners]
+        first[mutual] = np.minimum(first[mutual], first[partners])
+        keep = np.ones(len(sums), dtype=bool)
+        keep[partners] = False
+        sums, first = sums[keep], first[keep]
+    norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return first, (sums / norms).astype(np.float32)
+
+
+def _rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
 
 
 def _storage(name: str):
