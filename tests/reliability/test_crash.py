@@ -86,6 +86,7 @@ def test_kill_at_each_step_of_the_write_protocol(crash_index, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_many_random_kills(crash_index, capsys):
     _random_kills(crash_index, 200, capsys, "crash trials (slow run, random kills)", seed=7)
 

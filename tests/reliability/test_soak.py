@@ -91,6 +91,7 @@ def _soak(path: Path, operations: int, capsys) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_soak(tmp_path, capsys):
     _soak(tmp_path / "index", 5000, capsys)
 
