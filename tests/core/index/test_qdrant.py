@@ -145,6 +145,13 @@ def test_bad_client_arguments(tiny_model):
         QdrantIndex(":memory:", "", model=tiny_model)
     with pytest.raises(InvalidInputError, match="client must be"):
         QdrantIndex(42, "docs", model=tiny_model)
+    with pytest.raises(InvalidInputError, match="separate data"):
+        QdrantIndex(QdrantClient(":memory:"), "docs", model=tiny_model,
+                    async_client=AsyncQdrantClient(":memory:"))
+    with pytest.raises(InvalidInputError, match="same Qdrant"):
+        QdrantIndex(QdrantClient(":memory:"), "docs", model=tiny_model,
+                    async_client=AsyncQdrantClient(url="http://127.0.0.1:9",
+                                                   check_compatibility=False))
     with pytest.raises(InvalidInputError, match="api_key"):
         QdrantIndex(":memory:", "docs", model=tiny_model, api_key="secret")
     with pytest.raises(InvalidInputError, match="api_key"):
@@ -453,7 +460,6 @@ def test_first_stage_recall_on_scifact(tmp_path, offline_model):
             rows.append((n, agreement_at(runs, exact_runs, 10), missed,
                          quality(runs, data.qrels)["ndcg@10"]))
 
-    opened_mb = _rss_of_opening(source)
     tokens = stats["token_vectors"]
     vectors_bytes = sum(v for k, v in stats["files"].items() if k.startswith("vectors-"))
     graph_bytes = sum(v for k, v in stats["files"].items() if k.startswith("graph-"))
@@ -464,13 +470,15 @@ def test_first_stage_recall_on_scifact(tmp_path, offline_model):
           f"migration {migrate_s:.1f} s")
     print(f"embedded index: {vectors_bytes / tokens:.0f} B/token vector in vectors-*.f16, "
           f"{graph_bytes / tokens:.0f} B/token vector in the graph checkpoint, "
-          f"{stats['bytes_on_disk'] / tokens:.0f} B/token vector on disk in all; opening it "
-          f"takes {opened_mb:.1f} MB of RAM ({opened_mb * 1e6 / tokens:.0f} B/token vector: graph "
-          "and row map; the float16 vectors are memory-mapped)")
+          f"{stats['bytes_on_disk'] / tokens:.0f} B/token vector on disk in all")
     print(f"exact MaxSim nDCG@10 {quality(exact_runs, data.qrels)['ndcg@10']:.4f}")
     print("prefetch  recall@10  exact top-10 hits missed (of 1000)  nDCG@10")
     for n, r10, missed, ndcg in rows:
         print(f"{n:>8}  {r10:9.3f}  {missed:33d}  {ndcg:7.4f}")
+    opened_mb = _rss_of_opening(source)
+    print(f"opening the embedded index takes {opened_mb:.1f} MB of RAM "
+          f"({opened_mb * 1e6 / tokens:.0f} B/token vector: graph and row map; the float16 "
+          "vectors are memory-mapped)")
     recalls = [r10 for _, r10, _, _ in rows]
     assert recalls[-1] == 1.0  # prefetching every document is exact search
     assert recalls == sorted(recalls)  # a wider first stage never loses a document
@@ -502,11 +510,11 @@ def _rss_of_opening(path) -> float:
     import subprocess
 
     code = (
-        "import sys, colbridge\n"
+        "import sys, pathlib, colbridge\n"
         "from colbridge import ColBERTModel, EmbeddedIndex\n"
         "from colbridge.index.manifest import Manifest\n"
         "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "path = sys.argv[1]\n"
+        "path = pathlib.Path(sys.argv[1])\n"
         "model = ColBERTModel(Manifest.read(path).model.name)\n"
         "before = rss(); index = EmbeddedIndex(path, model=model, create=False)\n"
         "index._snap.tok2doc.sum(); print((rss() - before) / 1e6)\n"

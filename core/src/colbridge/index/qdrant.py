@@ -173,13 +173,15 @@ class QdrantIndex(BaseIndex):
         self._closed = False
         self.client, self._owns_client = _connect(qdrant, client, api_key)
         options = self.client.init_options
-        self.local = options.get("location") == ":memory:" or options.get("path") is not None
+        self.local = _is_local(self.client)
         self._where = (options.get("url") or options.get("path") or options.get("location")
                        or "server")
         # Local mode is plain Python over shared arrays: one call at a time.
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.local else contextlib.nullcontext()
         )
+        if async_client is not None:
+            _check_async_client(self.client, async_client, self.local)
         self._owns_async = False
         self.async_client = async_client
         self.options = search_options or QdrantSearchOptions()
@@ -544,6 +546,31 @@ def pooled(vectors: np.ndarray) -> np.ndarray:
     """The unit-length mean of a ``(n, dim)`` set of token vectors: the first-stage vector."""
     mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def _is_local(client: Any) -> bool:
+    options = client.init_options
+    return options.get("location") == ":memory:" or options.get("path") is not None
+
+
+def _check_async_client(client: Any, async_client: Any, local: bool) -> None:
+    """Refuse an async client that cannot see the sync client's data.
+
+    Local mode keeps a collection inside the client object that made it, so a second local
+    client, async or not, sees a different (empty) store, unless the two share one.
+    """
+    if not hasattr(async_client, "init_options") or not hasattr(async_client, "query_points"):
+        raise InvalidInputError(f"async_client must be an AsyncQdrantClient, got {async_client!r}")
+    if _is_local(async_client) != local:
+        raise InvalidInputError("client and async_client must talk to the same Qdrant")
+    if local:
+        store = getattr(getattr(client, "_client", None), "collections", None)
+        if store is None or getattr(getattr(async_client, "_client", None), "collections",
+                                    None) is not store:
+            raise InvalidInputError(
+                "in local mode an AsyncQdrantClient keeps its own, separate data: leave "
+                "async_client out (the a* methods then run the local client in a worker thread)"
+            )
 
 
 def _connect(qdrant: Any, client: Any, api_key: str | None) -> tuple[Any, bool]:
