@@ -180,12 +180,12 @@ class QdrantIndex(BaseIndex):
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.local else contextlib.nullcontext()
         )
-        if async_client is not None:
-            _check_async_client(self.client, async_client, self.local)
         self._owns_async = False
         self.async_client = async_client
         self.options = search_options or QdrantSearchOptions()
         try:
+            if async_client is not None:
+                _check_async_client(self.client, async_client, self.local)
             info = self._open_collection(model, create, create_options)
         except BaseException:
             self.close()
