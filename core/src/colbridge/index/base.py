@@ -144,11 +144,7 @@ class BaseIndex(ABC):
         are left out of the result instead.
         """
         ids = check_ids(ids)
-        found = self._get(ids) if ids else {}
-        missing = [i for i in ids if i not in found]
-        if missing and not missing_ok:
-            raise DocumentNotFoundError(missing)
-        return [StoredDocument(i, found[i][0], found[i][1]) for i in ids if i in found]
+        return self._assemble_get(ids, self._get(ids) if ids else {}, missing_ok)
 
     async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
         """Async :meth:`get`."""
@@ -184,8 +180,7 @@ class BaseIndex(ABC):
                 ``max_candidates``, ``exact_threshold``).
         """
         query = check_text(query, "query")
-        k, conditions = check_k(k), parse_filter(filter)
-        self._check_options(options)
+        k, conditions = self._check_search(k, filter, options)
         embedding = self.model.encode_query(query)
         return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
 
@@ -199,8 +194,7 @@ class BaseIndex(ABC):
     ) -> list[Hit]:
         """Async :meth:`search`: concurrent calls share encoder batches; nothing blocks the loop."""
         query = check_text(query, "query")
-        k, conditions = check_k(k), parse_filter(filter)
-        self._check_options(options)
+        k, conditions = self._check_search(k, filter, options)
         embedding = await self.model.aencode_query(query)
         found = await run_off_loop(self._search_checked, embedding, k, conditions, options)
         return self._finish(found, embedding)
@@ -217,10 +211,10 @@ class BaseIndex(ABC):
         embedding = np.asarray(query_embedding, dtype=np.float32)
         if embedding.ndim != 2 or embedding.shape[1] != self.dimension or len(embedding) == 0:
             raise InvalidInputError(
-                f"the query embedding must have shape (tokens, {self.dimension}), got {embedding.shape}"
+                f"the query embedding must have shape (tokens, {self.dimension}), "
+                f"got {embedding.shape}"
             )
-        k, conditions = check_k(k), parse_filter(filter)
-        self._check_options(options)
+        k, conditions = self._check_search(k, filter, options)
         return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
 
     async def asearch_encoded(
@@ -235,6 +229,24 @@ class BaseIndex(ABC):
         return await run_off_loop(self.search_encoded, query_embedding, k, filter=filter, **options)
 
     # -- shared helpers ---------------------------------------------------------------------
+    def _check_search(
+        self, k: Any, filter: Mapping[str, Any] | None, options: dict[str, Any]
+    ) -> tuple[int, list[Condition]]:
+        """Validate the arguments every search variant takes; returns ``(k, conditions)``."""
+        k, conditions = check_k(k), parse_filter(filter)
+        self._check_options(options)
+        return k, conditions
+
+    @staticmethod
+    def _assemble_get(
+        ids: list[str], found: dict[str, tuple[str, dict[str, Any]]], missing_ok: bool
+    ) -> list[StoredDocument]:
+        """The documents of ``ids`` in order; unknown ids raise unless ``missing_ok``."""
+        missing = [i for i in ids if i not in found]
+        if missing and not missing_ok:
+            raise DocumentNotFoundError(missing)
+        return [StoredDocument(i, found[i][0], found[i][1]) for i in ids if i in found]
+
     def _search_checked(
         self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
@@ -256,7 +268,10 @@ class BaseIndex(ABC):
         self, texts: Any, ids: Any, metadatas: Any
     ) -> tuple[list[str], list[str], list[str]]:
         texts = check_texts(texts)
-        ids = [uuid.uuid4().hex for _ in texts] if ids is None else check_ids(ids, expected=len(texts))
+        if ids is None:
+            ids = [uuid.uuid4().hex for _ in texts]
+        else:
+            ids = check_ids(ids, expected=len(texts))
         metadata_json = [dump_metadata(m) for m in check_metadatas(metadatas, len(texts))]
         return texts, ids, metadata_json
 

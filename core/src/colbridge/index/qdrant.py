@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .._validate import check_ids, check_k, check_text
+from .._validate import check_ids, check_text
 from ..errors import (
     ColbridgeError,
     DocumentNotFoundError,
@@ -39,7 +39,7 @@ from ..errors import (
     IndexMismatchError,
     InvalidInputError,
 )
-from ..filters import Condition, parse_filter
+from ..filters import Condition
 from ..models import ColBERTModel
 from ..types import Hit, StoredDocument
 from ._qdrant_payload import (
@@ -475,11 +475,8 @@ class QdrantIndex(BaseIndex):
         if self.async_client is None:
             return await super().aget(ids, missing_ok=missing_ok)
         ids = check_ids(ids)
-        found = await self._arun(self._get_plan(ids)) if ids else {}
-        missing = [i for i in ids if i not in found]
-        if missing and not missing_ok:
-            raise DocumentNotFoundError(missing)
-        return [StoredDocument(i, found[i][0], found[i][1]) for i in ids if i in found]
+        return self._assemble_get(ids, await self._arun(self._get_plan(ids)) if ids else {},
+                                  missing_ok)
 
     async def acount(self) -> int:
         """Async :meth:`count`."""
@@ -499,8 +496,7 @@ class QdrantIndex(BaseIndex):
         if self.async_client is None:
             return await super().asearch(query, k, filter=filter, **options)
         query = check_text(query, "query")
-        k, conditions = check_k(k), parse_filter(filter)
-        self._check_options(options)
+        k, conditions = self._check_search(k, filter, options)
         embedding = await self.model.aencode_query(query)
         self._check_dimension([embedding])
         found = await self._arun(self._search_plan(embedding, k, conditions, options))
