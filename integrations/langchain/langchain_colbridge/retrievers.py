@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from colbridge import BaseIndex, ColBERTModel
 from langchain_core.callbacks import (
@@ -12,18 +12,25 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from ._documents import hit_to_document
 
+SearchMode = Literal["colbert", "bm25", "hybrid"]
+
 
 class ColBERTRetriever(BaseRetriever):
-    """Retrieve documents from a colbridge index by ColBERT late interaction (MaxSim).
+    """Retrieve documents from a colbridge index by ColBERT late interaction (MaxSim), BM25, or
+    both fused (``mode``).
 
     Every returned ``Document`` is new: ``id`` is the document id, ``metadata`` is the stored
-    metadata plus ``metadata["relevance_score"]``, the hit's normalised MaxSim score in [0, 1]
-    (raw MaxSim divided by the query's token count, clipped at 0; see
-    ``colbridge.scoring.normalize_score``). Documents come best first.
+    metadata plus ``metadata["relevance_score"]``, the hit's normalised score in [0, 1].
+    Documents come best first. What the score is depends on the mode:
+
+    * ``colbert``: MaxSim divided by the query's token count, clipped at 0 (see
+      ``colbridge.scoring.normalize_score``); it means the same on every index;
+    * ``bm25``: the BM25 score divided by the best hit's, so the first document scores 1;
+    * ``hybrid``: the fused score, already in [0, 1] (min-max normalised over the candidates).
 
     Args:
         index: a colbridge index (``colbridge.EmbeddedIndex`` or any other ``BaseIndex``).
@@ -35,6 +42,20 @@ class ColBERTRetriever(BaseRetriever):
         search_options: the index's search-breadth knobs, e.g. ``{"token_k": 128}`` (for the
             embedded index: ``token_k``, ``ef``, ``max_candidates``, ``exact_threshold``);
             keyword arguments to ``invoke`` override them one by one.
+        mode: how documents are ranked (default ``"colbert"``); ``invoke(query, mode=...)``
+            overrides it for one call.
+
+            * ``"colbert"``: MaxSim between the query's and the documents' token vectors;
+            * ``"bm25"``: BM25 over the stored texts (the query is not encoded; only documents
+              sharing a term with the query are returned, so possibly fewer than ``k``);
+            * ``"hybrid"``: candidates from both rankings, each scored both ways, the two
+              scores min-max normalised and mixed (see ``docs/hybrid.md``).
+
+            ``bm25`` and ``hybrid`` need an index that supports them (``index.search_modes``:
+            the embedded index does, ``QdrantIndex`` does not); the retriever refuses a mode
+            its index lacks when it is built.
+        hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1] (default
+            0.5; the rest is BM25's); ``invoke(query, hybrid_weight=...)`` overrides it.
 
     Example:
         ```python
@@ -43,6 +64,7 @@ class ColBERTRetriever(BaseRetriever):
 
         retriever = ColBERTRetriever(index=EmbeddedIndex("my-index"), k=5)
         docs = retriever.invoke("what is late interaction?", k=3, filter={"topic": "ml"})
+        docs = retriever.invoke("error code XJ-4471", mode="hybrid")  # exact terms count too
         ```
     """
 
@@ -50,8 +72,20 @@ class ColBERTRetriever(BaseRetriever):
     k: int = Field(default=4, ge=1)
     filter: dict[str, Any] | None = None
     search_options: dict[str, Any] = Field(default_factory=dict)
+    mode: SearchMode = "colbert"
+    hybrid_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @model_validator(mode="after")
+    def _index_supports_mode(self) -> ColBERTRetriever:
+        supported = self.index.search_modes
+        if self.mode not in supported:
+            raise ValueError(
+                f"{type(self.index).__name__} searches in the modes {supported}, not "
+                f"{self.mode!r}; bm25 and hybrid search need the embedded index"
+            )
+        return self
 
     @classmethod
     def from_path(
@@ -66,20 +100,28 @@ class ColBERTRetriever(BaseRetriever):
             path: an index folder written by colbridge.
             model: the model that built it (a ``ColBERTModel`` or its name); by default the
                 one recorded in the index.
-            **kwargs: the retriever's other fields (``k``, ``filter``, ``search_options``...).
+            **kwargs: the retriever's other fields (``k``, ``filter``, ``search_options``,
+                ``mode``...).
         """
         from colbridge import EmbeddedIndex
 
         return cls(index=EmbeddedIndex(path, model=model, create=False), **kwargs)
 
     def _search_arguments(
-        self, k: int | None, filter: dict[str, Any] | None, options: dict[str, Any]
+        self,
+        k: int | None,
+        filter: dict[str, Any] | None,
+        mode: str | None,
+        hybrid_weight: float | None,
+        options: dict[str, Any],
     ) -> dict[str, Any]:
         return {
             **self.search_options,
             **options,
             "k": self.k if k is None else k,
             "filter": self.filter if filter is None else filter,
+            "mode": self.mode if mode is None else mode,
+            "hybrid_weight": self.hybrid_weight if hybrid_weight is None else hybrid_weight,
         }
 
     def _get_relevant_documents(
@@ -89,9 +131,12 @@ class ColBERTRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun,
         k: int | None = None,
         filter: dict[str, Any] | None = None,
+        mode: str | None = None,
+        hybrid_weight: float | None = None,
         **options: Any,
     ) -> list[Document]:
-        hits = self.index.search(query, **self._search_arguments(k, filter, options))
+        arguments = self._search_arguments(k, filter, mode, hybrid_weight, options)
+        hits = self.index.search(query, **arguments)
         return [hit_to_document(hit, with_score=True) for hit in hits]
 
     async def _aget_relevant_documents(
@@ -101,7 +146,10 @@ class ColBERTRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
         filter: dict[str, Any] | None = None,
+        mode: str | None = None,
+        hybrid_weight: float | None = None,
         **options: Any,
     ) -> list[Document]:
-        hits = await self.index.asearch(query, **self._search_arguments(k, filter, options))
+        arguments = self._search_arguments(k, filter, mode, hybrid_weight, options)
+        hits = await self.index.asearch(query, **arguments)
         return [hit_to_document(hit, with_score=True) for hit in hits]

@@ -23,14 +23,15 @@ from ._documents import hit_to_document, stored_to_document
 
 
 class ColBERTVectorStore(VectorStore):
-    """A LangChain vector store whose documents are searched by ColBERT late interaction.
+    """A LangChain vector store whose documents are searched by ColBERT late interaction (and,
+    on the embedded index, also by BM25 or both fused: see *Search modes* below).
 
     There is no ``Embeddings`` object: the index's ColBERT model encodes every text into one
     vector per token, and documents are scored with MaxSim (``embeddings`` is None). Build a
     store with :meth:`from_path`, :meth:`from_texts` / :meth:`from_documents` (which take a
     model), or around an index you opened yourself.
 
-    Scores:
+    Scores (in the default ``colbert`` mode):
 
     * ``similarity_search_with_score``: raw MaxSim, higher is better (the sum over query
       tokens of each one's best cosine similarity, so it grows with the query length).
@@ -45,6 +46,23 @@ class ColBERTVectorStore(VectorStore):
     ``{"year": {"$gte": 1900}}``) and the index's search-breadth options as keyword
     arguments (``token_k``, ``ef``, ``max_candidates``, ``exact_threshold`` for the embedded
     index). Every method has a native async twin over colbridge's async API.
+
+    Search modes: every search method (``similarity_search*``, the MMR searches and their
+    async twins, hence ``as_retriever(search_kwargs={"mode": ...})`` too) takes ``mode`` and
+    ``hybrid_weight`` keyword arguments, passed on to ``index.search``:
+
+    * ``mode="colbert"`` (default): MaxSim, scored as above;
+    * ``mode="bm25"``: BM25 over the stored texts, the query is not encoded; only documents
+      sharing a term with the query come back. ``..._with_score`` gives the raw BM25 score,
+      ``..._with_relevance_scores`` the BM25 score over the best hit's (so the first is 1.0:
+      a ``score_threshold`` is relative to the best hit here);
+    * ``mode="hybrid"``: candidates from both rankings, each scored both ways, both scores
+      min-max normalised over the candidates and mixed, ``hybrid_weight`` (default 0.5) being
+      ColBERT's share. Both score kinds are that fused score, in [0, 1].
+
+    ``bm25`` and ``hybrid`` need an index that supports them (``index.search_modes``: the
+    embedded index does, ``QdrantIndex`` does not and raises ``colbridge.InvalidInputError``,
+    as it does for an unknown mode or a weight outside [0, 1]). See ``docs/hybrid.md``.
 
     Args:
         index: the colbridge index holding the documents (kept as ``store.index``; close it
@@ -256,7 +274,8 @@ class ColBERTVectorStore(VectorStore):
     def similarity_search(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
-        """The ``k`` documents with the highest MaxSim for ``query``, best first."""
+        """The ``k`` best documents for ``query``, best first: by MaxSim, or as ``mode=`` says
+        (``"bm25"``, ``"hybrid"`` with ``hybrid_weight=``; see the class docstring)."""
         hits = self.index.search(query, k, filter=filter, **kwargs)
         return [hit_to_document(h, with_score=False) for h in hits]
 
@@ -270,7 +289,8 @@ class ColBERTVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Like :meth:`similarity_search`, with each document's raw MaxSim score."""
+        """Like :meth:`similarity_search`, with each document's raw score: MaxSim, or in
+        ``mode="bm25"`` the BM25 score, in ``mode="hybrid"`` the fused score in [0, 1]."""
         hits = self.index.search(query, k, filter=filter, **kwargs)
         return [(hit_to_document(h, with_score=False), h.score) for h in hits]
 
@@ -312,12 +332,17 @@ class ColBERTVectorStore(VectorStore):
         The candidates' texts are encoded again for that: colbridge does not hand stored token
         vectors out.
 
+        ``mode="bm25"`` or ``"hybrid"`` (keyword arguments, with ``hybrid_weight``) changes how
+        candidates are found and what their relevance is (the mode's normalised score, see the
+        class docstring); the similarity between candidates stays ColBERT's.
+
         Args:
             query: the query text.
             k: how many documents to return.
             fetch_k: how many candidates to choose from.
             lambda_mult: 1 ranks by relevance only, 0 by diversity only (default 0.5).
             filter: a metadata filter.
+            **kwargs: ``mode``, ``hybrid_weight`` and the index's search options.
         """
         _check_lambda(lambda_mult)
         hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)

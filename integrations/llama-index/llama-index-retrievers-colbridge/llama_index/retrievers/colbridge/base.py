@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,8 @@ _MAX_K = 100_000
 
 
 class ColBERTRetriever(BaseRetriever):
-    """Retrieve nodes by ColBERT late interaction (MaxSim) from a colbridge index.
+    """Retrieve nodes from a colbridge index by ColBERT late interaction (MaxSim), BM25, or
+    both fused (``mode``).
 
     Args:
         index: a colbridge index (any ``colbridge.BaseIndex``), or the folder of an embedded
@@ -48,11 +50,23 @@ class ColBERTRetriever(BaseRetriever):
         filters: LlamaIndex ``MetadataFilters`` applied to every query. Supported operators
             ``==``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``in``, ``nin``, under the ``and``
             condition (also nested); others raise ``ValueError``.
-        normalize_scores: give ``score / query_length`` in [0, 1] instead of raw MaxSim.
+        normalize_scores: give the normalised score in [0, 1] (for MaxSim,
+            ``score / query_length``) instead of the raw score.
+        mode: how nodes are ranked: ``"colbert"`` (default) by MaxSim; ``"bm25"`` by BM25
+            over the stored texts (the query is not encoded, and only nodes sharing a term
+            with the query come back, so possibly fewer than ``similarity_top_k``);
+            ``"hybrid"`` gathers candidates both ways, scores each with both and mixes the
+            min-max normalised scores (see ``docs/hybrid.md``). ``bm25`` and ``hybrid`` need
+            an index that supports them (``index.search_modes``: the embedded index does,
+            ``QdrantIndex`` does not); another mode raises ``ValueError``.
+        hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score, in [0, 1]
+            (default 0.5; the rest is BM25's).
         callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
 
-    Scores are exact MaxSim: the sum, over query tokens, of the best cosine similarity among
-    the node's tokens (raw, unless ``normalize_scores``).
+    Scores depend on the mode. ``colbert``: exact MaxSim, the sum over query tokens of the
+    best cosine similarity among the node's tokens (normalised: divided by the query's token
+    count, clipped at 0). ``bm25``: the BM25 score (normalised: divided by the best hit's).
+    ``hybrid``: the fused score, in [0, 1] either way.
 
     Nodes are stored with what LlamaIndex embeds for them
     (``get_content(metadata_mode=MetadataMode.EMBED)``) as the encoded text, and come back
@@ -72,6 +86,8 @@ class ColBERTRetriever(BaseRetriever):
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         filters: MetadataFilters | None = None,
         normalize_scores: bool = False,
+        mode: str = "colbert",
+        hybrid_weight: float = 0.5,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
         object_map: dict[str, Any] | None = None,
@@ -79,6 +95,8 @@ class ColBERTRetriever(BaseRetriever):
     ) -> None:
         _check_top_k(similarity_top_k)
         to_core_filter(filters)  # reject unsupported filters now, not at the first query
+        _check_mode(mode, index)
+        _check_hybrid_weight(hybrid_weight)
         if isinstance(index, BaseIndex):
             if model is not None:
                 raise ValueError("pass model only with an index folder; an index has its own")
@@ -94,6 +112,8 @@ class ColBERTRetriever(BaseRetriever):
         self.similarity_top_k = similarity_top_k
         self.filters = filters
         self.normalize_scores = normalize_scores
+        self.mode = mode
+        self.hybrid_weight = hybrid_weight
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -204,7 +224,11 @@ class ColBERTRetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         _check_top_k(self.similarity_top_k)
         hits = self.index.search(
-            query_bundle.query_str, self.similarity_top_k, filter=to_core_filter(self.filters)
+            query_bundle.query_str,
+            self.similarity_top_k,
+            filter=to_core_filter(self.filters),
+            mode=self.mode,
+            hybrid_weight=self.hybrid_weight,
         )
         return self._to_nodes(hits)
 
@@ -212,7 +236,11 @@ class ColBERTRetriever(BaseRetriever):
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         _check_top_k(self.similarity_top_k)
         hits = await self.index.asearch(
-            query_bundle.query_str, self.similarity_top_k, filter=to_core_filter(self.filters)
+            query_bundle.query_str,
+            self.similarity_top_k,
+            filter=to_core_filter(self.filters),
+            mode=self.mode,
+            hybrid_weight=self.hybrid_weight,
         )
         return self._to_nodes(hits)
 
@@ -247,6 +275,26 @@ class ColBERTRetriever(BaseRetriever):
 def _check_top_k(k: object) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
         raise ValueError(f"similarity_top_k must be an integer from 1 to {_MAX_K}, got {k!r}")
+
+
+def _check_mode(mode: object, index: object) -> None:
+    """Refuse a mode the index cannot search in (a folder opens as an embedded index)."""
+    if isinstance(index, BaseIndex):
+        supported, kind = index.search_modes, type(index).__name__
+    else:
+        supported, kind = EmbeddedIndex.search_modes, EmbeddedIndex.__name__
+    if not isinstance(mode, str) or mode not in supported:
+        raise ValueError(f"mode must be one of {supported} for {kind}, got {mode!r}")
+
+
+def _check_hybrid_weight(weight: object) -> None:
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or not 0 <= weight <= 1
+    ):
+        raise ValueError(f"hybrid_weight must be a number in [0, 1], got {weight!r}")
 
 
 def _records(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
