@@ -52,6 +52,22 @@ def test_search_with_filter(cli_index):
     assert [h["id"] for h in json.loads(result.output)] == ["j2"]
 
 
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+def test_search_modes(cli_index, mode):
+    result = runner.invoke(app, ["search", "wild yeast sourdough", "--index", str(cli_index),
+                                 "--mode", mode, "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert hits[0]["id"] == "j2"  # the only text with these words
+    table = runner.invoke(app, ["search", "sourdough", "--index", str(cli_index), "--mode", mode])
+    assert table.exit_code == 0 and f"({mode}," in table.output
+
+
+def test_search_refuses_an_unknown_mode(cli_index):
+    result = runner.invoke(app, ["search", "tea", "--index", str(cli_index), "--mode", "sparse"])
+    assert result.exit_code == 2 and "sparse" in result.output
+
+
 def test_search_table(cli_index):
     result = runner.invoke(app, ["search", "tea", "--index", str(cli_index), "-k", "2"])
     assert result.exit_code == 0 and "2 hits" in result.output

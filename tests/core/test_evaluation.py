@@ -59,6 +59,20 @@ def test_eval_smoke_json(beir_folder, offline_model, tmp_path):
     assert report["build_s"]["encode_s"] > 0 and report["size"]["bytes_per_token_vector"] > 0
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     assert len(report["sweep"]) >= 4
+    # All three search modes, side by side, by default.
+    assert set(report["modes"]) == {"colbert", "bm25", "hybrid"}
+    assert report["modes"]["colbert"]["ndcg@10"] == report["quality"]["ndcg@10"]
+    for mode in report["modes"].values():
+        assert 0 < mode["ndcg@10"] <= 1 and mode["search_p50_ms"] > 0
+    assert report["size"]["lexical_bytes"] > 0
+
+
+def test_eval_one_mode_table(beir_folder, offline_model, tmp_path):
+    result = CliRunner().invoke(app, ["eval", str(beir_folder), "--model", "offline-minilm",
+                                      "--mode", "bm25"])
+    assert result.exit_code == 0, result.output
+    assert "search modes" in result.output and "bm25" in result.output
+    assert "hybrid" not in result.output
 
 
 def test_eval_reuses_a_matching_index_and_rejects_another(beir_folder, offline_model, tmp_path):

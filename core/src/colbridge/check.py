@@ -10,14 +10,17 @@ that breaks the rules of ``docs/index-format.md``:
 * the vector file holds at least the committed rows, and every live token vector is finite and
   unit-length;
 * the graph checkpoint that an open would load is readable, has the index's dimension, and
-  covers no more than the committed rows.
+  covers no more than the committed rows;
+* the lexical (BM25) segment that an open would load is readable and of a format this
+  colbridge reads.
 
 Leftovers of interrupted writes (rows past the committed count, superseded files, temporary
 files) are harmless; they are listed as notes, not problems.
 
-Only the graph can be repaired: it is a cache of the vectors. ``repair=True`` deletes damaged or
-impossible graph checkpoints and leftovers, rebuilds the graph from the stored vectors and saves
-a fresh checkpoint. Damage to the manifest, the store or the vectors is reported, never
+Only the graph and the lexical segment can be repaired: they are caches of the vectors and the
+texts. ``repair=True`` deletes damaged or impossible graph checkpoints, damaged lexical segments
+and leftovers, rebuilds what it deleted from the stored vectors and texts, and saves fresh
+copies. Damage to the manifest, the store or the vectors is reported, never
 "repaired" by dropping data: restore those folders from a backup.
 
 >>> report = check_index("my-index")            # doctest: +SKIP
@@ -30,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,6 +145,7 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
         dimension = manifest.model.dimension
         _check_vectors(folder, generation, vector_rows, ranges, dimension, found)
         _check_graphs(folder, generation, vector_rows, dimension, found)
+        _check_lexical(folder, found)
         _find_leftovers(folder, generation, found)
     report.repairable = bool(found.bad_graphs) and not found.data_damaged
     return found
@@ -330,6 +335,23 @@ def _graph_trouble(path: Path, covered: int, dimension: int) -> str | None:
     return None
 
 
+def _check_lexical(folder: Path, found: _Findings) -> None:
+    """The newest ``lexical-*`` segment must load; older ones are superseded leftovers."""
+    from .index.lexical import Segment, saved_segments
+
+    segments = saved_segments(folder)
+    for _, path in segments[1:]:
+        found.report.notes.append(f"{path.name} is superseded by {segments[0][1].name}")
+        found.leftovers.append(path)
+    if segments:
+        path = segments[0][1]
+        try:
+            Segment.load(path)
+        except ValueError as e:
+            found.report.problems.append(f"the lexical segment {e}")
+            found.bad_graphs.append(path)
+
+
 def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
     for entry in os.scandir(folder):
         name = entry.name
@@ -352,7 +374,10 @@ def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]
     with _locked(folder, lock_timeout):
         for path in findings.bad_graphs + findings.leftovers:
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 done.append(f"deleted {path.name}")
     # Opening catches the graph up from the vectors (from the newest sound checkpoint, or from
     # nothing); flush saves it as a new checkpoint. The encoder is named, never loaded.

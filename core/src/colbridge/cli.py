@@ -9,6 +9,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -36,6 +37,19 @@ ModelOption = Annotated[
                  "the default model."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class Mode(str, Enum):
+    colbert = "colbert"
+    bm25 = "bm25"
+    hybrid = "hybrid"
+
+
+class EvalMode(str, Enum):
+    colbert = "colbert"
+    bm25 = "bm25"
+    hybrid = "hybrid"
+    all = "all"
 
 
 def _fail(message: object) -> NoReturn:
@@ -197,6 +211,10 @@ def search(
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
     filter: Annotated[Optional[str], typer.Option(
         "--filter", "-f", help='Metadata filter as JSON, e.g. \'{"year": {"$gte": 2000}}\'.')] = None,
+    mode: Annotated[Mode, typer.Option(
+        help="colbert (MaxSim), bm25 (lexical) or hybrid (both, fused).")] = Mode.colbert,
+    hybrid_weight: Annotated[float, typer.Option(
+        help="Hybrid mode: share of the ColBERT score, 0 to 1.")] = 0.5,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -209,16 +227,18 @@ def search(
             except json.JSONDecodeError as e:
                 raise InvalidInputError(f"--filter is not valid JSON: {e.msg}") from e
         with _open_index(index, model) as target:
-            target.model.load()  # time the search, not the model load
+            if mode != Mode.bm25:
+                target.model.load()  # time the search, not the model load
             started = time.perf_counter()
-            hits = target.search(query, k=k, filter=spec)
+            hits = target.search(query, k=k, filter=spec, mode=mode.value,
+                                 hybrid_weight=hybrid_weight)
             elapsed = (time.perf_counter() - started) * 1000
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
                                "text": h.text, "metadata": h.metadata} for h in hits],
                              ensure_ascii=False, indent=2))
             return
-        table = Table(title=f"{len(hits)} hits for {query!r} ({elapsed:.0f} ms)")
+        table = Table(title=f"{len(hits)} hits for {query!r} ({mode.value}, {elapsed:.0f} ms)")
         for column in ("#", "id", "score", "text", "metadata"):
             table.add_column(column, overflow="fold")
         for rank, hit in enumerate(hits, start=1):
@@ -243,6 +263,9 @@ def eval_command(
     plot: Annotated[Optional[Path], typer.Option(
         help="Save a PNG of agreement with exact MaxSim against latency as the candidate "
              "breadth varies.")] = None,
+    mode: Annotated[EvalMode, typer.Option(
+        help="Search mode(s) to compare side by side (ColBERT is always measured in detail).")
+    ] = EvalMode.all,
     as_json: JsonOption = False,
 ) -> None:
     """Measure quality, latency, build cost and size on a BEIR-format collection."""
@@ -263,7 +286,8 @@ def eval_command(
                     f"{folder} holds {target.count()} documents, the collection "
                     f"{len(data.doc_ids)}: pass an empty or matching --index")
             target.model.load()
-            report = evaluate(target, data, build=build)
+            modes = ("colbert", "bm25", "hybrid") if mode == EvalMode.all else (mode.value,)
+            report = evaluate(target, data, build=build, modes=modes)
             if plot:
                 report["sweep"] = sweep(target, data)
                 plot_sweep(report["sweep"], plot, f"{data.name}: {len(data.doc_ids)} docs, "
@@ -301,12 +325,22 @@ def _print_report(report: dict[str, Any], plot: Path | None) -> None:
         rows.append(("build: encoding / indexing", f"{b['encode_s']:.1f} s / {b['index_s']:.1f} s"))
     rows += [
         ("index size", f"{size['bytes'] / 1e6:.1f} MB ({size['bytes_per_document']:.0f} B/document, "
-                       f"{size['bytes_per_token_vector']:.0f} B/token vector)"),
+                       f"{size['bytes_per_token_vector']:.0f} B/token vector; lexical part "
+                       f"{size.get('lexical_bytes', 0) / 1e6:.1f} MB)"),
         ("peak memory", f"{report['peak_rss_mb']:.0f} MB"),
     ]
     for name, value in rows:
         table.add_row(name, value)
     out.print(table)
+    if report.get("modes"):
+        modes = Table(title="search modes (search latency excludes query encoding)")
+        for column in ("mode", "nDCG@10", "recall@10", "recall@100", "MRR@10", "search p50 / p95"):
+            modes.add_column(column, justify="left" if column == "mode" else "right")
+        for name, m in report["modes"].items():
+            modes.add_row(name, f"{m['ndcg@10']:.4f}", f"{m['recall@10']:.4f}",
+                          f"{m['recall@100']:.4f}", f"{m['mrr@10']:.4f}",
+                          f"{m['search_p50_ms']:.1f} / {m['search_p95_ms']:.1f} ms")
+        out.print(modes)
     if plot:
         out.print(f"Plot saved to {plot}.")
 

@@ -14,6 +14,7 @@ from colbridge import (
     ColBERTModel,
     DocumentNotFoundError,
     EmbeddedIndex,
+    GraphParams,
     IndexMismatchError,
 )
 from colbridge.scoring import maxsim
@@ -146,7 +147,8 @@ def test_add_encoded_stores_given_vectors(empty_index, tiny_model):
 
 def test_compaction_drops_dead_rows_and_keeps_results(tmp_path, tiny_model):
     texts, ids, metas = synthetic_docs(60)
-    index = EmbeddedIndex(tmp_path / "ix", model=tiny_model, compact_threshold=0.9)
+    index = EmbeddedIndex(tmp_path / "ix", model=tiny_model, compact_threshold=0.9,
+                          graph=GraphParams(pool=1))  # one graph item per token vector
     index.add(texts, ids=ids, metadatas=metas)
     index.delete(ids[:20])
     assert index.stats()["dead_token_vectors"] > 0
@@ -205,7 +207,7 @@ def test_unsaved_graph_rows_are_recovered_from_the_vectors(tmp_path, tiny_model)
     """The graph is a checkpointed cache: rows written after its checkpoint are re-added on open."""
     path = tmp_path / "ix"
     texts, ids, _ = synthetic_docs(600, seed=4)
-    index = EmbeddedIndex(path, model=tiny_model)
+    index = EmbeddedIndex(path, model=tiny_model, graph=GraphParams(pool=1))
     index.add(texts, ids=ids)
     # Simulate a crash: no close(), so no checkpoint is written.
     assert not list(path.glob("graph-*.voy"))
@@ -245,5 +247,7 @@ def test_model_is_taken_from_the_manifest(small_index, tiny_model_path):
 def test_stats(small_index):
     stats = small_index.stats()
     assert stats["documents"] == 40 and stats["dimension"] == 16
-    assert stats["token_vectors"] == stats["graph_items"] > 40
+    # Tokens are merged about in pairs into graph items (GraphParams.pool = 2).
+    assert stats["graph"]["pool"] == 2 and stats["token_vectors"] > 40
+    assert stats["token_vectors"] / 2 <= stats["graph_items"] < stats["token_vectors"]
     assert stats["bytes_on_disk"] > 0 and "manifest.json" in stats["files"]

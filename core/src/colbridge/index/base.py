@@ -8,14 +8,20 @@ twins — lives here, written once. Backends implement five hooks:
 * ``_delete(ids, missing_ok) -> int``;
 * ``_get(ids) -> {id: (text, metadata)}``;
 * ``_count() -> int``;
-* ``_search(query_embedding, k, conditions, options) -> [(id, raw score, text, metadata)]``.
+* ``_search(query_embedding, k, conditions, options, mode) -> [(id, score, text, metadata)]``.
+
+Searches run in one of three modes (see ``docs/hybrid.md``): ``colbert`` (MaxSim, the default),
+``bm25`` (lexical) and ``hybrid`` (both, fused). A backend lists the modes it supports in
+``search_modes``; the others are refused before any work.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +33,23 @@ from ..filters import Condition, parse_filter
 from ..models import ColBERTModel
 from ..scoring import normalize_score
 from ..types import Hit, StoredDocument
+
+MODES = ("colbert", "bm25", "hybrid")
+DEFAULT_HYBRID_WEIGHT = 0.5
+"""Share of the ColBERT score in a hybrid score (the rest is BM25's)."""
+
+
+@dataclass(frozen=True)
+class SearchMode:
+    """How a search ranks: its mode, the query text (for BM25) and the hybrid weight."""
+
+    name: str = "colbert"
+    text: str | None = None
+    hybrid_weight: float = DEFAULT_HYBRID_WEIGHT
+
+    @property
+    def lexical(self) -> bool:
+        return self.name != "colbert"
 
 
 class BaseIndex(ABC):
@@ -167,22 +190,32 @@ class BaseIndex(ABC):
         k: int = 10,
         *,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "colbert",
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         **options: Any,
     ) -> list[Hit]:
-        """The ``k`` documents with the highest MaxSim score for ``query``, best first.
+        """The ``k`` best documents for ``query``, best first.
 
         Args:
             query: the query text.
-            k: how many hits at most (fewer only when fewer documents match).
+            k: how many hits at most (fewer only when fewer documents match; in ``bm25`` mode,
+                only documents sharing a term with the query match).
             filter: a metadata filter (see :mod:`colbridge.filters`); ``k`` hits come back
                 whenever ``k`` matching documents exist.
+            mode: ``"colbert"`` ranks by MaxSim; ``"bm25"`` by BM25 over the stored texts (the
+                query is not encoded); ``"hybrid"`` gathers candidates both ways, scores each
+                with both and fuses the scores (see ``docs/hybrid.md``).
+            hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1].
             **options: backend search knobs (for the embedded index: ``token_k``, ``ef``,
                 ``max_candidates``, ``exact_threshold``).
+
+        Each hit's ``score`` is raw MaxSim, the BM25 score or the fused score, by mode.
         """
         query = check_text(query, "query")
-        k, conditions = self._check_search(k, filter, options)
-        embedding = self.model.encode_query(query)
-        return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
+        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
+        embedding = None if how.name == "bm25" else self.model.encode_query(query)
+        return self._finish(self._search_checked(embedding, k, conditions, options, how),
+                            embedding, how)
 
     async def asearch(
         self,
@@ -190,14 +223,16 @@ class BaseIndex(ABC):
         k: int = 10,
         *,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "colbert",
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search`: concurrent calls share encoder batches; nothing blocks the loop."""
         query = check_text(query, "query")
-        k, conditions = self._check_search(k, filter, options)
-        embedding = await self.model.aencode_query(query)
-        found = await run_off_loop(self._search_checked, embedding, k, conditions, options)
-        return self._finish(found, embedding)
+        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
+        embedding = None if how.name == "bm25" else await self.model.aencode_query(query)
+        found = await run_off_loop(self._search_checked, embedding, k, conditions, options, how)
+        return self._finish(found, embedding, how)
 
     def search_encoded(
         self,
@@ -205,17 +240,26 @@ class BaseIndex(ABC):
         k: int = 10,
         *,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "colbert",
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
+        query_text: str | None = None,
         **options: Any,
     ) -> list[Hit]:
-        """:meth:`search` for a query already encoded, ``(query_tokens, dim)``."""
+        """:meth:`search` for a query already encoded, ``(query_tokens, dim)``.
+
+        The ``bm25`` and ``hybrid`` modes also need the query's text, as ``query_text``.
+        """
         embedding = np.asarray(query_embedding, dtype=np.float32)
         if embedding.ndim != 2 or embedding.shape[1] != self.dimension or len(embedding) == 0:
             raise InvalidInputError(
                 f"the query embedding must have shape (tokens, {self.dimension}), "
                 f"got {embedding.shape}"
             )
-        k, conditions = self._check_search(k, filter, options)
-        return self._finish(self._search_checked(embedding, k, conditions, options), embedding)
+        if query_text is not None:
+            query_text = check_text(query_text, "query_text")
+        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query_text)
+        return self._finish(self._search_checked(embedding, k, conditions, options, how),
+                            embedding, how)
 
     async def asearch_encoded(
         self,
@@ -223,19 +267,40 @@ class BaseIndex(ABC):
         k: int = 10,
         *,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "colbert",
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
+        query_text: str | None = None,
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search_encoded`."""
-        return await run_off_loop(self.search_encoded, query_embedding, k, filter=filter, **options)
+        return await run_off_loop(
+            lambda: self.search_encoded(query_embedding, k, filter=filter, mode=mode,
+                                        hybrid_weight=hybrid_weight, query_text=query_text,
+                                        **options)
+        )
 
     # -- shared helpers ---------------------------------------------------------------------
     def _check_search(
-        self, k: Any, filter: Mapping[str, Any] | None, options: dict[str, Any]
-    ) -> tuple[int, list[Condition]]:
-        """Validate the arguments every search variant takes; returns ``(k, conditions)``."""
+        self, k: Any, filter: Mapping[str, Any] | None, options: dict[str, Any],
+        mode: Any = "colbert", hybrid_weight: Any = DEFAULT_HYBRID_WEIGHT,
+        text: str | None = None,
+    ) -> tuple[int, list[Condition], SearchMode]:
+        """Validate the arguments every search variant takes; returns ``(k, conditions, mode)``."""
         k, conditions = check_k(k), parse_filter(filter)
         self._check_options(options)
-        return k, conditions
+        if mode not in MODES:
+            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode not in self.search_modes:
+            raise InvalidInputError(
+                f"{type(self).__name__} searches in the modes {self.search_modes}, not {mode!r}; "
+                "bm25 and hybrid search need the embedded index (see docs/hybrid.md)"
+            )
+        if (isinstance(hybrid_weight, bool) or not isinstance(hybrid_weight, (int, float))
+                or not math.isfinite(hybrid_weight) or not 0 <= hybrid_weight <= 1):
+            raise InvalidInputError(f"hybrid_weight must be a number in [0, 1], got {hybrid_weight!r}")
+        if mode != "colbert" and text is None:
+            raise InvalidInputError(f"{mode} search needs the query text: pass query_text=...")
+        return k, conditions, SearchMode(mode, text, float(hybrid_weight))
 
     @staticmethod
     def _assemble_get(
@@ -248,20 +313,29 @@ class BaseIndex(ABC):
         return [StoredDocument(i, found[i][0], found[i][1]) for i in ids if i in found]
 
     def _search_checked(
-        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode = SearchMode(),
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        self._check_dimension([embedding])
-        return self._search(embedding, k, conditions, options)
+        if embedding is not None:
+            self._check_dimension([embedding])
+        return self._search(embedding, k, conditions, options, mode)
 
     @staticmethod
     def _finish(
-        found: list[tuple[str, float, str, dict[str, Any]]], embedding: np.ndarray
+        found: list[tuple[str, float, str, dict[str, Any]]], embedding: np.ndarray | None,
+        mode: SearchMode = SearchMode(),
     ) -> list[Hit]:
-        tokens = len(embedding)
+        if mode.name == "colbert":
+            tokens = len(embedding)
+            normalized = [float(normalize_score(s, tokens)) for _, s, _, _ in found]
+        elif mode.name == "bm25":  # BM25 has no fixed scale: relative to the best hit
+            best = max((s for _, s, _, _ in found), default=0.0)
+            normalized = [float(s / best) if best > 0 else 0.0 for _, s, _, _ in found]
+        else:  # fused scores are in [0, 1] already
+            normalized = [float(min(max(s, 0.0), 1.0)) for _, s, _, _ in found]
         return [
-            Hit(id=i, score=float(s), normalized_score=float(normalize_score(s, tokens)), text=t,
-                metadata=m)
-            for i, s, t, m in found
+            Hit(id=i, score=float(s), normalized_score=n, text=t, metadata=m)
+            for (i, s, t, m), n in zip(found, normalized)
         ]
 
     def _check_new(
@@ -292,6 +366,7 @@ class BaseIndex(ABC):
             )
 
     search_option_names: tuple[str, ...] = ()
+    search_modes: tuple[str, ...] = ("colbert",)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional for backends holding nothing
@@ -321,5 +396,6 @@ class BaseIndex(ABC):
 
     @abstractmethod
     def _search(
-        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]: ...

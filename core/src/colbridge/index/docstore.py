@@ -198,6 +198,14 @@ class DocStore:
         return {n: (i, text, json.loads(meta)) for n, i, text, meta in rows.fetchall()}
 
     @_damage_is_corruption
+    def texts_by_doc_nos(self, doc_nos: Sequence[int]) -> dict[int, str]:
+        rows = self._conn().execute(
+            "SELECT doc_no, text FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(n) for n in doc_nos]),),
+        )
+        return dict(rows.fetchall())
+
+    @_damage_is_corruption
     def matching_doc_nos(self, conditions: list[Condition]) -> np.ndarray:
         where, params = to_sql(conditions)
         rows = self._conn().execute(f"SELECT doc_no FROM documents WHERE {where}", params)

@@ -36,10 +36,11 @@ from .._aio import run_off_loop
 from ..errors import IndexCorruptError, IndexLockedError, IndexMismatchError, InvalidInputError
 from ..filters import Condition
 from ..models import ColBERTModel
-from ..scoring import maxsim_packed
-from .base import BaseIndex
+from ..scoring import fuse_scores, maxsim_packed
+from .base import MODES, BaseIndex, SearchMode
 from .docstore import DocStore, NewDocument
 from .graph import TokenGraph, graph_file_name, latest_checkpoint
+from .lexical import LexicalIndex
 from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
 from .vectors import VectorFile, vector_file_name, write_vector_file
 
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "write.lock"
 _SCORE_CHUNK_TOKENS = 131_072
 _MAX_TOKEN_K = 4096
+HYBRID_DEPTH = 100
+"""Candidates each ranking contributes to a hybrid search (ColBERT's best, BM25's best)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class SearchOptions:
             all of them are scored exactly and the graph is skipped.
     """
 
-    token_k: int = 64
+    token_k: int = 128
     ef: int = 128
     max_candidates: int = 256
     exact_threshold: int = 512
@@ -114,6 +117,7 @@ class EmbeddedIndex(BaseIndex):
     """
 
     search_option_names = tuple(f.name for f in fields(SearchOptions))
+    search_modes = MODES
 
     def __init__(
         self,
@@ -166,6 +170,7 @@ class EmbeddedIndex(BaseIndex):
         self._write_lock = threading.RLock()
         self._file_lock = FileLock(self.path / LOCK_FILE, thread_local=False)
         self._store = DocStore(self.path)
+        self._lexical = LexicalIndex(self.path, self._store.texts_by_doc_nos)
         self._closed = False
         self._reload()
 
@@ -343,6 +348,7 @@ class EmbeddedIndex(BaseIndex):
         with self._writing():
             if self._graph.rows > self._saved_rows:
                 self._checkpoint()
+            self._lexical.checkpoint(self._snap.live)
 
     def compact(self) -> None:
         """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding)."""
@@ -374,6 +380,7 @@ class EmbeddedIndex(BaseIndex):
         self._graph, self._graph_generation, self._saved_rows = graph, generation, rows
         self._reload()
         self._remove_stale_files()
+        self._lexical.checkpoint(self._snap.live, rebuild_if_dead=True)
         logger.info("compacted %s: %d dead rows dropped", self.path, snap.dead_rows)
 
     def _remove_stale_files(self) -> None:
@@ -397,7 +404,8 @@ class EmbeddedIndex(BaseIndex):
         return self._store.fetch_by_ids(ids)
 
     def _search(
-        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         self._check_open()
         opts = replace(self.options, **options) if options else self.options
@@ -408,18 +416,58 @@ class EmbeddedIndex(BaseIndex):
                                   assume_unique=True)
         if len(pool) == 0:
             return []
-        k = min(k, len(pool))
+        if mode.name == "bm25":
+            doc_nos, scores = self._lexical.scores(mode.text, snap.live, pool)
+            return self._assemble(doc_nos, scores, k)
         candidates = None
+        depth = max(k, HYBRID_DEPTH) if mode.name == "hybrid" else k
+        depth = min(depth, len(pool))
         if len(pool) > opts.exact_threshold and len(self._graph):
             candidates = self._graph_candidates(
-                embedding, snap, pool if conditions else None, k, opts
+                embedding, snap, pool if conditions else None, depth, opts
             )
         if candidates is None:
             candidates = pool
         scores = exact_scores(embedding, snap, candidates)
-        best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        best = best[np.argsort(-scores[best], kind="stable")]
-        chosen = candidates[best]
+        if mode.name == "colbert":
+            return self._assemble(candidates, scores, k)
+        union, fused, colbert = self._hybrid(embedding, snap, pool, candidates, scores, mode, depth)
+        return self._assemble(union, fused, k, tie_break=colbert)
+
+    def _hybrid(
+        self, embedding: np.ndarray, snap: _Snapshot, pool: np.ndarray, candidates: np.ndarray,
+        colbert: np.ndarray, mode: SearchMode, depth: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fuse ColBERT's ``depth`` best candidates with BM25's; each is scored both ways.
+
+        Returns the candidates, their fused scores and their MaxSim scores."""
+        lexical_nos, lexical = self._lexical.scores(mode.text, snap.live, pool)
+        best_colbert = candidates[_top(colbert, depth)]
+        best_lexical = lexical_nos[_top(lexical, depth)]
+        union = np.union1d(best_colbert, best_lexical)
+        union_colbert = np.empty(len(union), np.float32)
+        known = np.isin(union, candidates, assume_unique=True)
+        order = np.argsort(candidates)
+        union_colbert[known] = colbert[order[np.searchsorted(candidates, union[known],
+                                                             sorter=order)]]
+        union_colbert[~known] = exact_scores(embedding, snap, union[~known])
+        union_lexical = np.zeros(len(union), np.float32)
+        at = np.searchsorted(lexical_nos, union)
+        found = at < len(lexical_nos)
+        found[found] = lexical_nos[at[found]] == union[found]
+        union_lexical[found] = lexical[at[found]]
+        return union, fuse_scores(union_colbert, union_lexical, mode.hybrid_weight), union_colbert
+
+    def _assemble(self, doc_nos: np.ndarray, scores: np.ndarray, k: int,
+                  tie_break: np.ndarray | None = None
+                  ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        """The ``k`` best of ``doc_nos`` by ``scores`` (equal scores ordered by ``tie_break``),
+        with their stored ids, texts and metadata."""
+        if tie_break is None:
+            best = _top(scores, k)
+        else:
+            best = np.lexsort((-tie_break, -scores))[:k]
+        chosen = doc_nos[best]
         documents = self._store.fetch_by_doc_nos(chosen.tolist())
         return [
             (documents[n][0], float(scores[b]), documents[n][1], documents[n][2])
@@ -452,13 +500,14 @@ class EmbeddedIndex(BaseIndex):
         budget = max(opts.max_candidates, k)
         if len(unique) <= budget:
             return unique
-        # Pre-rank by the similarities the graph found; a query token that found nothing in a
-        # document is assumed to match it as well as its weakest retrieved neighbour.
+        # Pre-rank by the similarities the graph found: each query token adds its best
+        # neighbour in the document, or nothing when it found none there. (Assuming instead that
+        # such a token matches as well as its weakest neighbour anywhere ranked worse: on all of
+        # SciFact, 0.953 against 0.968 of the exact top 10 kept among 256 candidates.)
         token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
-        approx = np.full((len(ids), len(unique)), -np.inf, dtype=np.float32)
-        np.maximum.at(approx, (token_of_hit, inverse.ravel()), sims[valid])
-        floor = sims.min(axis=1, keepdims=True)
-        approx = np.where(np.isneginf(approx), floor, approx).sum(axis=0)
+        approx = np.zeros((len(ids), len(unique)), dtype=np.float32)
+        np.maximum.at(approx, (token_of_hit, inverse.ravel()), np.maximum(sims[valid], 0))
+        approx = approx.sum(axis=0)
         return np.sort(unique[np.argpartition(-approx, budget - 1)[:budget]])
 
     # -- introspection ----------------------------------------------------------------------
@@ -466,7 +515,13 @@ class EmbeddedIndex(BaseIndex):
         """Sizes and settings, as shown by ``colbridge info``."""
         self._check_open()
         snap = self._snap
-        files = {e.name: e.stat().st_size for e in os.scandir(self.path) if e.is_file()}
+        files = {}
+        for entry in os.scandir(self.path):
+            if entry.is_file():
+                files[entry.name] = entry.stat().st_size
+            elif entry.is_dir() and entry.name.startswith("lexical-"):
+                for inner in os.scandir(entry.path):
+                    files[f"{entry.name}/{inner.name}"] = inner.stat().st_size
         live_rows = int(snap.counts.sum())
         return {
             "path": str(self.path),
@@ -479,7 +534,7 @@ class EmbeddedIndex(BaseIndex):
             "query_length": self.manifest.model.query_length,
             "document_length": self.manifest.model.document_length,
             "graph": {"M": self.manifest.graph.M, "ef_construction": self.manifest.graph.ef_construction,
-                      "storage": self.manifest.graph.storage},
+                      "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool},
             "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
             "bytes_on_disk": sum(files.values()),
             "files": files,
@@ -492,12 +547,13 @@ class EmbeddedIndex(BaseIndex):
         if self._closed:
             return
         with self._write_lock:
-            if self._graph.rows > self._saved_rows and len(self._graph):
-                try:
-                    with self._writing():
+            try:
+                with self._writing():
+                    if self._graph.rows > self._saved_rows and len(self._graph):
                         self._checkpoint()
-                except IndexLockedError:
-                    pass  # the next writer's open catches the graph up from the vectors
+                    self._lexical.checkpoint(self._snap.live)
+            except IndexLockedError:
+                pass  # the next open catches the graph and the lexical index up
             self._closed = True
             self._store.close()
             # Drop the graph and the memory maps now rather than at interpreter exit.
@@ -514,6 +570,14 @@ class EmbeddedIndex(BaseIndex):
 
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest scores, best first (ties keep their order)."""
+    if k < len(scores):
+        best = np.argpartition(-scores, k - 1)[:k]
+        return best[np.argsort(-scores[best], kind="stable")]
+    return np.argsort(-scores, kind="stable")
+
+
 def rows_of(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Row numbers of documents given their first rows and row counts, concatenated."""
     total = int(counts.sum())

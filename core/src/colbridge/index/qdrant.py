@@ -51,7 +51,7 @@ from ._qdrant_payload import (
     read_payload,
     to_qdrant_filter,
 )
-from .base import BaseIndex
+from .base import DEFAULT_HYBRID_WEIGHT, BaseIndex, SearchMode
 from .manifest import ModelInfo
 
 if TYPE_CHECKING:
@@ -344,7 +344,8 @@ class QdrantIndex(BaseIndex):
         return self._run(self._count_plan())
 
     def _search(
-        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         return self._run(self._search_plan(embedding, k, conditions, options))
 
@@ -490,17 +491,20 @@ class QdrantIndex(BaseIndex):
         k: int = 10,
         *,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "colbert",
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search`: concurrent calls share encoder batches; Qdrant is awaited."""
         if self.async_client is None:
-            return await super().asearch(query, k, filter=filter, **options)
+            return await super().asearch(query, k, filter=filter, mode=mode,
+                                         hybrid_weight=hybrid_weight, **options)
         query = check_text(query, "query")
-        k, conditions = self._check_search(k, filter, options)
+        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
         embedding = await self.model.aencode_query(query)
         self._check_dimension([embedding])
         found = await self._arun(self._search_plan(embedding, k, conditions, options))
-        return self._finish(found, embedding)
+        return self._finish(found, embedding, how)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

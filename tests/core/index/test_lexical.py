@@ -1,0 +1,200 @@
+"""BM25 and hybrid search on the embedded index: the lexical segments, modes, filters, recovery."""
+
+from __future__ import annotations
+
+import logging
+
+import bm25s
+import numpy as np
+import pytest
+
+from colbridge import EmbeddedIndex, InvalidInputError
+from colbridge.check import check_index
+from colbridge.index import lexical
+from colbridge.index.lexical import saved_segments, tokenize
+
+from .conftest import synthetic_docs
+
+RARE = "part number XJ-4471 fits the left hinge"
+
+
+@pytest.fixture
+def index(tmp_path, tiny_model):
+    """40 synthetic documents plus one holding a rare identifier, flushed (base segment saved)."""
+    index = EmbeddedIndex(tmp_path / "ix", model=tiny_model)
+    texts, ids, metadatas = synthetic_docs(40)
+    index.add(texts + [RARE], ids=ids + ["rare"],
+              metadatas=metadatas + [{"group": "g1", "n": 99, "even": False}])
+    index.flush()
+    yield index
+    index.close()
+
+
+def reference_bm25(texts: list[str], query: str) -> np.ndarray:
+    """bm25s used directly, with colbridge's tokenizer: the scores a one-segment index gives."""
+    retriever = bm25s.BM25()
+    retriever.index(tokenize(texts), show_progress=False)
+    terms = [t for t in tokenize([query])[0] if t in retriever.vocab_dict]
+    return retriever.get_scores(terms) if terms else np.zeros(len(texts))
+
+
+def test_bm25_finds_the_rare_identifier(index):
+    hits = index.search("XJ-4471 hinge", k=3, mode="bm25")
+    assert hits[0].id == "rare" and hits[0].normalized_score == 1.0
+    assert all(h.score > 0 for h in hits)
+
+
+async def test_async_modes_match_sync(index):
+    for mode in ("bm25", "hybrid"):
+        sync = [(h.id, round(h.score, 5)) for h in index.search("XJ-4471 hinge", k=5, mode=mode)]
+        asyn = [(h.id, round(h.score, 5))
+                for h in await index.asearch("XJ-4471 hinge", k=5, mode=mode)]
+        assert sync == asyn and sync[0][0] == "rare"
+
+
+def test_bm25_scores_equal_bm25s_on_one_segment(index):
+    texts, ids, _ = synthetic_docs(40)
+    query = "alpha gamma item"
+    expected = reference_bm25(texts + [RARE], query)
+    hits = index.search(query, k=41, mode="bm25")
+    by_id = dict(zip(ids + ["rare"], expected))
+    assert len(hits) == int((expected > 0).sum()) > 3
+    for hit in hits:
+        assert hit.score == pytest.approx(by_id[hit.id], rel=1e-5)
+
+
+def test_documents_added_after_the_base_are_scored_with_the_whole_collections_idf(index, tmp_path,
+                                                                                  tiny_model):
+    extra = ["hinge hinge lubrication guide", "the XJ-4471 recall notice"]
+    index.add(extra, ids=["tail-1", "tail-2"])  # not flushed: they live in the in-memory tail
+    assert saved_segments(index.path)[0][0] < 42
+    query = "XJ-4471 hinge recall"
+    segmented = {h.id: h.score for h in index.search(query, k=4, mode="bm25")}
+    texts, ids, _ = synthetic_docs(40)
+    one_segment = reference_bm25(texts + [RARE] + extra, query)
+    # The same IDF everywhere, and the tail normalised by the base's average length; what is
+    # left is the base's average not counting the two new texts (a few per cent here).
+    assert segmented["rare"] == pytest.approx(one_segment[40], rel=0.05)
+    assert segmented["tail-1"] == pytest.approx(one_segment[41], rel=0.05)
+    assert segmented["tail-2"] == pytest.approx(one_segment[42], rel=0.05)
+
+
+def test_deleted_and_replaced_documents_leave_every_mode(index):
+    index.delete(["rare"])
+    for mode in ("bm25", "hybrid"):
+        assert "rare" not in [h.id for h in index.search("XJ-4471 hinge", k=10, mode=mode)]
+    index.add(["a quiet lighthouse keeper"], ids=["d3"])  # upsert d3 with new words
+    assert index.search("lighthouse keeper", k=1, mode="bm25")[0].id == "d3"
+    old_words = synthetic_docs(40)[0][3]
+    assert "d3" not in [h.id for h in index.search(old_words, k=40, mode="bm25")
+                        if h.text != "a quiet lighthouse keeper"]
+
+
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+def test_filters_apply_in_every_mode(index, mode):
+    hits = index.search("XJ-4471 hinge item", k=5, mode=mode, filter={"even": True})
+    assert hits and all(h.metadata["even"] is True for h in hits)
+    assert "rare" not in [h.id for h in hits]
+
+
+def test_hybrid_weight_extremes_reproduce_each_ranking(index):
+    query = "alpha item hinge"
+    colbert = [h.id for h in index.search(query, k=5)]
+    bm25 = [h.id for h in index.search(query, k=5, mode="bm25")]
+    assert [h.id for h in index.search(query, k=5, mode="hybrid", hybrid_weight=1.0)] == colbert
+    assert [h.id for h in index.search(query, k=5, mode="hybrid", hybrid_weight=0.0)] == bm25
+    mixed = index.search(query, k=5, mode="hybrid")
+    assert all(0.0 <= h.score <= 1.0 and h.score == h.normalized_score for h in mixed)
+    assert [h.score for h in mixed] == sorted((h.score for h in mixed), reverse=True)
+
+
+def test_hybrid_scores_candidates_from_both_rankings(index):
+    """A document only BM25 finds (a rare term) still gets its exact MaxSim in the fusion."""
+    hits = index.search("XJ-4471", k=41, mode="hybrid")
+    assert hits[0].id == "rare"
+    colbert_only = index.search("XJ-4471", k=41)
+    assert {h.id for h in hits} <= {h.id for h in colbert_only}
+
+
+def test_bad_mode_arguments_are_refused(index):
+    with pytest.raises(InvalidInputError, match="mode must be one of"):
+        index.search("x", mode="sparse")
+    for weight in (-0.1, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(InvalidInputError, match="hybrid_weight"):
+            index.search("x", mode="hybrid", hybrid_weight=weight)
+    embedding = index.model.encode_query("hinge")
+    with pytest.raises(InvalidInputError, match="query_text"):
+        index.search_encoded(embedding, mode="bm25")
+    assert index.search_encoded(embedding, k=1, mode="bm25", query_text="XJ-4471")[0].id == "rare"
+
+
+def test_a_lone_hybrid_candidate_keeps_a_full_score(index):
+    hits = index.search("XJ-4471 hinge", k=3, mode="hybrid", filter={"n": 99})
+    assert [h.id for h in hits] == ["rare"] and hits[0].score == 1.0
+
+
+def test_a_query_with_no_known_term_finds_nothing_in_bm25(index):
+    assert index.search("zzzqqq", k=5, mode="bm25") == []
+    assert len(index.search("zzzqqq", k=5, mode="hybrid")) == 5  # ColBERT still ranks
+
+
+def test_the_base_is_saved_and_reloaded_not_rebuilt(index, tiny_model, monkeypatch):
+    path = index.path
+    index.close()
+    (upto, folder), = saved_segments(path)
+    assert (folder / "doc_nos.npy").exists() and (folder / "colbridge.json").exists()
+    monkeypatch.setattr(lexical.Segment, "build", lambda *a, **k: pytest.fail("rebuilt"))
+    with EmbeddedIndex(path, model=tiny_model) as reopened:
+        assert reopened.search("XJ-4471", k=1, mode="bm25")[0].id == "rare"
+
+
+def test_a_damaged_segment_is_rebuilt_from_the_texts(index, tiny_model, caplog):
+    path = index.path
+    index.close()
+    (_, folder), = saved_segments(path)
+    (folder / "doc_nos.npy").write_bytes(b"not numpy")
+    (path / ".lexical-7.tmp-1-2").mkdir()  # leftover of an interrupted save
+    report = check_index(path)
+    assert not report.ok and report.repairable and "lexical segment" in report.problems[0]
+    with caplog.at_level(logging.WARNING), EmbeddedIndex(path, model=tiny_model) as reopened:
+        assert reopened.search("XJ-4471", k=1, mode="bm25")[0].id == "rare"
+    assert "damaged lexical segment" in caplog.text
+    repaired = check_index(path, repair=True)
+    assert repaired.ok and not (path / ".lexical-7.tmp-1-2").exists()
+    assert len(saved_segments(path)) == 1
+
+
+def test_the_base_is_rebuilt_when_the_tail_outgrows_it(tmp_path, tiny_model, monkeypatch):
+    monkeypatch.setattr(lexical, "tail_limit", lambda base: 5)
+    texts, ids, _ = synthetic_docs(30)
+    with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as index:
+        index.add(texts[:10], ids=ids[:10])
+        index.flush()
+        first = saved_segments(index.path)[0][0]
+        index.add(texts[10:13], ids=ids[10:13])
+        index.flush()  # tail of 3: kept in memory
+        assert saved_segments(index.path)[0][0] == first
+        index.add(texts[13:], ids=ids[13:])
+        index.flush()  # tail of 20 > 5: one new base over all 30
+        (upto, folder), = saved_segments(index.path)
+        assert upto > first and len(np.load(folder / "doc_nos.npy")) == 30
+
+
+def test_compaction_drops_deleted_documents_from_the_base(index):
+    index.delete([f"d{i}" for i in range(20)])
+    index.compact()
+    (_, folder), = saved_segments(index.path)
+    assert len(np.load(folder / "doc_nos.npy")) == 21
+
+
+def test_qdrant_backend_refuses_lexical_modes(tiny_model):
+    from qdrant_client import QdrantClient
+
+    from colbridge import QdrantIndex
+
+    client = QdrantClient(":memory:")
+    with QdrantIndex(client, "docs", model=tiny_model) as index:
+        index.add(["hello world"], ids=["a"])
+        with pytest.raises(InvalidInputError, match="embedded index"):
+            index.search("hello", mode="hybrid")
+    client.close()
