@@ -22,14 +22,18 @@ def main(model_dir: str, tasks_path: Path, out: Path) -> None:
     tasks = json.loads(tasks_path.read_text())
     reranker = ColbertRerank(model=model_dir, tokenizer=model_dir, device="cpu",
                              top_n=len(tasks[0]["texts"]))
-    orders, documents = [], 0
-    started = time.perf_counter()
-    for task in tasks:
+    def rerank(task):
         nodes = [NodeWithScore(node=TextNode(text=t, id_=str(i)), score=0.0)
                  for i, t in enumerate(task["texts"])]
         ranked = reranker.postprocess_nodes(nodes, QueryBundle(task["query"]))
-        orders.append([int(n.node.node_id) for n in ranked])
-        documents += len(nodes)
+        return [int(n.node.node_id) for n in ranked]
+
+    rerank(tasks[0])  # warm up, as the in-process rerankers are
+    orders, documents = [], 0
+    started = time.perf_counter()
+    for task in tasks:
+        orders.append(rerank(task))
+        documents += len(task["texts"])
     seconds = time.perf_counter() - started
     out.write_text(json.dumps({"seconds": seconds, "documents": documents, "orders": orders}))
 
