@@ -47,3 +47,20 @@ def test_normalize_score_maps_to_unit_interval_monotonically():
     assert normalize_score(-3.0, 32) == 0.0
     raw = np.array([-1.0, 0.0, 4.0, 8.0])
     np.testing.assert_allclose(normalize_score(raw, 8), [0.0, 0.0, 0.5, 1.0])
+
+
+def test_token_similarities_agree_with_and_without_pytorch(monkeypatch):
+    import sys
+
+    import torch  # noqa: F401 - loaded, so float16 input takes the PyTorch path
+
+    from colbridge.scoring import token_similarities
+
+    rng = np.random.default_rng(3)
+    query = rng.standard_normal((5, 16)).astype(np.float32)
+    packed = rng.standard_normal((40, 16)).astype(np.float16)
+    expected = query @ packed.astype(np.float32).T
+    assert token_similarities(query, packed).shape == (5, 40)
+    np.testing.assert_allclose(token_similarities(query, packed), expected, rtol=1e-5, atol=1e-5)
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that never loaded PyTorch
+    np.testing.assert_allclose(token_similarities(query, packed), expected, rtol=1e-5, atol=1e-5)

@@ -148,7 +148,9 @@ def stored_state(path: Path) -> dict[str, int]:
     with EmbeddedIndex(path, model=HashEncoder(), create=False) as index:
         rows = list(index._store.iter_documents())
         matrix = index._snap.vectors
-        assert index.manifest.graph.pool == 1  # graph item ids are vector rows
+        # Graph item ids are vector rows: every row with pool 1, one row per merged cluster
+        # of a document's tokens otherwise.
+        every_row = index.manifest.graph.pool == 1
         in_graph = np.zeros(len(matrix), dtype=bool)
         in_graph[np.fromiter(index._graph._index.ids, dtype=np.int64)] = True
         state = {}
@@ -160,7 +162,9 @@ def stored_state(path: Path) -> dict[str, int]:
             got = np.asarray(matrix[start:start + count], dtype=np.float32)
             assert got.shape == expected.shape, f"{doc_id}: {got.shape} vectors, {expected.shape}"
             assert np.abs(got - expected).max() < 2e-3, f"{doc_id}: vectors of another version"
-            assert in_graph[start:start + count].all(), f"{doc_id}: vectors missing from the graph"
+            covered = in_graph[start:start + count]
+            assert covered.all() if every_row else covered.sum() >= -(-count // 2), \
+                f"{doc_id}: vectors missing from the graph"
             state[doc_id] = version
         assert index.count() == len(state)
         sample = sorted(state)[:: max(1, len(state) // 12)]

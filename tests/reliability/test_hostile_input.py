@@ -287,7 +287,7 @@ def test_ids_never_become_paths(tmp_path):
                   ) == []
     assert {p.name for p in folder.iterdir()} <= {
         "manifest.json", "documents.sqlite", "write.lock", "vectors-0.f16",
-        f"graph-0-{8 * 2}.voy", "documents.sqlite-wal", "documents.sqlite-shm"}
+        f"graph-0-{8 * 2}.voy", "documents.sqlite-wal", "documents.sqlite-shm", "lexical-8"}
 
 
 @pytest.mark.parametrize("target", ["manifest.json", "documents.sqlite", "graph", "vectors-0.f16"])

@@ -17,6 +17,7 @@ Documents are stored with their real tokens only, so no padding ever takes part 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,13 +54,14 @@ def token_similarities(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
 
     Float16 token vectors (what the index stores) are widened and multiplied by PyTorch, which
     widens about 8× faster than NumPy and multiplies the tall matrix faster on CPU (measured on
-    SciFact-sized candidate sets: 60k vectors in 11 ms instead of 30). Float32 input goes
-    straight to NumPy's matrix product.
+    SciFact-sized candidate sets: 60k vectors in 11 ms instead of 30), when PyTorch is loaded
+    already, as it is by every ColBERT model (importing it takes seconds, which a search must not
+    pay). Otherwise, and for float32 input, NumPy computes it.
     """
     q = np.asarray(query, dtype=np.float32)
-    if packed.dtype != np.float16:
+    torch = sys.modules.get("torch")
+    if packed.dtype != np.float16 or torch is None:
         return q @ np.asarray(packed, dtype=np.float32).T
-    import torch
 
     d = torch.from_numpy(np.ascontiguousarray(packed)).float()
     return (d @ torch.from_numpy(np.ascontiguousarray(q)).T).T.contiguous().numpy()

@@ -326,8 +326,8 @@ class BaseIndex(ABC):
         mode: SearchMode = SearchMode(),
     ) -> list[Hit]:
         if mode.name == "colbert":
-            tokens = len(embedding)
-            normalized = [float(normalize_score(s, tokens)) for _, s, _, _ in found]
+            raw = np.array([s for _, s, _, _ in found], dtype=np.float64)
+            normalized = np.atleast_1d(normalize_score(raw, len(embedding))).tolist() if found else []
         elif mode.name == "bm25":  # BM25 has no fixed scale: relative to the best hit
             best = max((s for _, s, _, _ in found), default=0.0)
             normalized = [float(s / best) if best > 0 else 0.0 for _, s, _, _ in found]

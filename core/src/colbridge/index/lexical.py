@@ -229,12 +229,15 @@ class LexicalIndex:
     def checkpoint(self, live: np.ndarray, *, rebuild_if_dead: bool = False) -> None:
         """Rebuild the base if the tail outgrew it, then save it if it is newer than on disk.
 
-        Call only while holding the index's write lock. ``rebuild_if_dead`` also rebuilds when
-        documents of the base were deleted (used by ``compact``).
+        Call only while holding the index's write lock. ``rebuild_if_dead`` (used by
+        ``compact``) rebuilds only a base that exists, and also when documents of it were
+        deleted.
         """
         with self._lock:
             self._load_newer_from_disk()
             base = self._base
+            if rebuild_if_dead and base is None:
+                return  # never built: the next flush, close or lexical search builds it
             stale = base is None or self._tail_size(base, live) > tail_limit(len(base.doc_nos))
             if rebuild_if_dead and base is not None:
                 stale = stale or not np.isin(base.doc_nos, live, assume_unique=True).all()
