@@ -164,6 +164,21 @@ def test_a_damaged_segment_is_rebuilt_from_the_texts(index, tiny_model, caplog):
     assert len(saved_segments(path)) == 1
 
 
+@pytest.mark.parametrize("damage", ["drop a field", "not json", "a list"])
+def test_a_segment_with_a_damaged_description_is_rebuilt(index, tiny_model, damage):
+    path = index.path
+    index.close()
+    (_, folder), = saved_segments(path)
+    meta = folder / "colbridge.json"
+    if damage == "drop a field":
+        meta.write_text(meta.read_text().replace('"average_length"', '"old_field"'))
+    else:
+        meta.write_text("{oops" if damage == "not json" else "[1, 2]")
+    with EmbeddedIndex(path, model=tiny_model) as reopened:
+        assert reopened.search("XJ-4471", k=1, mode="bm25")[0].id == "rare"
+    assert check_index(path).ok  # the close saved a sound segment in its place
+
+
 def test_the_base_is_rebuilt_when_the_tail_outgrows_it(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(lexical, "tail_limit", lambda base: 5)
     texts, ids, _ = synthetic_docs(30)

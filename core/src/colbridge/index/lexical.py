@@ -153,14 +153,14 @@ class Segment:
                 raise ValueError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} segment")
             if meta.get("tokenizer") != TOKENIZER:
                 raise ValueError(f"{path} was tokenized differently")
+            upto, average_length = int(meta["upto"]), float(meta["average_length"])
             doc_nos = np.load(path / "doc_nos.npy", allow_pickle=False)
             retriever = bm25s.BM25.load(str(path), mmap=True, show_progress=False, verbosity=0)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} cannot be read: {e}") from e
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path} cannot be read: {e!r}") from e
         if doc_nos.ndim != 1 or len(doc_nos) != int(retriever.scores["num_docs"]):
             raise ValueError(f"{path}: doc_nos.npy does not match the bm25s index")
-        return cls(retriever, doc_nos.astype(np.int64), int(meta["upto"]),
-                   float(meta["average_length"]))
+        return cls(retriever, doc_nos.astype(np.int64), upto, average_length)
 
 
 def saved_segments(folder: Path) -> list[tuple[int, Path]]:
