@@ -440,22 +440,15 @@ class EmbeddedIndex(BaseIndex):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fuse ColBERT's ``depth`` best candidates with BM25's; each is scored both ways.
 
-        Returns the candidates, their fused scores and their MaxSim scores."""
+        ``candidates`` (ascending, as both the graph and the exact path give them) carry their
+        MaxSim scores ``colbert``. Returns the candidates, their fused and their MaxSim scores."""
         lexical_nos, lexical = self._lexical.scores(mode.text, snap.live, pool)
         best_colbert = candidates[_top(colbert, depth)]
         best_lexical = lexical_nos[_top(lexical, depth)]
         union = np.union1d(best_colbert, best_lexical)
-        union_colbert = np.empty(len(union), np.float32)
-        known = np.isin(union, candidates, assume_unique=True)
-        order = np.argsort(candidates)
-        union_colbert[known] = colbert[order[np.searchsorted(candidates, union[known],
-                                                             sorter=order)]]
-        union_colbert[~known] = exact_scores(embedding, snap, union[~known])
-        union_lexical = np.zeros(len(union), np.float32)
-        at = np.searchsorted(lexical_nos, union)
-        found = at < len(lexical_nos)
-        found[found] = lexical_nos[at[found]] == union[found]
-        union_lexical[found] = lexical[at[found]]
+        union_colbert, scored = _values_at(candidates, colbert, union)
+        union_colbert[~scored] = exact_scores(embedding, snap, union[~scored])
+        union_lexical, _ = _values_at(lexical_nos, lexical, union)  # 0: no shared term
         return union, fuse_scores(union_colbert, union_lexical, mode.hybrid_weight), union_colbert
 
     def _assemble(self, doc_nos: np.ndarray, scores: np.ndarray, k: int,
@@ -570,6 +563,16 @@ class EmbeddedIndex(BaseIndex):
 
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
+def _values_at(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` of ``wanted`` among sorted ``keys`` (0 where absent), and which were found."""
+    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    out = np.zeros(len(wanted), np.float32)
+    out[found] = values[at[found]]
+    return out, found
+
+
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` highest scores, best first (ties keep their order)."""
     if k < len(scores):

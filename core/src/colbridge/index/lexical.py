@@ -238,11 +238,11 @@ class LexicalIndex:
             base = self._base
             if rebuild_if_dead and base is None:
                 return  # never built: the next flush, close or lexical search builds it
-            stale = base is None or self._tail_size(base, live) > tail_limit(len(base.doc_nos))
-            if rebuild_if_dead and base is not None:
-                stale = stale or not np.isin(base.doc_nos, live, assume_unique=True).all()
-            if stale and len(live):
+            if rebuild_if_dead and len(live) and not np.isin(base.doc_nos, live,
+                                                             assume_unique=True).all():
                 self._rebuild(live)
+            else:
+                self._ensure_base(live)
             if self._base is not None and not self._base_saved:
                 self._base.save(self.folder)
                 self._base_saved, self._saved_upto = True, self._base.upto
@@ -261,21 +261,16 @@ class LexicalIndex:
     def _segments(self, live: np.ndarray) -> tuple[Segment | None, Segment | None]:
         with self._lock:
             self._load_newer_from_disk()
+            self._ensure_base(live)
             base = self._base
-            if base is None or self._tail_size(base, live) > tail_limit(len(base.doc_nos)):
-                if len(live):
-                    self._rebuild(live)
-                base = self._base
             newest = int(live[-1]) if len(live) else -1
             upto = base.upto if base is not None else -1
             if newest <= upto:
                 self._tail = None
             elif self._tail is None or self._tail.upto < newest:
-                fresh = live[live > upto]
-                texts = self._texts(fresh.tolist())
-                fresh = np.array([n for n in fresh.tolist() if n in texts], np.int64)
+                fresh, texts = self._read(live[live > upto])
                 self._tail = Segment.build(
-                    fresh, [texts[n] for n in fresh.tolist()], newest,
+                    fresh, texts, newest,
                     average_length=base.average_length if base is not None else None,
                 ) if len(fresh) else None
             return base, self._tail
@@ -284,12 +279,24 @@ class LexicalIndex:
     def _tail_size(base: Segment, live: np.ndarray) -> int:
         return int(len(live) - np.searchsorted(live, base.upto, side="right"))
 
-    def _rebuild(self, live: np.ndarray) -> None:
+    def _ensure_base(self, live: np.ndarray) -> None:
+        """Build the base when there is none, or when the tail has outgrown it."""
+        base = self._base
+        if len(live) and (base is None
+                          or self._tail_size(base, live) > tail_limit(len(base.doc_nos))):
+            self._rebuild(live)
+
+    def _read(self, doc_nos: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The texts of those of ``doc_nos`` still stored, in batches; ``(doc_nos, texts)``."""
         texts: dict[int, str] = {}
-        for begin in range(0, len(live), 10_000):
-            texts.update(self._texts(live[begin:begin + 10_000].tolist()))
-        doc_nos = np.array(sorted(texts), np.int64)
-        self._base = Segment.build(doc_nos, [texts[n] for n in doc_nos.tolist()], int(live[-1]))
+        for begin in range(0, len(doc_nos), 10_000):
+            texts.update(self._texts(doc_nos[begin:begin + 10_000].tolist()))
+        present = np.array(sorted(texts), np.int64)
+        return present, [texts[n] for n in present.tolist()]
+
+    def _rebuild(self, live: np.ndarray) -> None:
+        doc_nos, texts = self._read(live)
+        self._base = Segment.build(doc_nos, texts, int(live[-1]))
         self._base_saved = False
         self._tail = None
         logger.info("lexical index rebuilt over %d documents", len(doc_nos))
