@@ -64,3 +64,38 @@ def test_token_similarities_agree_with_and_without_pytorch(monkeypatch):
     np.testing.assert_allclose(token_similarities(query, packed), expected, rtol=1e-5, atol=1e-5)
     monkeypatch.delitem(sys.modules, "torch")  # as in a process that never loaded PyTorch
     np.testing.assert_allclose(token_similarities(query, packed), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_torch", [True, False])
+def test_maxsim_ranges_scores_row_ranges_like_one_by_one(monkeypatch, with_torch):
+    """Ranges in any order, of uneven lengths, spread over several groups: each score is the
+    plain MaxSim of its rows, in the order given."""
+    import sys
+
+    import torch  # noqa: F401
+
+    import colbridge.scoring as scoring
+
+    if not with_torch:
+        monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(scoring, "_GROUP_ROWS", 64)  # force many groups on a small matrix
+    rng = np.random.default_rng(5)
+    matrix = rng.standard_normal((500, 16)).astype(np.float16)
+    query = rng.standard_normal((7, 16)).astype(np.float32)
+    starts = np.array([400, 0, 37, 120, 399, 250, 10])
+    counts = np.array([100, 1, 80, 3, 1, 70, 27])
+    expected = [maxsim(query, matrix[s:s + c].astype(np.float32)) for s, c in zip(starts, counts)]
+    np.testing.assert_allclose(scoring.maxsim_ranges(query, matrix, starts, counts), expected,
+                               rtol=1e-5, atol=1e-4)
+    assert scoring.maxsim_ranges(query, matrix, starts[:0], counts[:0]).shape == (0,)
+
+
+def test_maxsim_ranges_reads_a_read_only_matrix_with_numpy():
+    """A read-only float16 matrix (PyTorch cannot wrap it) is scored by NumPy, not refused."""
+    from colbridge.scoring import maxsim_ranges
+
+    matrix = np.random.default_rng(6).standard_normal((30, 8)).astype(np.float16)
+    matrix.flags.writeable = False
+    query = np.eye(8, dtype=np.float32)[:3]
+    expected = [maxsim(query, matrix[0:10].astype(np.float32)), maxsim(query, matrix[10:30].astype(np.float32))]
+    np.testing.assert_allclose(maxsim_ranges(query, matrix, [0, 10], [10, 20]), expected, rtol=1e-5)

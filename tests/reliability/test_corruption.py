@@ -61,6 +61,15 @@ def _manifest(path, **changes):
     (path / "manifest.json").write_text(json.dumps(body))
 
 
+def _means(path):
+    (means,) = path.glob("means-*.npz")
+    return means
+
+
+def _narrow_means(path):
+    np.savez(_means(path), doc_nos=np.arange(3, dtype=np.int64), means=np.zeros((3, 8), np.float16))
+
+
 def _sql(path, statement):
     conn = sqlite3.connect(path / "documents.sqlite")
     conn.execute(statement)
@@ -187,6 +196,36 @@ def test_a_missing_graph_is_rebuilt_on_open(damaged):
     with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
         assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
     assert any(damaged.glob("graph-*.voy"))  # and saved again on close
+
+
+def _truncate_means(path):
+    _means(path).write_bytes(_means(path).read_bytes()[:100])
+
+
+@pytest.mark.parametrize("damage, problem", [(_truncate_means, "cannot be read"),
+                                             (_narrow_means, "does not hold 32-d")])
+def test_damaged_document_means_are_reported_and_repaired(damaged, damage, problem):
+    damage(damaged)
+    report = check_index(damaged)
+    assert not report.ok and report.repairable
+    assert any("the document means" in p and problem in p for p in report.problems), report.problems
+    repaired = check_index(damaged, repair=True)
+    assert repaired.ok, repaired.problems
+    assert check_index(damaged).ok
+
+
+def test_damaged_document_means_are_recomputed_on_open(damaged, caplog):
+    before = np.load(_means(damaged))
+    expected = dict(zip(before["doc_nos"].tolist(), before["means"]))
+    _truncate_means(damaged)
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
+    assert "recomputing the document means" in caplog.text
+    after = np.load(_means(damaged))  # saved again, each document's mean as before
+    assert set(after["doc_nos"].tolist()) <= set(expected)
+    for doc_no, mean in zip(after["doc_nos"].tolist(), after["means"]):
+        np.testing.assert_allclose(mean, expected[doc_no], atol=2e-3)
+    assert check_index(damaged).ok
 
 
 def test_leftovers_are_notes_and_repair_removes_them(damaged):

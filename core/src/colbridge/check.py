@@ -12,14 +12,15 @@ that breaks the rules of ``docs/index-format.md``:
 * the graph checkpoint that an open would load is readable, has the index's dimension, and
   covers no more than the committed rows;
 * the lexical (BM25) segment that an open would load is readable and of a format this
-  colbridge reads.
+  colbridge reads;
+* the document-means file that an open would load is readable and of the index's dimension.
 
 Leftovers of interrupted writes (rows past the committed count, superseded files, temporary
 files) are harmless; they are listed as notes, not problems.
 
-Only the graph and the lexical segment can be repaired: they are caches of the vectors and the
-texts. ``repair=True`` deletes damaged or impossible graph checkpoints, damaged lexical segments
-and leftovers, rebuilds what it deleted from the stored vectors and texts, and saves fresh
+Only the graph, the document means and the lexical segment can be repaired: they are caches
+of the vectors and the texts. ``repair=True`` deletes damaged or impossible graph checkpoints,
+damaged means files and lexical segments and leftovers, rebuilds what it deleted from the stored vectors and texts, and saves fresh
 copies. Damage to the manifest, the store or the vectors is reported, never
 "repaired" by dropping data: restore those folders from a backup.
 
@@ -146,6 +147,7 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
         _check_vectors(folder, generation, vector_rows, ranges, dimension, found)
         _check_graphs(folder, generation, vector_rows, dimension, found)
         _check_lexical(folder, found)
+        _check_means(folder, dimension, found)
         _find_leftovers(folder, generation, found)
     report.repairable = bool(found.bad_graphs) and not found.data_damaged
     return found
@@ -350,6 +352,22 @@ def _check_lexical(folder: Path, found: _Findings) -> None:
         except ValueError as e:
             found.report.problems.append(f"the lexical segment {e}")
             found.bad_graphs.append(path)
+
+
+def _check_means(folder: Path, dimension: int, found: _Findings) -> None:
+    """The newest ``means-*.npz`` must load; older ones are superseded leftovers."""
+    from .index.means import read_means, saved_means
+
+    files = saved_means(folder)
+    for _, _, path in files[1:]:
+        found.report.notes.append(f"{path.name} is superseded by {files[0][2].name}")
+        found.leftovers.append(path)
+    if files:
+        try:
+            read_means(files[0][2], dimension)
+        except ValueError as e:
+            found.report.problems.append(f"the document means: {e}")
+            found.bad_graphs.append(files[0][2])
 
 
 def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:

@@ -18,9 +18,14 @@ Documents are stored with their real tokens only, so no padding ever takes part 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 
 import numpy as np
+
+_GROUP_ROWS = 8192  # padded rows scored per step of maxsim_ranges: they stay in the CPU cache
+_NUMPY_CHUNK_ROWS = 131_072
+_buffers = threading.local()
 
 
 def maxsim(query: np.ndarray, document: np.ndarray) -> float:
@@ -65,6 +70,85 @@ def token_similarities(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
 
     d = torch.from_numpy(np.ascontiguousarray(packed)).float()
     return (d @ torch.from_numpy(np.ascontiguousarray(q)).T).T.contiguous().numpy()
+
+
+def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
+                  counts: np.ndarray) -> np.ndarray:
+    """MaxSim of one query against documents stored as rows ``matrix[start:start + count]``.
+
+    This is the exact scoring of the embedded index's candidates. With float16 rows and
+    PyTorch loaded (see :func:`token_similarities`), documents are taken in groups of similar
+    length, each padded to its longest by repeating its last token (a repeated token cannot
+    change a maximum), so one gather, one widening, one product and one max over a
+    ``(documents, tokens, query tokens)`` block score the whole group inside the CPU cache:
+    about 3× faster than gathering every row first (on SciFact, 1,024 candidates in 36 ms
+    instead of 120). Otherwise NumPy scores chunks of gathered rows.
+
+    Args:
+        query: ``(q, dim)`` query token vectors.
+        matrix: ``(rows, dim)`` token vectors of all documents.
+        starts, counts: first row and number of rows of each document (every count >= 1).
+
+    Returns:
+        ``(n,)`` float32 scores, in the order of ``starts``.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    torch = sys.modules.get("torch")
+    if len(starts) and torch is not None and matrix.dtype == np.float16 and matrix.flags.writeable:
+        return _maxsim_ranges_torch(torch, query, matrix, starts, counts)
+    scores = np.empty(len(starts), dtype=np.float32)
+    ends = np.cumsum(counts)
+    begin = 0
+    while begin < len(starts):
+        base = ends[begin - 1] if begin else 0
+        end = max(int(np.searchsorted(ends, base + _NUMPY_CHUNK_ROWS, side="right")), begin + 1)
+        rows = _rows(starts[begin:end], counts[begin:end])
+        scores[begin:end] = maxsim_packed(query, matrix[rows], counts[begin:end])
+        begin = end
+    return scores
+
+
+def _maxsim_ranges_torch(torch, query, matrix, starts, counts) -> np.ndarray:
+    dim, query_tokens = matrix.shape[1], len(query)
+    vectors = torch.from_numpy(matrix)
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).T
+    order = np.argsort(counts, kind="stable")
+    counts, starts = counts[order], starts[order]
+    half, full, sims = _scratch(torch, max(_GROUP_ROWS, int(counts[-1])) * max(dim, query_tokens))
+    scores = np.empty(len(order), dtype=np.float32)
+    begin = 0
+    while begin < len(order):
+        # Sorted by length, so the group's last document is its longest.
+        end = begin + 1
+        while end < len(order) and (end + 1 - begin) * counts[end] <= _GROUP_ROWS:
+            end += 1
+        width = int(counts[end - 1])
+        rows = starts[begin:end, None] + np.minimum(np.arange(width), counts[begin:end, None] - 1)
+        n = rows.size
+        gathered = half[: n * dim].view(n, dim)
+        torch.index_select(vectors, 0, torch.from_numpy(rows.ravel()), out=gathered)
+        widened = full[: n * dim].view(n, dim)
+        widened.copy_(gathered)
+        block = sims[: n * query_tokens].view(n, query_tokens)
+        torch.mm(widened, q, out=block)
+        scores[order[begin:end]] = block.view(end - begin, width, query_tokens).amax(dim=1).sum(dim=1).numpy()
+        begin = end
+    return scores
+
+
+def _scratch(torch, size: int):
+    """This thread's flat scratch tensors (float16, float32, float32) of at least ``size``."""
+    held = getattr(_buffers, "tensors", None)
+    if held is None or held[0].numel() < size:
+        held = (torch.empty(size, dtype=torch.float16), torch.empty(size), torch.empty(size))
+        _buffers.tensors = held
+    return held
+
+
+def _rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
 
 
 def maxsim_many(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.ndarray:

@@ -41,9 +41,9 @@ def small_index(tmp_path, tiny_model):
 
 @pytest.fixture(scope="module")
 def large_index(tmp_path_factory, tiny_model):
-    """700 synthetic documents: more than the exact-search threshold, so the graph is used."""
+    """900 synthetic documents: more than the exact-search threshold, so the graph is used."""
     index = EmbeddedIndex(tmp_path_factory.mktemp("large") / "index", model=tiny_model)
-    texts, ids, metadatas = synthetic_docs(700, seed=1)
+    texts, ids, metadatas = synthetic_docs(900, seed=1)
     index.add(texts, ids=ids, metadatas=metadatas)
     yield index
     index.close()

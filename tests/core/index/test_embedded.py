@@ -92,7 +92,7 @@ def test_graph_search_agrees_with_exhaustive(large_index):
 
 @pytest.mark.parametrize("exact_threshold", [0, 10**6])
 def test_filters_return_k_matching_hits(large_index, exact_threshold):
-    # group g7 holds 35 of 700 documents: "top-k then filter" would usually return fewer than k
+    # group g7 holds 45 of 900 documents: "top-k then filter" would usually return fewer than k
     for spec, check in [
         ({"group": "g7"}, lambda m: m["group"] == "g7"),
         ({"n": {"$gte": 100, "$lt": 130}}, lambda m: 100 <= m["n"] < 130),

@@ -4,7 +4,8 @@
 no header (the manifest gives the dimension; the store gives the committed row count). Rows are
 only ever appended; rows past the committed count are leftovers of an interrupted write and are
 cut off before the next append. Compaction writes a new generation and switches to it in one
-SQLite transaction. The file is memory-mapped for reading.
+SQLite transaction. The file is memory-mapped for reading, copy-on-write: the rows are never
+written through the map, but a writable array lets PyTorch score them without a copy.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class VectorFile:
     def _map(self, rows: int) -> np.ndarray:
         if rows == 0:
             return np.zeros((0, self.dimension), dtype=DTYPE)
-        return np.memmap(self.path, dtype=DTYPE, mode="r", shape=(rows, self.dimension))
+        return np.memmap(self.path, dtype=DTYPE, mode="c", shape=(rows, self.dimension))
 
     def append(self, arrays: Sequence[np.ndarray]) -> int:
         """Write arrays after the committed rows and make them durable; returns the first row.

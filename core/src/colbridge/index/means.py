@@ -1,0 +1,112 @@
+"""Each document's mean token vector: what the search knows of a document the graph missed.
+
+The graph finds, for each query token, its nearest document tokens. A document can score high
+with MaxSim while holding none of them: every query token matches it fairly well, none best of
+all. The search estimates such a token's similarity from the document's mean token vector
+(see ``EmbeddedIndex._graph_candidates``); on all of SciFact that keeps 0.991 of the exact top 10
+among 768 candidates, against 0.985 without it.
+
+Like the graph, the means are a cache of the vector file, saved with each graph checkpoint as
+``means-<generation>-<rows>.npz``: a NumPy archive (no pickle) of ``doc_nos`` (int64) and
+``means`` (float16, one normalised row per document). Document numbers are never reused and
+compaction does not change a document's vectors, so a saved mean stays right for as long as its
+document lives. Means missing from the file (documents added after it, or all of them when it is
+missing or unreadable) are computed from the vector file when the index opens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .._files import fsync_dir
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^means-(\d+)-(\d+)\.npz$")
+_BLOCK_DOCS = 1024
+
+
+def means_file_name(generation: int, rows: int) -> str:
+    return f"means-{generation}-{rows}.npz"
+
+
+def saved_means(folder: Path) -> list[tuple[int, int, Path]]:
+    """Every means file in ``folder`` as ``(generation, rows, path)``, newest first."""
+    found = []
+    for entry in os.scandir(folder):
+        match = _NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), int(match.group(2)), Path(entry.path)))
+    return sorted(found, reverse=True)
+
+
+def save_means(folder: Path, generation: int, rows: int, doc_nos: np.ndarray,
+               means: np.ndarray) -> Path:
+    """Write the means of ``doc_nos`` atomically (temporary name, fsync, rename)."""
+    target = folder / means_file_name(generation, rows)
+    scratch = folder / f".{target.name}.tmp-{os.getpid()}"
+    with open(scratch, "wb") as f:
+        np.savez(f, doc_nos=np.asarray(doc_nos, np.int64), means=np.asarray(means, np.float16))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(scratch, target)
+    fsync_dir(folder)
+    return target
+
+
+def read_means(path: Path, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(doc_nos, means)`` of a means file; ValueError when it is damaged or foreign."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            doc_nos, means = archive["doc_nos"], archive["means"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path.name} cannot be read ({type(e).__name__}: {e})") from e
+    if (doc_nos.ndim != 1 or doc_nos.dtype != np.int64 or means.dtype != np.float16
+            or means.shape != (len(doc_nos), dimension)):
+        raise ValueError(f"{path.name} does not hold {dimension}-d float16 means by document")
+    return doc_nos, means
+
+
+def load_latest(folder: Path, dimension: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The newest readable means file's ``(doc_nos, means)``, or None (with a warning when
+    the file exists but is damaged: the means are then recomputed)."""
+    files = saved_means(folder)
+    if not files:
+        return None
+    try:
+        return read_means(files[0][2], dimension)
+    except ValueError as e:
+        logger.warning("%s; recomputing the document means from the vectors", e)
+        return None
+
+
+def mean_vectors(documents: list[np.ndarray], dimension: int) -> np.ndarray:
+    """Normalised mean of each ``(tokens, dimension)`` array, float16 ``(len(documents), dim)``."""
+    if not documents:
+        return np.zeros((0, dimension), np.float16)
+    sums = np.stack([np.asarray(d, np.float32).sum(axis=0) for d in documents])
+    return _normalised(sums)
+
+
+def means_from_rows(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Means of documents stored as ``matrix[start:start + count]`` (every count >= 1)."""
+    out = np.zeros((len(starts), matrix.shape[1]), np.float16)
+    for begin in range(0, len(starts), _BLOCK_DOCS):
+        part_starts = starts[begin:begin + _BLOCK_DOCS]
+        part_counts = counts[begin:begin + _BLOCK_DOCS]
+        out[begin:begin + len(part_starts)] = mean_vectors(
+            [matrix[s:s + c] for s, c in zip(part_starts.tolist(), part_counts.tolist())],
+            matrix.shape[1],
+        )
+    return out
+
+
+def _normalised(sums: np.ndarray) -> np.ndarray:
+    norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return (sums / norms).astype(np.float16)
