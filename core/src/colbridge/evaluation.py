@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-SWEEP = ((16, 32), (32, 64), (64, 128), (128, 256), (128, 512), (192, 768), (256, 1024))
+SWEEP = ((16, 32), (32, 64), (64, 128), (128, 256), (128, 512), (192, 704), (256, 1024))
 """(token_k, max_candidates) settings tried by ``--plot``, narrow to broad."""
 
 
