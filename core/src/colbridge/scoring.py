@@ -104,7 +104,7 @@ def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
     while begin < len(starts):
         base = ends[begin - 1] if begin else 0
         end = max(int(np.searchsorted(ends, base + _NUMPY_CHUNK_ROWS, side="right")), begin + 1)
-        rows = _rows(starts[begin:end], counts[begin:end])
+        rows = rows_of(starts[begin:end], counts[begin:end])
         scores[begin:end] = maxsim_packed(query, matrix[rows], counts[begin:end])
         begin = end
     return scores
@@ -152,9 +152,13 @@ def _scratch(torch, size: int):
     return _buffers
 
 
-def _rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def rows_of(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Row numbers of documents stored as ``matrix[start:start + count]``, concatenated."""
+    total = int(np.sum(counts))
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
     offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    return np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
+    return np.repeat(starts - offsets, counts) + np.arange(total)
 
 
 def maxsim_many(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.ndarray:

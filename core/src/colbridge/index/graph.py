@@ -17,6 +17,7 @@ import numpy as np
 
 from .._files import fsync_dir
 from ..errors import IndexCorruptError
+from ..scoring import rows_of
 from .manifest import GraphParams
 
 _NAME = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
@@ -136,7 +137,7 @@ def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, poo
     its tokens as id (any row of a document maps back to that document).
     """
     if pool == 1:
-        rows = _rows(starts, counts)
+        rows = rows_of(starts, counts)
         return rows.astype(np.uint64), np.asarray(matrix[rows], dtype=np.float32)
     ids, vectors = [], []
     for start, count in zip(starts.tolist(), counts.tolist()):
@@ -179,11 +180,6 @@ def merge_similar(tokens: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarr
         sums, first = sums[keep], first[keep]
     norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return first, (sums / norms).astype(np.float32)
-
-
-def _rows(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    return np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
 
 
 def _storage(name: str):
