@@ -68,7 +68,7 @@ class SearchOptions:
 
     The defaults were chosen on all of SciFact (docs/benchmarks.md): 0.98 of the exact top 10,
     nDCG@10 equal to exact MaxSim's, in a twentieth of PyLate's search time. ``token_k`` 192 with
-    ``max_candidates`` 704 keeps 0.99 for about a third more time.
+    ``max_candidates`` 704 keeps 0.99 for about a quarter more time.
     """
 
     token_k: int = 128
