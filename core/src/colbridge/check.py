@@ -341,33 +341,30 @@ def _check_lexical(folder: Path, found: _Findings) -> None:
     """The newest ``lexical-*`` segment must load; older ones are superseded leftovers."""
     from .index.lexical import Segment, saved_segments
 
-    segments = saved_segments(folder)
-    for _, path in segments[1:]:
-        found.report.notes.append(f"{path.name} is superseded by {segments[0][1].name}")
-        found.leftovers.append(path)
-    if segments:
-        path = segments[0][1]
-        try:
-            Segment.load(path)
-        except ValueError as e:
-            found.report.problems.append(f"the lexical segment {e}")
-            found.bad_graphs.append(path)
+    _check_newest_cache([path for _, path in saved_segments(folder)], Segment.load,
+                        "the lexical segment ", found)
 
 
 def _check_means(folder: Path, dimension: int, found: _Findings) -> None:
     """The newest ``means-*.npz`` must load; older ones are superseded leftovers."""
     from .index.means import read_means, saved_means
 
-    files = saved_means(folder)
-    for _, _, path in files[1:]:
-        found.report.notes.append(f"{path.name} is superseded by {files[0][2].name}")
+    _check_newest_cache([path for _, _, path in saved_means(folder)],
+                        lambda path: read_means(path, dimension), "the document means: ", found)
+
+
+def _check_newest_cache(paths: list[Path], load, label: str, found: _Findings) -> None:
+    """``paths`` newest first: older ones are notes (leftovers), the newest must ``load``
+    without ValueError, else it is a problem that repair deletes and rebuilds."""
+    for path in paths[1:]:
+        found.report.notes.append(f"{path.name} is superseded by {paths[0].name}")
         found.leftovers.append(path)
-    if files:
+    if paths:
         try:
-            read_means(files[0][2], dimension)
+            load(paths[0])
         except ValueError as e:
-            found.report.problems.append(f"the document means: {e}")
-            found.bad_graphs.append(files[0][2])
+            found.report.problems.append(f"{label}{e}")
+            found.bad_graphs.append(paths[0])
 
 
 def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
