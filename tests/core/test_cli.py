@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -60,7 +61,7 @@ def test_search_modes(cli_index, mode):
     hits = json.loads(result.output)
     assert hits[0]["id"] == "j2"  # the only text with these words
     table = runner.invoke(app, ["search", "sourdough", "--index", str(cli_index), "--mode", mode])
-    assert table.exit_code == 0 and f"({mode}," in table.output
+    assert table.exit_code == 0 and f"({mode}: search " in table.output
 
 
 def test_search_refuses_an_unknown_mode(cli_index):
@@ -71,6 +72,15 @@ def test_search_refuses_an_unknown_mode(cli_index):
 def test_search_table(cli_index):
     result = runner.invoke(app, ["search", "tea", "--index", str(cli_index), "-k", "2"])
     assert result.exit_code == 0 and "2 hits" in result.output
+
+
+def test_search_title_reports_model_load_and_search_time_apart(cli_index):
+    title = runner.invoke(app, ["search", "tea", "--index", str(cli_index)]).output.splitlines()[0]
+    search_ms = re.search(r"search (\d+) ms", title)
+    load_s = re.search(r"model loaded in (\d+\.\d) s", title)
+    assert search_ms and load_s, title
+    lexical = runner.invoke(app, ["search", "tea", "--index", str(cli_index), "--mode", "bm25"])
+    assert "model loaded" not in lexical.output  # bm25 never loads the model
 
 
 def test_info(cli_index):
@@ -89,27 +99,75 @@ def test_reindexing_replaces_by_id(cli_index, files, tiny_model_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["search", "q", "--index", "MISSING"], "no colbridge index"),
+        (["search", "q", "--index", "MISSING"], "no colbridge index at MISSING"),
+        (["info", "--index", "MISSING"], "no colbridge index at MISSING"),
+        (["check", "--index", "MISSING"], "no colbridge index at MISSING"),
+        (["search", "q", "--index", "EMPTY"], "no colbridge index at EMPTY"),
         (["search", "q", "--index", "INDEX", "--filter", "{oops"], "not valid JSON"),
         (["search", "q", "--index", "INDEX", "--filter", '{"a": {"$bad": 1}}'], "unknown filter operator"),
         (["search", "q", "--index", "INDEX", "-k", "0"], "k must be at least 1"),
         (["search", "", "--index", "INDEX"], "query is empty"),
-        (["info", "--index", "MISSING"], "no manifest.json"),
         (["index", "MISSING", "--index", "INDEX"], "does not exist"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(cli_index, tmp_path, args, message):
-    places = {"INDEX": str(cli_index), "MISSING": str(tmp_path / "nope")}
+    (tmp_path / "empty").mkdir()
+    places = {"INDEX": str(cli_index), "MISSING": str(tmp_path / "nope"),
+              "EMPTY": str(tmp_path / "empty")}
     args = [places.get(a, a) for a in args]
     result = runner.invoke(app, args)
     assert result.exit_code == 1
+    for name, value in places.items():
+        message = message.replace(name, value)
     assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "nope").exists()  # a read never creates the folder
+
+
+def test_the_three_readers_word_a_missing_index_alike(tmp_path):
+    missing = str(tmp_path / "nope")
+    lines = {runner.invoke(app, [*command, "--index", missing]).output.strip()
+             for command in (["search", "q"], ["info"], ["check"])}
+    assert len(lines) == 1 and f"colbridge index FILES --index {missing}" in lines.pop()
+
+
+@pytest.fixture
+def default_model_unavailable():
+    from colbridge.config import DEFAULT_MODEL
+    from colbridge.models.colbert import _cached_on_disk
+
+    if _cached_on_disk(DEFAULT_MODEL):
+        pytest.skip("the default model is in the local cache here")
+
+
+def test_index_offline_prints_the_exact_fix(files, tmp_path, default_model_unavailable):
+    target = tmp_path / "new-index"
+    result = runner.invoke(app, ["index", str(files / "notes"), "--index", str(target)])
+    assert result.exit_code == 1
+    line = " ".join(result.output.split())
+    assert "--model offline-minilm" in line and "COLBRIDGE_MODEL=offline-minilm" in line
+    assert "ColBERTModel(" not in line  # the Python advice is not the command line's
     assert "Traceback" not in result.output
 
 
-def test_demo_runs_on_the_offline_model(offline_model):
-    result = runner.invoke(app, ["demo", "--model", "offline-minilm", "-k", "2"])
+def test_an_explicit_model_typo_fails_with_a_suggestion(tmp_path):
+    result = runner.invoke(app, ["demo", "--model", "offline-minlm"])
+    assert result.exit_code == 1 and "did you mean 'offline-minilm'" in result.output
+
+
+def test_demo_falls_back_to_the_offline_model_in_one_line(offline_model, default_model_unavailable,
+                                                         monkeypatch):
+    from colbridge import cli
+
+    spinner: list[str] = []
+    original = cli.err.status
+    monkeypatch.setattr(cli.err, "status",
+                        lambda text, **kw: spinner.append(text) or original(text))
+    result = runner.invoke(app, ["demo", "-k", "2"])
     assert result.exit_code == 0, result.output
+    assert "running on the offline stand-in offline-minilm" in result.output
+    assert "No sentence-transformers model found" not in result.output
+    assert spinner[-1] == "Loading offline-minilm …"  # the spinner names the model it loads
     assert "Indexed 122 passages" in result.output
     assert "Top hit is the expected passage for" in result.output
     correct = int(result.output.split("expected passage for")[1].split("/")[0].strip(" *[]bold"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-
 from colbridge import ColBERTModel, InvalidInputError, ModelLoadError
 
 
@@ -104,3 +106,45 @@ async def test_concurrent_async_queries_share_batches(tiny_model, monkeypatch):
     assert len(results) == 12 and sum(calls) == 12
     assert len(calls) < 12  # coalesced into shared encoder calls
     np.testing.assert_allclose(results[3], original(["query 3"])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["./no/such/folder", "/no/such/folder", "~/no-such-colbert",
+                                  "no/such/model/folder"])
+def test_a_name_that_looks_like_a_path_says_no_such_folder(spec):
+    with pytest.raises(ModelLoadError, match="no such folder") as info:
+        ColBERTModel(spec).load()
+    assert "hub" not in str(info.value)
+
+
+@pytest.mark.parametrize("typo, meant", [("offline-minlm", "offline-minilm"),
+                                         ("ofline-minilm", "offline-minilm"),
+                                         ("lightonai/answerai-colbert-small-v2",
+                                          "lightonai/answerai-colbert-small-v1")])
+def test_a_near_miss_of_a_known_name_suggests_it(typo, meant):
+    with pytest.raises(ModelLoadError, match=f"did you mean '{meant}'"):
+        ColBERTModel(typo).load()
+
+
+def test_an_uncached_model_with_the_hub_switched_off_fails_fast_and_cleanly():
+    """With HF_HUB_OFFLINE=1 the error comes before PyLate or PyTorch is imported, in one clean
+    sentence (no leaked exception text, no doubled full stop, no stray log line)."""
+    code = (
+        "import sys\n"
+        "from colbridge import ColBERTModel, ModelLoadError\n"
+        "try:\n"
+        "    ColBERTModel('no-such-org/no-such-colbert').load()\n"
+        "except ModelLoadError as e:\n"
+        "    print(e)\n"
+        "heavy = ('torch', 'pylate', 'sentence_transformers')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    message, modules = done.stdout.strip().splitlines()
+    assert "'no-such-org/no-such-colbert' is not in the local Hugging Face cache" in message
+    assert "HF_HUB_OFFLINE" in message and "offline-minilm" in message
+    assert ".." not in message and "Error:" not in message
+    assert modules == "[]"
+    assert "No sentence-transformers model found" not in done.stderr

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ColbridgeError, InvalidInputError, ModelLoadError
+from .errors import ColbridgeError, IndexCorruptError, InvalidInputError, ModelLoadError
 
 app = typer.Typer(
     help="ColBERT late-interaction retrieval and reranking: index files, search them, try the demo.",
@@ -57,20 +57,49 @@ def _fail(message: object) -> NoReturn:
     raise typer.Exit(1)
 
 
+_CLI_OFFLINE_HINT = (
+    "To work offline, build new indexes with the offline stand-in, --model offline-minilm or "
+    "COLBRIDGE_MODEL=offline-minilm (lower quality), or with a model folder: --model "
+    "/path/to/model. An existing index always needs the model that built it."
+)
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the library's errors (user mistakes, bad folders) into one line and exit code 1."""
     try:
         yield
+    except ModelLoadError as e:
+        from .models.colbert import OFFLINE_HINT
+
+        # The library's advice is written for Python callers; give the flags instead.
+        _fail(str(e).replace(OFFLINE_HINT, _CLI_OFFLINE_HINT))
     except ColbridgeError as e:
         _fail(e)
     except KeyboardInterrupt:
         _fail("interrupted")
 
 
+def _require_index(path: Path) -> None:
+    """The one message of every command that reads an index, for a folder that holds none."""
+    if path.is_dir():
+        if any(path.iterdir()):
+            return  # files there: the index's own checks say what is wrong with them
+        state = "the folder is empty"
+    elif path.exists():
+        return  # not a folder: the index's own checks say so
+    else:
+        state = "the folder does not exist"
+    raise IndexCorruptError(
+        f"no colbridge index at {path}: {state} (build one with "
+        f"`colbridge index FILES --index {path}`)"
+    )
+
+
 def _open_index(path: Path, model: str | None):
     from .index import EmbeddedIndex
 
+    _require_index(path)
     return EmbeddedIndex(path, model=model, create=False)
 
 
@@ -99,16 +128,17 @@ def demo(
         explicit = model or os.environ.get("COLBRIDGE_MODEL", "").strip()
         name = model or default_model_name()
         encoder = ColBERTModel(name)
-        with err.status(f"Loading {name} …"):
-            try:
+        try:
+            with err.status(f"Loading {name} …"):
                 encoder.load()
-            except ModelLoadError as e:
-                if explicit:
-                    raise
-                err.print(f"[yellow]{name} is not available here ({_first_sentence(e)}); "
-                          f"running on the offline stand-in {OFFLINE_MODEL} (lower quality).[/]",
-                          highlight=False)
-                encoder = ColBERTModel(OFFLINE_MODEL)
+        except ModelLoadError as e:
+            if explicit:
+                raise
+            err.print(f"[yellow]{name} is not available here ({_first_sentence(e)}); "
+                      f"running on the offline stand-in {OFFLINE_MODEL} (lower quality).[/]",
+                      highlight=False)
+            encoder = ColBERTModel(OFFLINE_MODEL)
+            with err.status(f"Loading {OFFLINE_MODEL} …"):
                 encoder.load()
 
         with tempfile.TemporaryDirectory(prefix="colbridge-demo-") as folder:
@@ -227,18 +257,21 @@ def search(
             except json.JSONDecodeError as e:
                 raise InvalidInputError(f"--filter is not valid JSON: {e.msg}") from e
         with _open_index(index, model) as target:
-            if mode != Mode.bm25:
-                target.model.load()  # time the search, not the model load
+            timing = ""
+            if mode != Mode.bm25:  # load first, so that the search time is the search alone
+                started = time.perf_counter()
+                target.model.load()
+                timing = f", model loaded in {time.perf_counter() - started:.1f} s"
             started = time.perf_counter()
             hits = target.search(query, k=k, filter=spec, mode=mode.value,
                                  hybrid_weight=hybrid_weight)
-            elapsed = (time.perf_counter() - started) * 1000
+            timing = f"search {(time.perf_counter() - started) * 1000:.0f} ms{timing}"
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
                                "text": h.text, "metadata": h.metadata} for h in hits],
                              ensure_ascii=False, indent=2))
             return
-        table = Table(title=f"{len(hits)} hits for {query!r} ({mode.value}, {elapsed:.0f} ms)")
+        table = Table(title=f"{len(hits)} hits for {query!r} ({mode.value}: {timing})")
         for column in ("#", "id", "score", "text", "metadata"):
             table.add_column(column, overflow="fold")
         for rank, hit in enumerate(hits, start=1):
@@ -360,6 +393,7 @@ def check(
     from .check import check_index
 
     with _user_errors():
+        _require_index(index)
         report = check_index(index, repair=repair)
     if as_json:
         print(json.dumps({**asdict(report), "path": str(report.path), "ok": report.ok}, indent=2,
@@ -387,6 +421,7 @@ def info(index: IndexOption, as_json: JsonOption = False) -> None:
     from .index.manifest import Manifest
 
     with _user_errors():
+        _require_index(index)
         manifest = Manifest.read(index)
         from .index import EmbeddedIndex
         from .models import ColBERTModel

