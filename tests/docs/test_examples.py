@@ -12,11 +12,10 @@ import io
 import re
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
 import colbridge
+import pytest
 from colbridge.cli import app
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
