@@ -148,3 +148,46 @@ def test_an_uncached_model_with_the_hub_switched_off_fails_fast_and_cleanly():
     assert ".." not in message and "Error:" not in message
     assert modules == "[]"
     assert "No sentence-transformers model found" not in done.stderr
+
+
+_HEARTBEAT = """
+import asyncio, sys, time
+from colbridge import ColBERTModel
+
+async def worst_stall(work):
+    # The longest the event loop went without running a 5 ms heartbeat while `work` ran.
+    gaps, done = [0.0], asyncio.Event()
+    async def beat():
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            gaps.append(time.perf_counter() - last)
+            last = time.perf_counter()
+    beating = asyncio.create_task(beat())
+    await work()
+    done.set()
+    await beating
+    return max(gaps) * 1000
+
+async def main(folder):
+    cold = ColBERTModel(folder, device="cpu")  # imports PyTorch and PyLate on first use
+    cold_ms = await worst_stall(lambda: cold.aencode_query("first question"))
+    warm = ColBERTModel(folder, device="cpu")
+    warm.load()  # the documented warm-up
+    warm_ms = await worst_stall(lambda: warm.aencode_query("first question"))
+    print(round(cold_ms), round(warm_ms))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_load_is_the_warm_up_that_keeps_the_event_loop_running(tiny_model_path):
+    """The first async call on a model given by name imports and loads in a worker thread, and
+    that thread holds the GIL in long stretches (native library init, compiling modules), so the
+    loop stalls; after ``load()`` the first async call does not stall it."""
+    done = subprocess.run([sys.executable, "-c", _HEARTBEAT, str(tiny_model_path)],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    cold_ms, warm_ms = map(int, done.stdout.split())
+    assert warm_ms < 100, (cold_ms, warm_ms)
+    assert cold_ms > warm_ms

@@ -93,7 +93,12 @@ class ColBERTModel:
 
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> ColBERT:
-        """Load the weights now (otherwise they load on first encode); returns the PyLate model."""
+        """Load the weights now (otherwise they load on first encode); returns the PyLate model.
+
+        This is the warm-up for async code: the first async call on an unloaded model imports
+        and loads in a worker thread that holds the GIL in long stretches, stalling the event
+        loop, so call ``load()`` before the loop serves requests.
+        """
         if self._pylate is None:
             with self._load_lock:
                 if self._pylate is None:
