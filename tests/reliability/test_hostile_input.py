@@ -383,9 +383,12 @@ def test_cli_check_on_hostile_folders(tmp_path, cli_index):
     runner = CliRunner()
     assert runner.invoke(app, ["check", "--index", str(cli_index)]).exit_code == 0
     (tmp_path / "notes.txt").write_text("not an index")
-    for folder in (tmp_path, tmp_path / "absent", tmp_path / "notes.txt"):
+    for folder in (tmp_path, tmp_path / "notes.txt"):
         result = runner.invoke(app, ["check", "--index", str(folder)])
         assert result.exit_code == 1 and "problem" in result.output
+    absent = runner.invoke(app, ["check", "--index", str(tmp_path / "absent")])
+    assert absent.exit_code == 1 and "no colbridge index at" in absent.output  # as search, info
+    assert not (tmp_path / "absent").exists()
     assert (tmp_path / "notes.txt").read_text() == "not an index"
 
 
