@@ -257,15 +257,17 @@ def search(
             except json.JSONDecodeError as e:
                 raise InvalidInputError(f"--filter is not valid JSON: {e.msg}") from e
         with _open_index(index, model) as target:
-            timing = ""
+            load_seconds = None
             if mode != Mode.bm25:  # load first, so that the search time is the search alone
                 started = time.perf_counter()
                 target.model.load()
-                timing = f", model loaded in {time.perf_counter() - started:.1f} s"
+                load_seconds = time.perf_counter() - started
             started = time.perf_counter()
             hits = target.search(query, k=k, filter=spec, mode=mode.value,
                                  hybrid_weight=hybrid_weight)
-            timing = f"search {(time.perf_counter() - started) * 1000:.0f} ms{timing}"
+            timing = f"search {(time.perf_counter() - started) * 1000:.0f} ms"
+        if load_seconds is not None:
+            timing += f", model loaded in {load_seconds:.1f} s"
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
                                "text": h.text, "metadata": h.metadata} for h in hits],
