@@ -68,6 +68,17 @@ def test_the_readme_quickstart_runs_and_prints_what_it_says(tmp_path, monkeypatc
     assert second == re.search(r"print\(\[r\.index for r in ranked\]\)\s+# (.*)", code).group(1)
 
 
+def test_the_quickstart_prints_its_documented_output(tmp_path, monkeypatch, offline_model):
+    section = (DOCS / "quickstart.md").read_text("utf-8").split("## A first index")[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    documented = re.search(r"Output:\n\n```text\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "quickstart.md", "exec"), {})
+    assert printed.getvalue() == documented
+
+
 def test_every_command_has_a_section_in_the_cli_page():
     text = (DOCS / "cli.md").read_text("utf-8")
     commands = [c.name or c.callback.__name__ for c in app.registered_commands]
