@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
+from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit, InvalidInputError
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -346,10 +346,7 @@ class ColBERTVectorStore(VectorStore):
         """
         _check_lambda(lambda_mult)
         hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)
-        if not hits:
-            return []
-        vectors = self.index.model.encode_documents([h.text for h in hits], show_progress=False)
-        return _pick(hits, _mmr.document_similarities(vectors), k, lambda_mult)
+        return self._diverse(hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search(
         self,
@@ -364,6 +361,82 @@ class ColBERTVectorStore(VectorStore):
         """Async :meth:`max_marginal_relevance_search`."""
         _check_lambda(lambda_mult)
         hits = await self.index.asearch(query, max(fetch_k, k), filter=filter, **kwargs)
+        return await self._adiverse(hits, k, lambda_mult)
+
+    # -- searches by an encoded query ---------------------------------------------------------
+    def similarity_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`similarity_search` for a query encoded already.
+
+        A ColBERT query is one vector per token, so ``embedding`` is a ``(query_tokens, dim)``
+        matrix (an array or nested lists), as ``store.index.model.encode_query(text)`` gives.
+        A single vector, such as an ``Embeddings`` object's output, raises
+        ``colbridge.InvalidInputError``. ``mode="bm25"`` and ``"hybrid"`` also need the query's
+        text, as ``query_text=``.
+        """
+        hits = self.index.search_encoded(_query_matrix(embedding), k, filter=filter, **kwargs)
+        return [hit_to_document(h, with_score=False) for h in hits]
+
+    async def asimilarity_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`similarity_search_by_vector`."""
+        matrix = _query_matrix(embedding)
+        hits = await self.index.asearch_encoded(matrix, k, filter=filter, **kwargs)
+        return [hit_to_document(h, with_score=False) for h in hits]
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`max_marginal_relevance_search` for a query encoded already, a
+        ``(query_tokens, dim)`` matrix (see :meth:`similarity_search_by_vector`)."""
+        _check_lambda(lambda_mult)
+        matrix = _query_matrix(embedding)
+        hits = self.index.search_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
+        return self._diverse(hits, k, lambda_mult)
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`max_marginal_relevance_search_by_vector`."""
+        _check_lambda(lambda_mult)
+        matrix = _query_matrix(embedding)
+        hits = await self.index.asearch_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
+        return await self._adiverse(hits, k, lambda_mult)
+
+    def _diverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
+        """MMR over the candidates ``hits`` (their texts are encoded again)."""
+        if not hits:
+            return []
+        vectors = self.index.model.encode_documents([h.text for h in hits], show_progress=False)
+        return _pick(hits, _mmr.document_similarities(vectors), k, lambda_mult)
+
+    async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
         if not hits:
             return []
         vectors = await self.index.model.aencode_documents([h.text for h in hits])
@@ -379,6 +452,23 @@ def _pick(hits: list[Hit], similarity: np.ndarray, k: int, lambda_mult: float) -
     relevance = np.array([h.normalized_score for h in hits], dtype=np.float64)
     chosen = _mmr.select(relevance, similarity, k, lambda_mult)
     return [hit_to_document(hits[i], with_score=False) for i in chosen]
+
+
+def _query_matrix(embedding: Any) -> np.ndarray:
+    """The query's token vectors as a float32 matrix; a single vector is refused."""
+    try:
+        matrix = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(
+            f"the query embedding must be a (tokens, dim) matrix of numbers: {e}"
+        ) from e
+    if matrix.ndim == 1:
+        raise InvalidInputError(
+            f"ColBERT scores one vector per query token, a (tokens, dim) matrix, but got a single "
+            f"vector of {len(matrix)} numbers: pass store.index.model.encode_query(text), or "
+            "search by text with similarity_search"
+        )
+    return matrix
 
 
 def _check_lambda(lambda_mult: float) -> None:
