@@ -89,6 +89,26 @@ class ColBERTVectorStore(VectorStore):
             )
         self.index = index
 
+    _temporary: _TemporaryFolder | None = None  # set when the index lives in a scratch folder
+
+    # -- copying ------------------------------------------------------------------------------
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A new store on the same index (a colbridge index is a handle on its folder)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickle carries the index, which reopens its folder when unpickled; a store in a
+        temporary folder (``from_texts`` without ``path``) refuses, as the folder goes away."""
+        if self._temporary is not None:
+            raise TypeError(
+                "cannot pickle a ColBERTVectorStore whose index lives in a temporary folder "
+                f"({self._temporary.path}), which is deleted once the store is garbage-collected: "
+                "build it with from_texts(..., path=...) or from_path(path) to pickle it"
+            )
+        return self.__dict__.copy()
+
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_path(
@@ -203,7 +223,7 @@ class ColBERTVectorStore(VectorStore):
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-        weakref.finalize(store, _close_and_remove, store.index, scratch)
+        store._temporary = _TemporaryFolder(scratch, store.index)
         return store
 
     # -- writes -------------------------------------------------------------------------------
@@ -514,6 +534,15 @@ def _unique(ids: Sequence[str]) -> list[str]:
     if isinstance(ids, str):
         raise TypeError("ids must be a list of strings, not one string")
     return [doc_id for doc_id in dict.fromkeys(ids) if doc_id]
+
+
+class _TemporaryFolder:
+    """The scratch folder of a store built without ``path``, shared by the store's copies: once
+    none of them holds it, the index is closed and the folder deleted."""
+
+    def __init__(self, path: str, index: BaseIndex) -> None:
+        self.path = path
+        weakref.finalize(self, _close_and_remove, index, path)
 
 
 def _close_and_remove(index: BaseIndex, folder: str) -> None:
