@@ -43,7 +43,8 @@ def test_a_model_pickles_as_its_recipe_not_its_weights(tiny_model_path):
     np.testing.assert_allclose(clone.encode_query("tides and the Moon"), expected, atol=1e-6)
 
 
-def test_a_deep_copy_of_a_model_is_the_model(tiny_model):
+def test_a_copy_of_a_model_is_the_model(tiny_model):
+    assert copy.copy(tiny_model) is tiny_model
     assert copy.deepcopy(tiny_model) is tiny_model
     assert copy.deepcopy({"m": tiny_model})["m"] is tiny_model
 
@@ -80,7 +81,8 @@ def test_an_index_travels_to_another_process(index, tmp_path):
     assert run.stdout.split()[-1] == ",".join(h.id for h in index.search("moon tides", k=3))
 
 
-def test_a_deep_copy_of_an_index_is_the_index(index):
+def test_a_copy_of_an_index_is_the_index(index):
+    assert copy.copy(index) is index
     assert copy.deepcopy(index) is index
 
 

@@ -92,11 +92,14 @@ class ColBERTVectorStore(VectorStore):
     _temporary: _TemporaryFolder | None = None  # set when the index lives in a scratch folder
 
     # -- copying ------------------------------------------------------------------------------
-    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+    def __copy__(self) -> Self:
         """A new store on the same index (a colbridge index is a handle on its folder)."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         return clone
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self.__copy__()
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickle carries the index, which reopens its folder when unpickled; a store in a

@@ -77,6 +77,7 @@ def test_a_temporary_store_deep_copies_but_refuses_to_pickle(tiny_model):
     store = ColBERTVectorStore.from_texts(["one passage", "another passage"], tiny_model,
                                           ids=["a", "b"])
     copied = copy.deepcopy(store)
+    assert copy.copy(store).index is store.index
     folder = store.index.path
     del store
     gc.collect()

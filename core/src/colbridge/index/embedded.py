@@ -599,8 +599,11 @@ class EmbeddedIndex(BaseIndex):
         return f"EmbeddedIndex({str(self.path)!r}, model={self.manifest.model.name!r})"
 
     # -- copying ------------------------------------------------------------------------------
-    def __deepcopy__(self, memo: dict[int, Any]) -> EmbeddedIndex:
+    def __copy__(self) -> EmbeddedIndex:
         """The index itself: it is a handle on its folder, which a copy would share anyway."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EmbeddedIndex:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -616,12 +619,14 @@ class EmbeddedIndex(BaseIndex):
         return (_reopen, (type(self), str(self.path), self.model, options))
 
 
-# -- pure helpers over snapshots ---------------------------------------------------------------
 def _reopen(
     cls: type[EmbeddedIndex], path: str, model: ColBERTModel, options: dict[str, Any]
 ) -> EmbeddedIndex:
+    """Unpickle an index: open its folder again."""
     return cls(path, model=model, create=False, **options)
 
+
+# -- pure helpers over snapshots ---------------------------------------------------------------
 
 def _values_at(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -91,8 +91,11 @@ class ColBERTModel:
         return f"ColBERTModel({self.name!r}, {state})"
 
     # -- copying ----------------------------------------------------------------------------
-    def __deepcopy__(self, memo: dict[int, Any]) -> ColBERTModel:
+    def __copy__(self) -> ColBERTModel:
         """The model itself: its weights never change, so copies share them."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ColBERTModel:
         return self
 
     def __getstate__(self) -> dict[str, Any]:
