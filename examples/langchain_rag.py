@@ -4,8 +4,10 @@ Two LCEL chains over the sample corpus that ships with colbridge:
 
 1. ``ColBERTRetriever`` -> prompt -> chat model -> output parser: ColBERT late interaction is
    the retriever.
-2. BM25 (``langchain_community``) -> ``ColBERTRerank`` -> prompt -> chat model -> parser:
-   ColBERT reranks a cheap keyword first stage.
+2. BM25 (colbridge's own lexical mode) -> ``ColBERTRerank`` -> prompt -> chat model -> parser:
+   ColBERT reranks a cheap keyword first stage. Any LangChain retriever can be that first stage;
+   this one needs nothing beyond colbridge (langchain-community, home of LangChain's
+   ``BM25Retriever``, is being sunset).
 
 The index is built in a temporary folder with the offline stand-in encoder ("offline-minilm")
 unless ``COLBRIDGE_MODEL`` names another model. The chat model is LangChain's
@@ -20,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import warnings
 from importlib.resources import files
 from pathlib import Path
 
@@ -33,10 +34,6 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
-
-with warnings.catch_warnings():  # langchain-community announces that it is being sunset
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from langchain_community.retrievers import BM25Retriever
 
 PROMPT = ChatPromptTemplate.from_messages([
     ("system", "Answer the question using only the context. Cite passage ids in brackets."),
@@ -97,9 +94,10 @@ def main() -> None:
             show("Chain 1: ColBERTRetriever -> prompt -> chat model",
                  colbert_chain.invoke("Why do we only ever see one side of the Moon from Earth?"))
 
-            # 2. BM25 first stage, ColBERT as the reranker (encodes only the BM25 candidates).
+            # 2. A BM25 first stage (colbridge's lexical mode here; any LangChain retriever
+            # works), ColBERT reranking its 8 candidates down to 3 (it encodes only those).
             question = "Which tiny creature can survive being dried out, frozen, or sent to space?"
-            bm25 = BM25Retriever.from_documents(corpus, k=8)
+            bm25 = ColBERTRetriever(index=index, k=8, mode="bm25")
             print(f"\nBM25 candidates: {', '.join(d.id for d in bm25.invoke(question))}")
             reranking = ContextualCompressionRetriever(
                 base_compressor=ColBERTRerank(model=index.model, top_n=3), base_retriever=bm25

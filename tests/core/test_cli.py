@@ -172,3 +172,37 @@ def test_demo_falls_back_to_the_offline_model_in_one_line(offline_model, default
     assert "Top hit is the expected passage for" in result.output
     correct = int(result.output.split("expected passage for")[1].split("/")[0].strip(" *[]bold"))
     assert correct >= 7
+
+
+@pytest.mark.parametrize("depth", [17, 1_000, 100_000])
+def test_a_deeply_nested_filter_is_one_line_error(cli_index, depth):
+    deep = '{"$and": [' * depth + '{"kind": "food"}' + "]}" * depth
+    result = runner.invoke(app, ["search", "q", "--index", str(cli_index), "--filter", deep])
+    assert result.exit_code == 1, result.output
+    assert "nested" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_pool_factor_below_one_is_refused_before_anything_is_written(files, tmp_path, value,
+                                                                    tiny_model_path):
+    target = tmp_path / "index"
+    result = runner.invoke(app, ["index", str(files / "extra.jsonl"), "--index", str(target),
+                                 "--model", str(tiny_model_path), "--pool-factor", value])
+    assert result.exit_code == 1, result.output
+    assert f"--pool-factor must be at least 1, got {value}" in result.output
+    assert not target.exists()
+
+
+def test_pool_factor_reaches_the_encoder(files, tmp_path, tiny_model_path):
+    counts = {}
+    for factor in (1, 2):
+        target = tmp_path / f"pooled-{factor}"
+        result = runner.invoke(app, ["index", str(files / "notes"), "--index", str(target),
+                                     "--model", str(tiny_model_path), "--pool-factor", str(factor),
+                                     ])
+        assert result.exit_code == 0, result.output
+        from colbridge import EmbeddedIndex
+
+        with EmbeddedIndex(target, create=False) as index:
+            counts[factor] = index.stats()["token_vectors"]
+    assert counts[2] < counts[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,8 +122,10 @@ def dump_metadata(metadata: Mapping[str, Any]) -> str:
 
 
 def check_k(k: Any, what: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
+    """A count from 1 to ``MAX_K``; integral NumPy scalars count as integers, booleans do not."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise InvalidInputError(f"{what} must be an integer, got {type(k).__name__}")
+    k = int(k)
     if k <= 0:
         raise InvalidInputError(f"{what} must be at least 1, got {k}")
     if k > MAX_K:

@@ -180,7 +180,8 @@ def _first_sentence(error: Exception) -> str:
 
 
 def _add_with_progress(index: Any, texts: list[str], ids: list[str],
-                       metadatas: list[dict[str, Any]], chunk: int = 64) -> None:
+                       metadatas: list[dict[str, Any]], chunk: int = 64,
+                       pool_factor: int = 1) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -189,7 +190,7 @@ def _add_with_progress(index: Any, texts: list[str], ids: list[str],
         for begin in range(0, len(texts), chunk):
             end = begin + chunk
             index.add(texts[begin:end], ids=ids[begin:end], metadatas=metadatas[begin:end],
-                      show_progress=False)
+                      pool_factor=pool_factor, show_progress=False)
             progress.advance(task, len(texts[begin:end]))
 
 
@@ -207,6 +208,8 @@ def index_command(
     from .ingest import read_records
 
     with _user_errors():
+        if pool_factor < 1:
+            raise InvalidInputError(f"--pool-factor must be at least 1, got {pool_factor}")
         records = list(read_records(paths))
         if not records:
             raise InvalidInputError("no documents found in the given paths")
@@ -219,7 +222,8 @@ def index_command(
         with EmbeddedIndex(index, model=model) as target:
             before = target.count()
             _add_with_progress(target, [r.text for r in records], [r.id for r in records],
-                               [r.metadata for r in records], chunk=256)
+                               [r.metadata for r in records], chunk=256,
+                               pool_factor=pool_factor)
             target.flush()
             stats = target.stats()
         seconds = time.perf_counter() - started
@@ -256,6 +260,8 @@ def search(
                 spec = json.loads(filter)
             except json.JSONDecodeError as e:
                 raise InvalidInputError(f"--filter is not valid JSON: {e.msg}") from e
+            except RecursionError:  # json gives up on very deep nesting this way
+                raise InvalidInputError("--filter is nested too deeply to read") from None
         with _open_index(index, model) as target:
             load_seconds = None
             if mode != Mode.bm25:  # load first, so that the search time is the search alone

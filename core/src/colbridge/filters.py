@@ -8,7 +8,8 @@ A filter is a dict. Top-level keys are metadata fields (ANDed together) or ``$an
     {"$and": [{"topic": "music"}, {"year": {"$gt": 1950}}]}
 
 Operators: ``$eq $ne $in $nin $gt $gte $lt $lte``; values are strings, numbers, booleans or
-null. A field that a document lacks matches nothing but ``$ne`` and ``$nin``;
+null; ``$and`` nests at most ``MAX_FILTER_DEPTH`` levels deep. A field that a document lacks
+matches nothing but ``$ne`` and ``$nin``;
 ``{"f": None}`` matches an explicit null and ``{"f": {"$ne": None}}`` a present, non-null value.
 Anything else is rejected with :class:`~colbridge.errors.InvalidInputError` — never silently ignored.
 
@@ -33,6 +34,8 @@ MEMBERSHIP = ("$in", "$nin")
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 MAX_FIELD_LENGTH = 256
 MAX_LIST_LENGTH = 10_000
+MAX_FILTER_DEPTH = 16
+"""How deeply ``$and`` lists may nest (deeper ones are refused rather than recursed into)."""
 _INT64 = (-(2**63), 2**63 - 1)  # what SQLite can bind
 
 
@@ -51,6 +54,14 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
     >>> parse_filter({"year": {"$gte": 1900, "$lt": 2000}})
     [Condition(field='year', op='$gte', value=1900), Condition(field='year', op='$lt', value=2000)]
     """
+    return _parse(spec, 0)
+
+
+def _parse(spec: Any, depth: int) -> list[Condition]:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidInputError(
+            f"the filter is nested deeper than {MAX_FILTER_DEPTH} levels of '$and'"
+        )
     if spec is None:
         return []
     if not isinstance(spec, Mapping):
@@ -61,7 +72,7 @@ def parse_filter(spec: Mapping[str, Any] | None) -> list[Condition]:
             if not isinstance(value, (list, tuple)) or not value:
                 raise InvalidInputError("'$and' takes a non-empty list of filters")
             for part in value:
-                conditions.extend(parse_filter(part))
+                conditions.extend(_parse(part, depth + 1))
         elif isinstance(key, str) and key.startswith("$"):
             raise InvalidInputError(
                 f"unknown filter operator {key!r} at the top level; use a field name or '$and'"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._validate import check_metadata
 from .errors import InvalidInputError
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
@@ -74,6 +75,8 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InvalidInputError(f"{where}: not valid JSON ({e.msg})") from e
+            except RecursionError:  # json gives up on very deep nesting this way
+                raise InvalidInputError(f"{where}: the JSON is nested too deeply to read") from None
             if not isinstance(row, dict):
                 raise InvalidInputError(f"{where}: expected a JSON object")
             text = row.get("text")
@@ -88,4 +91,5 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
             metadata = row.get("metadata") or {}
             if not isinstance(metadata, dict):
                 raise InvalidInputError(f"{where}: 'metadata' must be an object")
-            yield Record(id=str(doc_id), text=text, metadata=metadata)
+            yield Record(id=str(doc_id), text=text,
+                         metadata=check_metadata(metadata, f"{where}: 'metadata'"))

@@ -6,6 +6,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,16 @@ class Reranker:
         self.model = model if isinstance(model, ColBERTModel) else ColBERTModel(model)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles keep the model and ``cache_size``, and start with an empty cache."""
+        return {"model": self.model, "cache_size": self.cache_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.model = state["model"]
+        self.cache_size = state["cache_size"]
+        self._cache = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def rerank(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
+from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit, InvalidInputError
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -88,6 +88,29 @@ class ColBERTVectorStore(VectorStore):
                 "ColBERTVectorStore.from_path(path, model=...) to open or create one"
             )
         self.index = index
+
+    _temporary: _TemporaryFolder | None = None  # set when the index lives in a scratch folder
+
+    # -- copying ------------------------------------------------------------------------------
+    def __copy__(self) -> Self:
+        """A new store on the same index (a colbridge index is a handle on its folder)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self.__copy__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickle carries the index, which reopens its folder when unpickled; a store in a
+        temporary folder (``from_texts`` without ``path``) refuses, as the folder goes away."""
+        if self._temporary is not None:
+            raise TypeError(
+                "cannot pickle a ColBERTVectorStore whose index lives in a temporary folder "
+                f"({self._temporary.path}), which is deleted once the store is garbage-collected: "
+                "build it with from_texts(..., path=...) or from_path(path) to pickle it"
+            )
+        return self.__dict__.copy()
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -203,7 +226,7 @@ class ColBERTVectorStore(VectorStore):
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-        weakref.finalize(store, _close_and_remove, store.index, scratch)
+        store._temporary = _TemporaryFolder(scratch, store.index)
         return store
 
     # -- writes -------------------------------------------------------------------------------
@@ -346,10 +369,7 @@ class ColBERTVectorStore(VectorStore):
         """
         _check_lambda(lambda_mult)
         hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)
-        if not hits:
-            return []
-        vectors = self.index.model.encode_documents([h.text for h in hits], show_progress=False)
-        return _pick(hits, _mmr.document_similarities(vectors), k, lambda_mult)
+        return self._diverse(hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search(
         self,
@@ -364,6 +384,82 @@ class ColBERTVectorStore(VectorStore):
         """Async :meth:`max_marginal_relevance_search`."""
         _check_lambda(lambda_mult)
         hits = await self.index.asearch(query, max(fetch_k, k), filter=filter, **kwargs)
+        return await self._adiverse(hits, k, lambda_mult)
+
+    # -- searches by an encoded query ---------------------------------------------------------
+    def similarity_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`similarity_search` for a query encoded already.
+
+        A ColBERT query is one vector per token, so ``embedding`` is a ``(query_tokens, dim)``
+        matrix (an array or nested lists), as ``store.index.model.encode_query(text)`` gives.
+        A single vector, such as an ``Embeddings`` object's output, raises
+        ``colbridge.InvalidInputError``. ``mode="bm25"`` and ``"hybrid"`` also need the query's
+        text, as ``query_text=``.
+        """
+        hits = self.index.search_encoded(_query_matrix(embedding), k, filter=filter, **kwargs)
+        return [hit_to_document(h, with_score=False) for h in hits]
+
+    async def asimilarity_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`similarity_search_by_vector`."""
+        matrix = _query_matrix(embedding)
+        hits = await self.index.asearch_encoded(matrix, k, filter=filter, **kwargs)
+        return [hit_to_document(h, with_score=False) for h in hits]
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """:meth:`max_marginal_relevance_search` for a query encoded already, a
+        ``(query_tokens, dim)`` matrix (see :meth:`similarity_search_by_vector`)."""
+        _check_lambda(lambda_mult)
+        matrix = _query_matrix(embedding)
+        hits = self.index.search_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
+        return self._diverse(hits, k, lambda_mult)
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: Any,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        *,
+        filter: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Async :meth:`max_marginal_relevance_search_by_vector`."""
+        _check_lambda(lambda_mult)
+        matrix = _query_matrix(embedding)
+        hits = await self.index.asearch_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
+        return await self._adiverse(hits, k, lambda_mult)
+
+    def _diverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
+        """MMR over the candidates ``hits`` (their texts are encoded again)."""
+        if not hits:
+            return []
+        vectors = self.index.model.encode_documents([h.text for h in hits], show_progress=False)
+        return _pick(hits, _mmr.document_similarities(vectors), k, lambda_mult)
+
+    async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
         if not hits:
             return []
         vectors = await self.index.model.aencode_documents([h.text for h in hits])
@@ -379,6 +475,23 @@ def _pick(hits: list[Hit], similarity: np.ndarray, k: int, lambda_mult: float) -
     relevance = np.array([h.normalized_score for h in hits], dtype=np.float64)
     chosen = _mmr.select(relevance, similarity, k, lambda_mult)
     return [hit_to_document(hits[i], with_score=False) for i in chosen]
+
+
+def _query_matrix(embedding: Any) -> np.ndarray:
+    """The query's token vectors as a float32 matrix; a single vector is refused."""
+    try:
+        matrix = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(
+            f"the query embedding must be a (tokens, dim) matrix of numbers: {e}"
+        ) from e
+    if matrix.ndim == 1:
+        raise InvalidInputError(
+            f"ColBERT scores one vector per query token, a (tokens, dim) matrix, but got a single "
+            f"vector of {len(matrix)} numbers: pass store.index.model.encode_query(text), or "
+            "search by text with similarity_search"
+        )
+    return matrix
 
 
 def _check_lambda(lambda_mult: float) -> None:
@@ -424,6 +537,15 @@ def _unique(ids: Sequence[str]) -> list[str]:
     if isinstance(ids, str):
         raise TypeError("ids must be a list of strings, not one string")
     return [doc_id for doc_id in dict.fromkeys(ids) if doc_id]
+
+
+class _TemporaryFolder:
+    """The scratch folder of a store built without ``path``, shared by the store's copies: once
+    none of them holds it, the index is closed and the folder deleted."""
+
+    def __init__(self, path: str, index: BaseIndex) -> None:
+        self.path = path
+        weakref.finalize(self, _close_and_remove, index, path)
 
 
 def _close_and_remove(index: BaseIndex, folder: str) -> None:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 from colbridge import Reranker
 from langchain_classic.retrievers import ContextualCompressionRetriever
-from langchain_colbridge import ColBERTRerank
+from langchain_colbridge import ColBERTRerank, ColBERTRetriever
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
-
-with warnings.catch_warnings():  # langchain-community warns that it is being sunset
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from langchain_community.retrievers import BM25Retriever
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +18,10 @@ def corpus_documents(sample_corpus) -> list[Document]:
             for d in sample_corpus]
 
 
-@pytest.fixture(scope="module")
-def bm25(corpus_documents) -> BM25Retriever:
-    return BM25Retriever.from_documents(corpus_documents, k=6)
+@pytest.fixture
+def bm25(sample_index) -> ColBERTRetriever:
+    """A keyword first stage: colbridge's own BM25 over the sample corpus."""
+    return ColBERTRetriever(index=sample_index, k=6, mode="bm25")
 
 
 def _candidates(corpus_documents, answer_id: str) -> list[Document]:
@@ -135,26 +131,38 @@ async def test_acompress_does_not_block_the_event_loop(slow_model, measure_loop,
 def test_contextual_compression_over_bm25_reranks(offline_model, bm25, demo_queries):
     pipeline = ContextualCompressionRetriever(
         base_compressor=ColBERTRerank(model=offline_model, top_n=3), base_retriever=bm25)
-    bm25_state = copy.deepcopy(bm25.docs)
-    moved_up = 0
-    for q in demo_queries[3:]:  # five queries, two of which BM25 ranks wrongly
-        first_stage = [d.id for d in bm25.invoke(q["query"])]
+    reference = Reranker(offline_model)
+    for q in demo_queries:
+        first_stage = bm25.invoke(q["query"])
         reranked = pipeline.invoke(q["query"])
         assert len(reranked) == 3
-        assert {d.id for d in reranked} <= set(first_stage)  # reranks, never adds
-        if q["expected_id"] in first_stage:
+        assert {d.id for d in reranked} <= {d.id for d in first_stage}  # reranks, never adds
+        expected = reference.rerank(q["query"], [d.page_content for d in first_stage], top_n=3)
+        assert [d.id for d in reranked] == [first_stage[r.index].id for r in expected]
+        # ColBERT's score replaces the first stage's BM25 one, on copies
+        assert [d.metadata["relevance_score"] for d in reranked] == pytest.approx(
+            [r.normalized_score for r in expected])
+        assert [d.metadata for d in bm25.invoke(q["query"])] == [d.metadata for d in first_stage]
+        if q["expected_id"] in {d.id for d in first_stage}:
             assert reranked[0].id == q["expected_id"], q["query"]
-            moved_up += first_stage[0] != q["expected_id"]
-    assert moved_up >= 1  # BM25 alone got some of these wrong; the reranker fixed them
-    assert bm25.docs == bm25_state  # the first stage's own documents were not annotated
 
 
-async def test_contextual_compression_async_and_in_an_lcel_chain(offline_model, bm25, demo_queries):
+@pytest.fixture
+def weak_first_stage(corpus_documents, demo_queries) -> RunnableLambda:
+    """A first stage that always puts the answer last among six candidates."""
+    answers = {q["query"]: q["expected_id"] for q in demo_queries}
+    return RunnableLambda(lambda query: _candidates(corpus_documents, answers[query]))
+
+
+async def test_contextual_compression_async_and_in_an_lcel_chain(
+    offline_model, weak_first_stage, demo_queries
+):
     pipeline = ContextualCompressionRetriever(
-        base_compressor=ColBERTRerank(model=offline_model, top_n=2), base_retriever=bm25)
+        base_compressor=ColBERTRerank(model=offline_model, top_n=2),
+        base_retriever=weak_first_stage)
     chain = pipeline | RunnableLambda(lambda docs: [d.id for d in docs])
-    q = next(q for q in demo_queries if q["expected_id"] == "bio-001")  # BM25 ranks it 4th
-    assert bm25.invoke(q["query"])[0].id != "bio-001"
-    assert chain.invoke(q["query"])[0] == "bio-001"
+    q = next(q for q in demo_queries if q["expected_id"] == "bio-001")
+    assert weak_first_stage.invoke(q["query"])[-1].id == "bio-001"
+    assert chain.invoke(q["query"])[0] == "bio-001"  # moved up from last place
     assert (await chain.ainvoke(q["query"]))[0] == "bio-001"
     assert await chain.abatch([q["query"]] * 2) == [chain.invoke(q["query"])] * 2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from colbridge import EmbeddedIndex
+from colbridge import EmbeddedIndex, InvalidInputError
 from langchain_colbridge import ColBERTVectorStore, _mmr
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -319,3 +319,49 @@ def test_store_over_an_index_object(tmp_path, tiny_model):
         store.add_texts(["shared index"], ids=["s"])
         assert index.count() == 1
         assert "ColBERTVectorStore" in repr(store)
+
+
+# -- searching by an encoded query -----------------------------------------------------------
+def test_similarity_search_by_vector_takes_the_query_token_matrix(sample_store, sample_index):
+    query = "Why do we only ever see one side of the Moon?"
+    matrix = sample_index.model.encode_query(query)
+    by_text = sample_store.similarity_search(query, k=4, filter={"topic": "astronomy"})
+    by_vector = sample_store.similarity_search_by_vector(matrix, k=4,
+                                                         filter={"topic": "astronomy"})
+    assert by_vector == by_text
+    assert sample_store.similarity_search_by_vector(matrix.tolist(), k=4,
+                                                    filter={"topic": "astronomy"}) == by_text
+    hybrid = sample_store.similarity_search_by_vector(matrix, k=3, mode="hybrid",
+                                                      query_text=query)
+    assert hybrid == sample_store.similarity_search(query, k=3, mode="hybrid")
+
+
+def test_mmr_by_vector_matches_mmr_by_text(eiffel_store):
+    matrix = eiffel_store.index.model.encode_query(EIFFEL_QUERY)
+    by_text = eiffel_store.max_marginal_relevance_search(EIFFEL_QUERY, k=3, lambda_mult=0.5)
+    by_vector = eiffel_store.max_marginal_relevance_search_by_vector(matrix, k=3,
+                                                                     lambda_mult=0.5)
+    assert by_vector == by_text
+    with pytest.raises(ValueError, match="lambda_mult"):
+        eiffel_store.max_marginal_relevance_search_by_vector(matrix, lambda_mult=-0.1)
+
+
+async def test_async_search_by_vector_is_native_and_agrees(eiffel_store):
+    for name in ("asimilarity_search_by_vector", "amax_marginal_relevance_search_by_vector"):
+        assert inspect.getattr_static(ColBERTVectorStore, name) is not inspect.getattr_static(
+            VectorStore, name)
+    matrix = eiffel_store.index.model.encode_query(EIFFEL_QUERY)
+    assert await eiffel_store.asimilarity_search_by_vector(
+        matrix, k=2) == eiffel_store.similarity_search_by_vector(matrix, k=2)
+    assert await eiffel_store.amax_marginal_relevance_search_by_vector(
+        matrix, k=3) == eiffel_store.max_marginal_relevance_search_by_vector(matrix, k=3)
+
+
+@pytest.mark.parametrize("method", ["similarity_search_by_vector",
+                                    "max_marginal_relevance_search_by_vector"])
+def test_a_single_vector_is_refused_with_what_to_pass(sample_store, method):
+    one_vector = DeterministicFakeEmbedding(size=sample_store.index.dimension).embed_query("x")
+    with pytest.raises(InvalidInputError, match=r"one vector per query token.*encode_query"):
+        getattr(sample_store, method)(one_vector, k=2)
+    with pytest.raises(InvalidInputError, match=r"shape \(tokens, "):
+        getattr(sample_store, method)(np.ones((3, sample_store.index.dimension + 1)), k=2)

@@ -31,10 +31,12 @@ def nltk_data_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Give NLTK a private copy of the sentence-splitter data LlamaIndex bundles.
 
     ``SentenceSplitter`` loads NLTK's punkt and stopwords from llama-index-core's
-    ``_static/nltk_cache``. uv installs that folder as hard links into its cache, and NLTK
-    3.10's path checks refuse to read any file with more than one link (``PermissionError:
-    ... refusing multiply-linked file``). A copied folder has single-link files;
-    ``NLTK_DATA`` makes LlamaIndex use it instead.
+    ``_static/nltk_cache``. Installed as hard links into uv's cache (uv's default, and what an
+    environment synced before the workspace set ``link-mode = "copy"`` still has), NLTK 3.10's
+    path checks refuse to read them (``PermissionError: ... refusing multiply-linked file``). A
+    copied folder has single-link files; ``NLTK_DATA`` makes LlamaIndex use it instead, so that
+    such an environment can still run these tests. ``test_fresh_install.py`` checks the real
+    path, without this copy.
     """
     import llama_index.core
 

@@ -39,6 +39,37 @@ DEFAULT_HYBRID_WEIGHT = 0.5
 """Share of the ColBERT score in a hybrid score (the rest is BM25's)."""
 
 
+_TINY = float(np.finfo(np.float32).tiny)
+"""Vectors shorter than this have no usable direction."""
+
+
+def _unit_query(query_embedding: Any, dimension: int) -> np.ndarray:
+    """A query's token vectors as unit-length float32 rows, or :class:`InvalidInputError`."""
+    try:
+        embedding = np.asarray(query_embedding, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"the query embedding must be an array of numbers: {e}") from e
+    if embedding.ndim != 2 or embedding.shape[1] != dimension or len(embedding) == 0:
+        raise InvalidInputError(
+            f"the query embedding must have shape (tokens, {dimension}), got {embedding.shape}"
+        )
+    if not np.isfinite(embedding).all():
+        raise InvalidInputError("the query embedding holds NaN or infinite values")
+    norms = _row_norms(embedding)
+    if (norms < _TINY).any():
+        row = int(np.flatnonzero(norms[:, 0] < _TINY)[0])
+        raise InvalidInputError(f"the query embedding's row {row} is all zeros")
+    # Leave the model's own (unit) queries bit for bit as they are.
+    if not np.allclose(norms, 1.0, rtol=0.0, atol=1e-4):
+        embedding = (embedding / norms).astype(np.float32)
+    return embedding
+
+
+def _row_norms(vectors: np.ndarray) -> np.ndarray:
+    """``(rows, 1)`` L2 norms, summed in float64 so that large float32 values cannot overflow."""
+    return np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+
+
 @dataclass(frozen=True)
 class SearchMode:
     """How a search ranks: its mode, the query text (for BM25) and the hybrid weight."""
@@ -129,8 +160,14 @@ class BaseIndex(ABC):
                     f"embeddings[{position}] must be a finite (n_tokens, dim) array, got shape "
                     f"{emb.shape}"
                 )
-            norms = np.linalg.norm(emb, axis=1, keepdims=True)
-            checked.append(emb / np.maximum(norms, 1e-12))
+            norms = _row_norms(emb)
+            zero = np.flatnonzero(norms[:, 0] < _TINY)
+            if len(zero):  # it has no direction, so no cosine: nothing could score or check it
+                raise InvalidInputError(
+                    f"embeddings[{position}] row {zero[0]} is all zeros ({len(zero)} such row(s)); "
+                    "every token vector needs a direction"
+                )
+            checked.append((emb / norms).astype(np.float32))
         self._check_dimension(checked)
         if texts:
             self._upsert(ids, texts, metadatas, checked)
@@ -247,14 +284,11 @@ class BaseIndex(ABC):
     ) -> list[Hit]:
         """:meth:`search` for a query already encoded, ``(query_tokens, dim)``.
 
-        The ``bm25`` and ``hybrid`` modes also need the query's text, as ``query_text``.
+        Rows that are not of unit length are L2-normalised (the model's own queries are); rows
+        that are all zeros or hold NaN or infinity are refused. The ``bm25`` and ``hybrid``
+        modes also need the query's text, as ``query_text``.
         """
-        embedding = np.asarray(query_embedding, dtype=np.float32)
-        if embedding.ndim != 2 or embedding.shape[1] != self.dimension or len(embedding) == 0:
-            raise InvalidInputError(
-                f"the query embedding must have shape (tokens, {self.dimension}), "
-                f"got {embedding.shape}"
-            )
+        embedding = _unit_query(query_embedding, self.dimension)
         if query_text is not None:
             query_text = check_text(query_text, "query_text")
         k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query_text)

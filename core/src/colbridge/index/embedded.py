@@ -598,8 +598,36 @@ class EmbeddedIndex(BaseIndex):
     def __repr__(self) -> str:
         return f"EmbeddedIndex({str(self.path)!r}, model={self.manifest.model.name!r})"
 
+    # -- copying ------------------------------------------------------------------------------
+    def __copy__(self) -> EmbeddedIndex:
+        """The index itself: it is a handle on its folder, which a copy would share anyway."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EmbeddedIndex:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A pickle carries the folder, the model and the options; unpickling opens the folder
+        again (it must still exist there)."""
+        self._check_open()
+        options = {
+            "search_options": self.options,
+            "lock_timeout": self._lock_timeout,
+            "compact_threshold": self._compact_threshold,
+            "checkpoint_rows": self._checkpoint_every,
+        }
+        return (_reopen, (type(self), str(self.path), self.model, options))
+
+
+def _reopen(
+    cls: type[EmbeddedIndex], path: str, model: ColBERTModel, options: dict[str, Any]
+) -> EmbeddedIndex:
+    """Unpickle an index: open its folder again."""
+    return cls(path, model=model, create=False, **options)
+
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
+
 def _values_at(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
     """``values`` of ``wanted`` among sorted ``keys`` (0 where absent), and which were found."""

@@ -91,6 +91,33 @@ class ColBERTModel:
         state = "loaded" if self._pylate is not None else "not loaded"
         return f"ColBERTModel({self.name!r}, {state})"
 
+    # -- copying ----------------------------------------------------------------------------
+    def __copy__(self) -> ColBERTModel:
+        """The model itself: its weights never change, so copies share them."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ColBERTModel:
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickle carries how to load the model (source, name, device, lengths, batch size),
+        never the weights: the unpickled model loads them on first use."""
+        if not self._source:
+            raise TypeError(
+                f"cannot pickle {self!r}: it wraps an in-memory PyLate model, which has no source "
+                "to load it again from; save that model (model.save(folder)) and build "
+                "ColBERTModel(folder) instead"
+            )
+        unpicklable = ("_pylate", "_load_lock", "_encode_lock", "_query_coalescer")
+        return {k: v for k, v in self.__dict__.items() if k not in unpicklable}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pylate = None
+        self._load_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+        self._query_coalescer = Coalescer(self.encode_queries)
+
     # -- loading ----------------------------------------------------------------------------
     def load(self) -> ColBERT:
         """Load the weights now (otherwise they load on first encode); returns the PyLate model.

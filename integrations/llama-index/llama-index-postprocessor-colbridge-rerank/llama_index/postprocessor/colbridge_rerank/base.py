@@ -6,7 +6,7 @@ from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from colbridge import ColBERTModel, Reranker, RerankResult
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -94,6 +94,15 @@ class ColBERTRerank(BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "ColBERTRerank"
+
+    # Pickle as a plain pydantic model. LlamaIndex's BaseComponent would silently drop whatever
+    # fails to pickle and, on loading, rebuild the encoder from its name alone, which need not
+    # be loadable (a model given as an object may carry any name).
+    def __getstate__(self) -> dict[Any, Any]:
+        return BaseModel.__getstate__(self)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        BaseModel.__setstate__(self, state)
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
