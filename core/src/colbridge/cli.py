@@ -74,6 +74,16 @@ def _open_index(path: Path, model: str | None):
     return EmbeddedIndex(path, model=model, create=False)
 
 
+def _count_or_zero(index: Any) -> int:
+    """Documents in ``index``; 0 when no index exists there yet (its first add creates it)."""
+    from .errors import IndexNotFoundError
+
+    try:
+        return index.count()
+    except IndexNotFoundError:
+        return 0
+
+
 def _snippet(text: str, width: int = 90) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -187,7 +197,7 @@ def index_command(
             seen.add(record.id)
         started = time.perf_counter()
         with EmbeddedIndex(index, model=model) as target:
-            before = target.count()
+            before = _count_or_zero(target)
             _add_with_progress(target, [r.text for r in records], [r.id for r in records],
                                [r.metadata for r in records], chunk=256)
             target.flush()
@@ -279,7 +289,7 @@ def eval_command(
                 tempfile.TemporaryDirectory(prefix="colbridge-eval-"))) / "index"
             target = stack.enter_context(EmbeddedIndex(folder, model=model))
             build = None
-            if target.count() == 0:
+            if _count_or_zero(target) == 0:
                 build = _build_with_progress(target, data, build_index)
             elif target.count() != len(data.doc_ids):
                 raise InvalidInputError(
