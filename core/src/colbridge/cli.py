@@ -8,6 +8,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from enum import Enum
 from importlib import resources
@@ -240,9 +241,13 @@ def search(
             if mode != Mode.bm25:
                 target.model.load()  # time the search, not the model load
             started = time.perf_counter()
-            hits = target.search(query, k=k, filter=spec, mode=mode.value,
-                                 hybrid_weight=hybrid_weight)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                hits = target.search(query, k=k, filter=spec, mode=mode.value,
+                                     hybrid_weight=hybrid_weight)
             elapsed = (time.perf_counter() - started) * 1000
+        for warning in caught:  # e.g. a filter field that no document has
+            err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
                                "text": h.text, "metadata": h.metadata} for h in hits],

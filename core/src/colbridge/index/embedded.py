@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -543,6 +544,8 @@ class EmbeddedIndex(BaseIndex):
             pool = np.intersect1d(self._store.matching_doc_nos(conditions), snap.live,
                                   assume_unique=True)
         if len(pool) == 0:
+            if conditions:
+                self._warn_of_absent_fields(conditions)
             return []
         if mode.name == "bm25":
             doc_nos, scores = self._lexical.scores(mode.text, snap.live, pool)
@@ -561,6 +564,21 @@ class EmbeddedIndex(BaseIndex):
             return self._assemble(candidates, scores, k)
         union, fused, colbert = self._hybrid(embedding, snap, pool, candidates, scores, mode, depth)
         return self._assemble(union, fused, k, tie_break=colbert)
+
+    def _warn_of_absent_fields(self, conditions: list[Condition]) -> None:
+        """Say which fields of a filter that matched nothing no document has (a typo, often).
+        Only fields a match needs count: ``$ne``/``$nin`` of a value hold where a field is
+        missing."""
+        needed = dict.fromkeys(c.field for c in conditions
+                               if c.op not in ("$ne", "$nin") or c.value is None)
+        absent = self._store.absent_fields(needed)
+        if absent:
+            names = ", ".join(repr(n) for n in absent)
+            warnings.warn(
+                f"no document has the metadata field{'s' if len(absent) > 1 else ''} {names}, "
+                f"so the filter matches nothing (a misspelt field name?)",
+                UserWarning, stacklevel=5,
+            )
 
     def _hybrid(
         self, embedding: np.ndarray, snap: _Snapshot, pool: np.ndarray, candidates: np.ndarray,
