@@ -1,4 +1,4 @@
-"""The ``colbridge`` command line: demo, index, search, info."""
+"""The ``colbridge`` command line: demo, index, search, info, check, backup, recover, migrate."""
 
 from __future__ import annotations
 
@@ -391,6 +391,10 @@ def check(
                       "vectors)", highlight=False)
         elif report.repairable:
             err.print("Run `colbridge check --repair` to rebuild the graph.", highlight=False)
+        elif not repair:
+            err.print("`--repair` cannot fix this: restore a backup, or save the readable "
+                      f"documents into a new index with `colbridge recover --from {index} --to "
+                      "NEW_FOLDER`.", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -418,6 +422,54 @@ def info(index: IndexOption, as_json: JsonOption = False) -> None:
             if key != "files":
                 table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         out.print(table)
+
+
+# -- backup and recover -------------------------------------------------------------------------
+@app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="A new folder for the copy.")],
+    index: IndexOption,
+) -> None:
+    """Copy an index safely while it is in use (writers wait; readers go on)."""
+    from .index import EmbeddedIndex
+    from .index.manifest import Manifest
+    from .models import ColBERTModel
+
+    with _user_errors():
+        started = time.perf_counter()
+        name = Manifest.read(index).model.name  # the copy needs no encoder weights
+        with EmbeddedIndex(index, model=ColBERTModel(name), create=False) as source:
+            copy = source.backup(destination)
+            documents = source.count()
+        size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
+        out.print(f"Backed up {documents:,} documents ({size / 1e6:.1f} MB) from {index} to "
+                  f"{copy} in {time.perf_counter() - started:.1f} s.", highlight=False)
+
+
+@app.command()
+def recover(
+    source: Annotated[Path, typer.Option("--from", help="The damaged index folder (only read).")],
+    destination: Annotated[Path, typer.Option(
+        "--to", help="A new folder for the recovered index.")],
+) -> None:
+    """Save a damaged index's readable documents into a new index (stored vectors, no encoding).
+
+    For damage that `check --repair` cannot fix, when there is no backup to restore.
+    """
+    from .backup import recover_index
+
+    with _user_errors():
+        result = recover_index(source, destination)
+    out.print(f"Recovered {result.recovered:,} documents into {result.path}.", highlight=False)
+    for line in result.lost:
+        err.print(f"[yellow]lost:[/] {line}", highlight=False)
+    if result.lost_ids:
+        shown = ", ".join(result.lost_ids[:10])
+        more = f" and {len(result.lost_ids) - 10:,} more" if len(result.lost_ids) > 10 else ""
+        err.print(f"lost ids: {shown}{more}", highlight=False, soft_wrap=True)
+    if result.lost:
+        err.print(f"Check the result with `colbridge check --index {result.path}`; re-add the "
+                  "lost documents from their sources.", highlight=False)
 
 
 # -- migrate ----------------------------------------------------------------------------------

@@ -463,6 +463,22 @@ class EmbeddedIndex(BaseIndex):
             self._checkpoint_if_behind()
             self._lexical.checkpoint(self._snap.live)
 
+    def backup(self, destination: str | os.PathLike[str]) -> Path:
+        """Copy the index, as of one committed state, into the new folder ``destination``.
+
+        Safe while the index is in use: readers go on, writers (in any process) wait for the
+        copy. SQLite's online backup copies the documents; the vectors, graph, means and
+        lexical segment are copied as committed. Returns the destination, which opens like
+        the original (see ``docs/reliability.md``).
+        """
+        from ..backup import backup_index
+
+        return backup_index(self, destination)
+
+    async def abackup(self, destination: str | os.PathLike[str]) -> Path:
+        """Async :meth:`backup`."""
+        return await run_off_loop(self.backup, destination)
+
     def compact(self) -> None:
         """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding)."""
         with self._writing():
