@@ -239,6 +239,7 @@ def test_every_read_sees_what_another_process_committed(tmp_path):
     query = np.asarray(word_vectors(doc_text(new_id, 0))[:16])
     assert reader.count() == 21
     assert reader.search_encoded(query, k=1)[0].id == new_id
+    assert reader.search(doc_text(new_id, 0), k=1, mode="bm25")[0].id == new_id
     assert reader.stats()["documents"] == 21
     assert reader.get([new_id])[0].text == doc_text(new_id, 0)
 
