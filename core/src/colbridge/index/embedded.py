@@ -341,7 +341,9 @@ class EmbeddedIndex(BaseIndex):
                                 covered_rows=len(snap.tok2doc))
 
     def refresh(self) -> bool:
-        """See writes made by other processes since this one last looked; True if there were any."""
+        """Catch up with writes made by other processes since this one last looked; True if
+        there were any. Every read does this first on its own; calling it moves the catch-up
+        cost out of the next read."""
         self._require_index()
         with self._write_lock:
             if self._store.changes() == self._changes:
