@@ -69,6 +69,18 @@ def test_search_refuses_an_unknown_mode(cli_index):
     assert result.exit_code == 2 and "sparse" in result.output
 
 
+def test_search_says_when_a_filter_field_is_in_no_document(cli_index):
+    result = runner.invoke(app, ["search", "strings", "--index", str(cli_index),
+                                 "--filter", '{"knd": "music"}'])
+    assert result.exit_code == 0, result.output
+    assert "0 hits" in result.output
+    assert "no document has the metadata field 'knd'" in result.output
+    assert "Traceback" not in result.output and "UserWarning" not in result.output
+    found = runner.invoke(app, ["search", "strings", "--index", str(cli_index),
+                                "--filter", '{"kind": "nothing"}'])
+    assert found.exit_code == 0 and "metadata field" not in found.output
+
+
 def test_search_table(cli_index):
     result = runner.invoke(app, ["search", "tea", "--index", str(cli_index), "-k", "2"])
     assert result.exit_code == 0 and "2 hits" in result.output

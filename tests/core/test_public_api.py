@@ -18,6 +18,7 @@ EXPECTED = [
     "IndexCorruptError",
     "IndexLockedError",
     "IndexMismatchError",
+    "IndexNotFoundError",
     "InvalidInputError",
     "ModelLoadError",
     "QdrantIndex",

@@ -190,5 +190,5 @@ def hash_index(tmp_path):
     from colbridge import EmbeddedIndex
 
     path = tmp_path / "index"
-    EmbeddedIndex(path, model=HashEncoder()).close()
+    EmbeddedIndex.open_or_create(path, model=HashEncoder()).close()
     return path

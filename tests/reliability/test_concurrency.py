@@ -18,6 +18,7 @@ import pytest
 from colbridge import EmbeddedIndex, GraphParams
 
 from .conftest import (
+    WRITER,
     HashEncoder,
     check_clean,
     doc_metadata,
@@ -172,7 +173,7 @@ def test_writers_in_two_threads_wait_for_each_other(tmp_path):
 
 def test_writer_processes_wait_or_get_the_lock_error(tmp_path):
     """Two writer processes on one folder (one waits for the lock, one gives up at once) while
-    this process reads; after refresh() it sees every document they committed."""
+    this process reads; without refresh() it then sees every document they committed."""
     import subprocess
 
     path = tmp_path / "index"
@@ -199,10 +200,59 @@ def test_writer_processes_wait_or_get_the_lock_error(tmp_path):
     assert runs["patient"].lock_errors == 0 and len(runs["patient"].committed) == 15
     assert len(runs["hasty"].committed) + runs["hasty"].lock_errors == 15
     committed = [i for run in runs.values() for op in run.committed_ops for i in op["docs"]]
-    assert reader.refresh() is True
     assert len(reader.get(committed)) == len(committed)
     assert reader.count() == 20 + len(committed)
     query = np.asarray(word_vectors(doc_text(committed[-1], 0))[:16])
     assert reader.search_encoded(query, k=1)[0].id == committed[-1]
+    reader.close()
+    assert check_clean(path) == []
+
+
+_DELETE_AND_COMPACT = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("writer", sys.argv[1])
+writer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(writer)
+from colbridge import EmbeddedIndex
+with EmbeddedIndex(sys.argv[2], model=writer.HashEncoder(), create=False) as index:
+    index.delete(sys.argv[3:])
+    index.compact()
+"""
+
+
+def test_every_read_sees_what_another_process_committed(tmp_path):
+    """The rule of docs/concepts.md: count, get, search and stats answer from the newest
+    committed state, also after another process added, deleted and compacted; no refresh()."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "index"
+    reader = _new_index(path)
+    _add(reader, dict.fromkeys(ANCHORS[:20], 0))
+    assert reader.count() == 20
+    added = subprocess.run(
+        writer_command(path, 7, "--adds-only", "--ops", "1", "--batch", "1", "--prefix", "other"),
+        capture_output=True, text=True, timeout=120)
+    run = parse_output(added.stdout.splitlines(), added.returncode, added.stderr)
+    assert added.returncode == 0 and len(run.committed) == 1, added.stderr[-2000:]
+    (new_id,) = run.committed_ops[0]["docs"]
+    query = np.asarray(word_vectors(doc_text(new_id, 0))[:16])
+    assert reader.count() == 21
+    assert reader.search_encoded(query, k=1)[0].id == new_id
+    assert reader.search(doc_text(new_id, 0), k=1, mode="bm25")[0].id == new_id
+    assert reader.stats()["documents"] == 21
+    assert reader.get([new_id])[0].text == doc_text(new_id, 0)
+
+    gone = [new_id, ANCHORS[0], ANCHORS[1]]
+    deleted = subprocess.run([sys.executable, "-c", _DELETE_AND_COMPACT, str(WRITER), str(path),
+                              *gone], capture_output=True, text=True, timeout=120)
+    assert deleted.returncode == 0, deleted.stderr[-2000:]
+    assert reader.count() == 18
+    assert not {h.id for h in reader.search_encoded(query, k=18)} & set(gone)
+    anchor = np.asarray(word_vectors(doc_text(ANCHORS[5], 0))[:16])
+    assert reader.search_encoded(anchor, k=1)[0].id == ANCHORS[5]  # after the compaction too
+    assert reader.stats()["dead_token_vectors"] == 0
+    assert reader.get(gone, missing_ok=True) == []
+    assert reader.refresh() is False  # the reads brought it up to date already
     reader.close()
     assert check_clean(path) == []

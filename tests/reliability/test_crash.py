@@ -26,7 +26,8 @@ WRITER_ARGS = ("--batch", "80", "--max-docs", "600")
 def crash_index(tmp_path):
     path = tmp_path / "index"
     # A small graph build keeps each kill-and-reopen cycle short; the protocol is the same.
-    EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32)).close()
+    EmbeddedIndex.open_or_create(path, model=HashEncoder(),
+                                 graph=GraphParams(M=8, ef_construction=32)).close()
     return path
 
 

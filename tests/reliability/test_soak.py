@@ -30,8 +30,9 @@ def _soak(path: Path, operations: int, capsys) -> None:
     rng = random.Random(42)
     ops: collections.Counter = collections.Counter()
     versions: dict[str, int] = {}
-    index = EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32),
-                          checkpoint_rows=5000)
+    index = EmbeddedIndex.open_or_create(path, model=HashEncoder(),
+                                         graph=GraphParams(M=8, ef_construction=32),
+                                         checkpoint_rows=5000)
     samples = []
     started = time.perf_counter()
     warm_up = operations // 10

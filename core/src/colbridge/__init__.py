@@ -33,6 +33,7 @@ _EXPORTS = {
     "IndexMismatchError": "colbridge.errors",
     "IndexCorruptError": "colbridge.errors",
     "IndexLockedError": "colbridge.errors",
+    "IndexNotFoundError": "colbridge.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         IndexCorruptError,
         IndexLockedError,
         IndexMismatchError,
+        IndexNotFoundError,
         InvalidInputError,
         ModelLoadError,
     )

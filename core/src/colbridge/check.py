@@ -109,8 +109,10 @@ def check_index(
         return report
     if findings.data_damaged:
         report.notes.append(
-            "not repaired: the damage is outside the graph (only the graph can be rebuilt; "
-            "restore the folder from a backup)"
+            "not repaired: the damage is outside the caches (only the graph, the document "
+            "means and the lexical segment can be rebuilt). Restore the folder from a backup "
+            "(`colbridge backup` makes one), or save the readable documents with their stored "
+            "vectors into a new index: `colbridge recover --from THIS_FOLDER --to NEW_FOLDER`"
         )
         return report
     if not findings.bad_graphs and not findings.leftovers:

@@ -1,4 +1,4 @@
-"""The ``colbridge`` command line: demo, index, search, info."""
+"""The ``colbridge`` command line: demo, index, search, info, check, backup, recover, migrate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from enum import Enum
 from importlib import resources
@@ -18,7 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ColbridgeError, IndexCorruptError, InvalidInputError, ModelLoadError
+from .errors import (
+    ColbridgeError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    InvalidInputError,
+    ModelLoadError,
+)
 
 app = typer.Typer(
     help="ColBERT late-interaction retrieval and reranking: index files, search them, try the demo.",
@@ -90,7 +97,7 @@ def _require_index(path: Path) -> None:
         return  # not a folder: the index's own checks say so
     else:
         state = "the folder does not exist"
-    raise IndexCorruptError(
+    raise IndexNotFoundError(
         f"no colbridge index at {path}: {state} (build one with "
         f"`colbridge index FILES --index {path}`)"
     )
@@ -101,6 +108,14 @@ def _open_index(path: Path, model: str | None):
 
     _require_index(path)
     return EmbeddedIndex(path, model=model, create=False)
+
+
+def _count_or_zero(index: Any) -> int:
+    """Documents in ``index``; 0 when no index exists there yet (its first add creates it)."""
+    try:
+        return index.count()
+    except IndexNotFoundError:
+        return 0
 
 
 def _snippet(text: str, width: int = 90) -> str:
@@ -220,7 +235,7 @@ def index_command(
             seen.add(record.id)
         started = time.perf_counter()
         with EmbeddedIndex(index, model=model) as target:
-            before = target.count()
+            before = _count_or_zero(target)
             _add_with_progress(target, [r.text for r in records], [r.id for r in records],
                                [r.metadata for r in records], chunk=256,
                                pool_factor=pool_factor)
@@ -269,11 +284,15 @@ def search(
                 target.model.load()
                 load_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            hits = target.search(query, k=k, filter=spec, mode=mode.value,
-                                 hybrid_weight=hybrid_weight)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                hits = target.search(query, k=k, filter=spec, mode=mode.value,
+                                     hybrid_weight=hybrid_weight)
             timing = f"search {(time.perf_counter() - started) * 1000:.0f} ms"
         if load_seconds is not None:
             timing += f", model loaded in {load_seconds:.1f} s"
+        for warning in caught:  # e.g. a filter field that no document has
+            err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
                                "text": h.text, "metadata": h.metadata} for h in hits],
@@ -320,7 +339,7 @@ def eval_command(
                 tempfile.TemporaryDirectory(prefix="colbridge-eval-"))) / "index"
             target = stack.enter_context(EmbeddedIndex(folder, model=model))
             build = None
-            if target.count() == 0:
+            if _count_or_zero(target) == 0:
                 build = _build_with_progress(target, data, build_index)
             elif target.count() != len(data.doc_ids):
                 raise InvalidInputError(
@@ -418,6 +437,10 @@ def check(
                       "vectors)", highlight=False)
         elif report.repairable:
             err.print("Run `colbridge check --repair` to rebuild the graph.", highlight=False)
+        elif not repair:
+            err.print("`--repair` cannot fix this: restore a backup, or save the readable "
+                      f"documents into a new index with `colbridge recover --from {index} --to "
+                      "NEW_FOLDER`.", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -446,6 +469,54 @@ def info(index: IndexOption, as_json: JsonOption = False) -> None:
             if key != "files":
                 table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         out.print(table)
+
+
+# -- backup and recover -------------------------------------------------------------------------
+@app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="A new folder for the copy.")],
+    index: IndexOption,
+) -> None:
+    """Copy an index safely while it is in use (writers wait; readers go on)."""
+    from .index import EmbeddedIndex
+    from .index.manifest import Manifest
+    from .models import ColBERTModel
+
+    with _user_errors():
+        started = time.perf_counter()
+        name = Manifest.read(index).model.name  # the copy needs no encoder weights
+        with EmbeddedIndex(index, model=ColBERTModel(name), create=False) as source:
+            copy = source.backup(destination)
+            documents = source.count()
+        size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
+        out.print(f"Backed up {documents:,} documents ({size / 1e6:.1f} MB) from {index} to "
+                  f"{copy} in {time.perf_counter() - started:.1f} s.", highlight=False)
+
+
+@app.command()
+def recover(
+    source: Annotated[Path, typer.Option("--from", help="The damaged index folder (only read).")],
+    destination: Annotated[Path, typer.Option(
+        "--to", help="A new folder for the recovered index.")],
+) -> None:
+    """Save a damaged index's readable documents into a new index (stored vectors, no encoding).
+
+    For damage that `check --repair` cannot fix, when there is no backup to restore.
+    """
+    from .backup import recover_index
+
+    with _user_errors():
+        result = recover_index(source, destination)
+    out.print(f"Recovered {result.recovered:,} documents into {result.path}.", highlight=False)
+    for line in result.lost:
+        err.print(f"[yellow]lost:[/] {line}", highlight=False)
+    if result.lost_ids:
+        shown = ", ".join(result.lost_ids[:10])
+        more = f" and {len(result.lost_ids) - 10:,} more" if len(result.lost_ids) > 10 else ""
+        err.print(f"lost ids: {shown}{more}", highlight=False, soft_wrap=True)
+    if result.lost:
+        err.print(f"Check the result with `colbridge check --index {result.path}`; re-add the "
+                  "lost documents from their sources.", highlight=False)
 
 
 # -- migrate ----------------------------------------------------------------------------------

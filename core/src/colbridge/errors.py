@@ -9,6 +9,7 @@ everything the library raises on purpose::
     ├── ModelLoadError           a model that cannot be loaded: unknown id, offline, not a model folder
     ├── IndexMismatchError       an index opened with a model of another identity or dimension
     ├── IndexCorruptError        a folder that is not a colbridge index, or a damaged one
+    │   └── IndexNotFoundError   no index at the path (yet): nothing was created
     └── IndexLockedError         another writer holds the index's write lock
 
 Messages say what was found, what was expected, and how to fix it.
@@ -48,6 +49,13 @@ class IndexMismatchError(ColbridgeError):
 
 class IndexCorruptError(ColbridgeError):
     """The folder is not a colbridge index, or its files are damaged."""
+
+
+class IndexNotFoundError(IndexCorruptError):
+    """No index exists at the path: a read (or ``create=False``) found a missing or empty folder.
+
+    Nothing is created by the call that raises it; the first ``add`` creates the index.
+    """
 
 
 class IndexLockedError(ColbridgeError):

@@ -85,7 +85,7 @@ class ColBERTVectorStore(VectorStore):
         if not isinstance(index, BaseIndex):
             raise TypeError(
                 f"ColBERTVectorStore needs a colbridge index, got {type(index).__name__}; use "
-                "ColBERTVectorStore.from_path(path, model=...) to open or create one"
+                "ColBERTVectorStore.from_path(path, model=...) to open one"
             )
         self.index = index
 
@@ -118,17 +118,24 @@ class ColBERTVectorStore(VectorStore):
         cls,
         path: str | os.PathLike[str],
         model: ColBERTModel | str | None = None,
+        *,
+        create: bool = False,
         **index_kwargs: Any,
     ) -> Self:
-        """Open the index folder ``path``, creating an empty index there if it has none.
+        """Open the index in the folder ``path``.
 
         Args:
             path: the index folder.
             model: a ``ColBERTModel`` or model name. For an existing index, by default the
                 model that built it; for a new one, ``COLBRIDGE_MODEL`` or colbridge's default.
+            create: create an empty index when the folder is missing or empty. Without it
+                such a folder (a mistyped path, say) raises ``colbridge.IndexNotFoundError``
+                here and nothing is created.
             **index_kwargs: other ``colbridge.EmbeddedIndex`` options (``search_options``...).
         """
-        return cls(EmbeddedIndex(path, model=model, **index_kwargs))
+        if create:
+            return cls(EmbeddedIndex.open_or_create(path, model, **index_kwargs))
+        return cls(EmbeddedIndex(path, model=model, create=False, **index_kwargs))
 
     @classmethod
     def from_texts(
@@ -218,6 +225,7 @@ class ColBERTVectorStore(VectorStore):
             if model is not None:
                 raise TypeError("pass the ColBERT model once: as `model` or as `embedding`")
             model = embedding
+        index_kwargs = {**index_kwargs, "create": True}
         if path is not None:
             return cls.from_path(path, model, **index_kwargs)
         scratch = tempfile.mkdtemp(prefix="colbridge-langchain-")

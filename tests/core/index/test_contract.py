@@ -45,8 +45,8 @@ def qdrant_clients():
 
 
 def open_index(backend, tmp_path, model, name="index"):
-    if backend == "embedded":
-        return EmbeddedIndex(tmp_path / name, model=model)
+    if backend == "embedded":  # created now, as QdrantIndex creates its collection
+        return EmbeddedIndex.open_or_create(tmp_path / name, model=model)
     client, async_client = qdrant_clients()
     return QdrantIndex(client, name, model=model, async_client=async_client)
 

@@ -57,7 +57,7 @@ class TestColBERTVectorStoreStandard(VectorStoreIntegrationTests):
 
     @pytest.fixture
     def vectorstore(self, tmp_path: Path, tiny_model: ColBERTModel) -> Iterator[VectorStore]:
-        store = ColBERTVectorStore.from_path(tmp_path / "index", model=tiny_model)
+        store = ColBERTVectorStore.from_path(tmp_path / "index", model=tiny_model, create=True)
         try:
             yield store
         finally:

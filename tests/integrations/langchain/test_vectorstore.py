@@ -31,7 +31,7 @@ EIFFEL_QUERY = "When was the Eiffel Tower in Paris built?"
 
 @pytest.fixture
 def store(tmp_path, tiny_model):
-    store = ColBERTVectorStore.from_path(tmp_path / "index", model=tiny_model)
+    store = ColBERTVectorStore.from_path(tmp_path / "index", model=tiny_model, create=True)
     yield store
     store.index.close()
 
@@ -224,6 +224,17 @@ def test_reopening_the_folder_keeps_documents(tmp_path, tiny_model):
     again = ColBERTVectorStore.from_path(tmp_path / "kept", model=tiny_model)
     assert again.get_by_ids(["p"])[0].page_content == "persisted text"
     again.index.close()
+
+
+def test_from_path_refuses_a_folder_without_an_index(tmp_path, tiny_model):
+    from colbridge import IndexNotFoundError
+
+    with pytest.raises(IndexNotFoundError, match="ix-mistakez"):
+        ColBERTVectorStore.from_path(tmp_path / "ix-mistakez", model=tiny_model)
+    assert list(tmp_path.iterdir()) == []
+    created = ColBERTVectorStore.from_path(tmp_path / "new", model=tiny_model, create=True)
+    assert created.similarity_search("anything") == []  # an empty store, as asked
+    created.index.close()
 
 
 _REOPEN = """

@@ -86,7 +86,7 @@ def li_index_path(tmp_path_factory: pytest.TempPathFactory, offline_model, sampl
     from llama_index.retrievers.colbridge import ColBERTRetriever
 
     path = tmp_path_factory.mktemp("li-sample") / "index"
-    with ColBERTRetriever(path, model=offline_model) as retriever:
+    with ColBERTRetriever(path, model=offline_model, create=True) as retriever:
         retriever.insert_nodes(sample_nodes)
     return path
 

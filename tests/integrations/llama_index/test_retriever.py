@@ -43,7 +43,7 @@ TINY_NAME = "tiny-test-model"
 def tiny_index_path(tmp_path_factory: pytest.TempPathFactory, tiny_model, sample_nodes) -> Path:
     """The sample nodes indexed with the tiny model: fast, rankings meaningless."""
     path = tmp_path_factory.mktemp("li-tiny") / "index"
-    with ColBERTRetriever(path, model=tiny_model) as retriever:
+    with ColBERTRetriever(path, model=tiny_model, create=True) as retriever:
         retriever.insert_nodes(sample_nodes)
     return path
 
@@ -358,7 +358,8 @@ async def test_async_insert_and_delete(tmp_path: Path, tiny_model) -> None:
         Document(id_="one", text=" ".join(["Octopuses have three hearts."] * 20)),
         Document(id_="two", text="Honeybees dance to share directions."),
     ]
-    with ColBERTRetriever(tmp_path / "index", model=tiny_model, similarity_top_k=1000) as retriever:
+    with ColBERTRetriever(tmp_path / "index", model=tiny_model, create=True,
+                          similarity_top_k=1000) as retriever:
         ids = await retriever.ainsert_documents(documents, transformations=[splitter])
         assert await retriever.index.acount() == len(ids)
         extra = await retriever.ainsert_nodes([TextNode(id_="three", text="Bats echolocate.")])
@@ -372,6 +373,20 @@ async def test_async_insert_and_delete(tmp_path: Path, tiny_model) -> None:
     assert {n.node.node_id for n in left} & ones == set()
 
 
+def test_a_folder_without_an_index_fails_at_construction(tmp_path: Path, tiny_model) -> None:
+    from colbridge import IndexNotFoundError
+
+    with pytest.raises(IndexNotFoundError, match="typo"):
+        ColBERTRetriever(tmp_path / "typo", model=tiny_model)
+    assert list(tmp_path.iterdir()) == []
+    built = ColBERTRetriever.from_nodes([TextNode(id_="n", text="Bats echolocate.")],
+                                        tmp_path / "new", model=tiny_model)
+    assert [n.node.node_id for n in built.retrieve("bats")] == ["n"]
+    built.close()
+    with ColBERTRetriever(tmp_path / "new", model=tiny_model) as reopened:
+        assert reopened.index.count() == 1
+
+
 def test_rejected_inputs(tmp_path: Path, tiny_model, tiny_index) -> None:
     with pytest.raises(ValueError, match="only with an index folder"):
         ColBERTRetriever(tiny_index, model=tiny_model)
@@ -380,7 +395,7 @@ def test_rejected_inputs(tmp_path: Path, tiny_model, tiny_index) -> None:
             ColBERTRetriever(tiny_index, similarity_top_k=bad_k)
     with pytest.raises(TypeError, match="colbridge index or a folder"):
         ColBERTRetriever(42)  # type: ignore[arg-type]
-    with ColBERTRetriever(tmp_path / "index", model=tiny_model) as retriever:
+    with ColBERTRetriever(tmp_path / "index", model=tiny_model, create=True) as retriever:
         with pytest.raises(ValueError, match="reserved"):
             retriever.insert_nodes([TextNode(text="x", metadata={"_llamaindex_node": 1})])
         with pytest.raises(ValueError, match="text nodes only"):

@@ -211,6 +211,14 @@ class DocStore:
         rows = self._conn().execute(f"SELECT doc_no FROM documents WHERE {where}", params)
         return np.array([r[0] for r in rows.fetchall()], dtype=np.int64)
 
+    @_damage_is_corruption
+    def absent_fields(self, names: Iterable[str]) -> list[str]:
+        """Those of the metadata fields ``names`` that no document has (a scan per absent one)."""
+        query = ("SELECT 1 FROM documents WHERE EXISTS "
+                 "(SELECT 1 FROM json_each(metadata) WHERE key = ?) LIMIT 1")
+        conn = self._conn()
+        return [n for n in names if conn.execute(query, (n,)).fetchone() is None]
+
     def iter_documents(self, batch: int = 1000) -> Iterable[tuple[str, str, dict[str, Any], int, int]]:
         """Every document as ``(id, text, metadata, vec_start, vec_count)``, in insertion order."""
         last = -1

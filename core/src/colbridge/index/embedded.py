@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -35,7 +36,13 @@ import numpy as np
 
 from .. import __version__
 from .._aio import run_off_loop
-from ..errors import IndexCorruptError, IndexLockedError, IndexMismatchError, InvalidInputError
+from ..errors import (
+    IndexCorruptError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    InvalidInputError,
+)
 from ..filters import Condition
 from ..models import ColBERTModel
 from ..scoring import fuse_scores, maxsim_ranges, rows_of, token_similarities
@@ -104,10 +111,13 @@ class EmbeddedIndex(BaseIndex):
     """A ColBERT index in one folder: SQLite documents, float16 vectors, a Voyager graph.
 
     Args:
-        path: the index folder. Opened if it holds an index, created if missing or empty.
+        path: the index folder. Opened if it holds an index. If it is missing or empty, the
+            first ``add``/``add_encoded`` creates the index there; until then every other
+            call raises :class:`~colbridge.IndexNotFoundError` and creates nothing.
         model: a :class:`ColBERTModel`, a model name, or None for the model that built the
             index (or ``COLBRIDGE_MODEL``/the default when creating).
-        create: create the index when the folder is missing or empty (default True).
+        create: allow the first write to create the index (default True); with False a
+            missing or empty folder raises :class:`~colbridge.IndexNotFoundError` at once.
         graph: how to build the HNSW graph (only used when creating).
         search_options: default candidate-breadth knobs; each search may override them.
         lock_timeout: seconds a write waits for another writer before
@@ -115,6 +125,9 @@ class EmbeddedIndex(BaseIndex):
         compact_threshold: share of dead vector rows (from deletes and upserts) above which a
             write compacts the index.
         checkpoint_rows: new rows after which the graph is saved (it is also saved on close).
+
+    Every read (``search``, ``count``, ``get``, ``stats``) answers from the newest committed
+    state, including writes of other processes (see ``docs/concepts.md``).
 
     Example:
         >>> index = EmbeddedIndex("my-index", model="offline-minilm")  # doctest: +SKIP
@@ -138,23 +151,69 @@ class EmbeddedIndex(BaseIndex):
         compact_threshold: float = 0.3,
         checkpoint_rows: int = 50_000,
     ) -> None:
-        from filelock import FileLock
-
         self.path = Path(path).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise IndexCorruptError(f"{self.path} is a file, not an index folder")
         if isinstance(model, (str, os.PathLike)):
             model = ColBERTModel(model)
+        self.options = search_options or SearchOptions()
+        if not 0 < compact_threshold <= 1:
+            raise InvalidInputError("compact_threshold must be in (0, 1]")
+        self._compact_threshold = compact_threshold
+        self._checkpoint_every = checkpoint_rows
+        self._lock_timeout = lock_timeout
+        self._write_lock = threading.RLock()
+        self._closed = False
+        self._means_unsaved = False
+        self._requested_model = model
+        self.manifest: Manifest | None = None  # type: ignore[assignment]
+        # Until an index exists here, nothing is created: the first add creates it, and any
+        # other call raises IndexNotFoundError, so a mistyped path leaves no empty index behind.
+        self._pending: GraphParams | None = None
         if not (self.path / "manifest.json").exists():
-            if not looks_empty(self.path):
-                raise IndexCorruptError(
-                    f"{self.path} is not a colbridge index (it has files but no manifest.json); "
-                    "refusing to write into it"
-                )
+            self._check_creatable()
             if not create:
-                raise IndexCorruptError(f"no colbridge index at {self.path}")
-            model = model or ColBERTModel()
-            self._create(model, graph or GraphParams())
+                raise IndexNotFoundError(
+                    f"no colbridge index at {self.path}: check the path (add documents to "
+                    "create one there)"
+                )
+            self.model = model or ColBERTModel()
+            self._pending = graph or GraphParams()
+            return
+        self._open(model)
+
+    @classmethod
+    def open_or_create(
+        cls, path: str | os.PathLike[str], model: ColBERTModel | str | None = None, **options: Any
+    ) -> EmbeddedIndex:
+        """Open the index at ``path``, or create an empty one there now (a missing or empty
+        folder), so that reads succeed before the first add. ``options`` as for the
+        constructor (``create`` excepted)."""
+        index = cls(path, model, create=True, **options)
+        try:
+            index._create_if_pending()
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    @property
+    def dimension(self) -> int:  # type: ignore[override]
+        """Size of the stored token vectors."""
+        return self.manifest.model.dimension if self.manifest else self.model.dimension
+
+    # -- creation and loading -----------------------------------------------------------------
+    def _check_creatable(self) -> None:
+        if not looks_empty(self.path):
+            raise IndexCorruptError(
+                f"{self.path} is not a colbridge index (it has files but no manifest.json); "
+                "refusing to write into it"
+            )
+
+    def _open(self, model: ColBERTModel | None) -> None:
+        """Open the index the folder holds (its manifest exists)."""
+        from filelock import FileLock
+
         self.manifest = Manifest.read(self.path)
         info = self.manifest.model
         if model is None:
@@ -167,22 +226,43 @@ class EmbeddedIndex(BaseIndex):
                 f"with that model (or leave the model out), or build a new index for this one"
             )
         self.model = model
-        self.dimension = info.dimension
-        self.options = search_options or SearchOptions()
-        if not 0 < compact_threshold <= 1:
-            raise InvalidInputError("compact_threshold must be in (0, 1]")
-        self._compact_threshold = compact_threshold
-        self._checkpoint_every = checkpoint_rows
-        self._lock_timeout = lock_timeout
-        self._write_lock = threading.RLock()
         self._file_lock = FileLock(self.path / LOCK_FILE, thread_local=False)
         self._store = DocStore(self.path)
         self._lexical = LexicalIndex(self.path, self._store.texts_by_doc_nos)
-        self._closed = False
-        self._means_unsaved = False
         self._reload()
 
-    # -- creation and loading -----------------------------------------------------------------
+    def _require_index(self) -> None:
+        """Raise unless an index exists here; open one another handle created since."""
+        self._check_open()
+        if self._pending is None:
+            return
+        with self._write_lock:
+            if self._pending is None:
+                return
+            if not (self.path / "manifest.json").exists():
+                raise IndexNotFoundError(
+                    f"no colbridge index at {self.path} (nothing was created: check the path, "
+                    "or add documents to create the index there)"
+                )
+            self._open(self._requested_model)
+            self._pending = None
+
+    def _create_if_pending(self) -> None:
+        """The first write creates the index (unless another handle did meanwhile)."""
+        self._check_open()
+        if self._pending is None:
+            return
+        with self._write_lock:
+            if self._pending is None:
+                return
+            if (self.path / "manifest.json").exists():  # created by another handle meanwhile
+                self._open(self._requested_model)
+            else:
+                self._check_creatable()
+                self._create(self.model, self._pending)
+                self._open(self.model)
+            self._pending = None
+
     def _create(self, model: ColBERTModel, params: GraphParams) -> None:
         manifest = Manifest(
             model=ModelInfo(model.name, model.dimension, model.query_length, model.document_length),
@@ -261,8 +341,10 @@ class EmbeddedIndex(BaseIndex):
                                 covered_rows=len(snap.tok2doc))
 
     def refresh(self) -> bool:
-        """See writes made by other processes since this one last looked; True if there were any."""
-        self._check_open()
+        """Catch up with writes made by other processes since this one last looked; True if
+        there were any. Every read does this first on its own; calling it moves the catch-up
+        cost out of the next read."""
+        self._require_index()
         with self._write_lock:
             if self._store.changes() == self._changes:
                 return False
@@ -278,7 +360,7 @@ class EmbeddedIndex(BaseIndex):
     def _writing(self) -> Iterator[None]:
         from filelock import Timeout
 
-        self._check_open()
+        self._require_index()
         with self._write_lock:
             try:
                 self._file_lock.acquire(timeout=self._lock_timeout)
@@ -299,6 +381,7 @@ class EmbeddedIndex(BaseIndex):
         embeddings: list[np.ndarray],
     ) -> None:
         counts = [len(e) for e in embeddings]
+        self._create_if_pending()
         with self._writing():
             replaced = self._store.doc_nos_for_ids(ids)
             first = self._vectors.append(embeddings)
@@ -382,6 +465,22 @@ class EmbeddedIndex(BaseIndex):
             self._checkpoint_if_behind()
             self._lexical.checkpoint(self._snap.live)
 
+    def backup(self, destination: str | os.PathLike[str]) -> Path:
+        """Copy the index, as of one committed state, into the new folder ``destination``.
+
+        Safe while the index is in use: readers go on, writers (in any process) wait for the
+        copy. SQLite's online backup copies the documents; the vectors, graph, means and
+        lexical segment are copied as committed. Returns the destination, which opens like
+        the original (see ``docs/reliability.md``).
+        """
+        from ..backup import backup_index
+
+        return backup_index(self, destination)
+
+    async def abackup(self, destination: str | os.PathLike[str]) -> Path:
+        """Async :meth:`backup`."""
+        return await run_off_loop(self.backup, destination)
+
     def compact(self) -> None:
         """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding)."""
         with self._writing():
@@ -429,26 +528,42 @@ class EmbeddedIndex(BaseIndex):
                     os.remove(entry.path)
 
     # -- reading ----------------------------------------------------------------------------
+    def _check_search(self, *args: Any, **kwargs: Any) -> tuple[int, list[Condition], SearchMode]:
+        checked = super()._check_search(*args, **kwargs)
+        self._require_index()  # before the query is encoded, which may load the model
+        return checked
+
+    def _fresh_snapshot(self) -> _Snapshot:
+        """The snapshot a read uses, first brought up to date if another process (or another
+        handle on this folder) has committed since this one last looked: one read of the
+        store's ``changes`` counter per call."""
+        self._require_index()
+        if self._store.changes() != self._changes:
+            with self._write_lock:
+                if self._store.changes() != self._changes:
+                    self._reload()
+        return self._snap
+
     def _count(self) -> int:
-        self._check_open()
-        return int(len(self._snap.live))
+        return int(len(self._fresh_snapshot().live))
 
     def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        self._check_open()
+        self._require_index()  # the store is always current: no snapshot needed
         return self._store.fetch_by_ids(ids)
 
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        self._check_open()
         opts = replace(self.options, **options) if options else self.options
-        snap = self._snap
+        snap = self._fresh_snapshot()
         pool = snap.live
         if conditions:
             pool = np.intersect1d(self._store.matching_doc_nos(conditions), snap.live,
                                   assume_unique=True)
         if len(pool) == 0:
+            if conditions:
+                self._warn_of_absent_fields(conditions)
             return []
         if mode.name == "bm25":
             doc_nos, scores = self._lexical.scores(mode.text, snap.live, pool)
@@ -467,6 +582,21 @@ class EmbeddedIndex(BaseIndex):
             return self._assemble(candidates, scores, k)
         union, fused, colbert = self._hybrid(embedding, snap, pool, candidates, scores, mode, depth)
         return self._assemble(union, fused, k, tie_break=colbert)
+
+    def _warn_of_absent_fields(self, conditions: list[Condition]) -> None:
+        """Say which fields of a filter that matched nothing no document has (a typo, often).
+        Only fields a match needs count: ``$ne``/``$nin`` of a value hold where a field is
+        missing."""
+        needed = dict.fromkeys(c.field for c in conditions
+                               if c.op not in ("$ne", "$nin") or c.value is None)
+        absent = self._store.absent_fields(needed)
+        if absent:
+            names = ", ".join(repr(n) for n in absent)
+            warnings.warn(
+                f"no document has the metadata field{'s' if len(absent) > 1 else ''} {names}, "
+                f"so the filter matches nothing (a misspelt field name?)",
+                UserWarning, stacklevel=5,
+            )
 
     def _hybrid(
         self, embedding: np.ndarray, snap: _Snapshot, pool: np.ndarray, candidates: np.ndarray,
@@ -544,8 +674,7 @@ class EmbeddedIndex(BaseIndex):
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Sizes and settings, as shown by ``colbridge info``."""
-        self._check_open()
-        snap = self._snap
+        snap = self._fresh_snapshot()
         files = {}
         for entry in os.scandir(self.path):
             if entry.is_file():
@@ -578,6 +707,9 @@ class EmbeddedIndex(BaseIndex):
         if self._closed:
             return
         with self._write_lock:
+            if self._pending is not None:  # no index was created: nothing to save or close
+                self._closed = True
+                return
             try:
                 with self._writing():
                     self._checkpoint_if_behind()
@@ -596,7 +728,7 @@ class EmbeddedIndex(BaseIndex):
             raise InvalidInputError(f"the index at {self.path} is closed")
 
     def __repr__(self) -> str:
-        return f"EmbeddedIndex({str(self.path)!r}, model={self.manifest.model.name!r})"
+        return f"EmbeddedIndex({str(self.path)!r}, model={self.model.name!r})"
 
     # -- copying ------------------------------------------------------------------------------
     def __copy__(self) -> EmbeddedIndex:

@@ -42,10 +42,13 @@ class ColBERTRetriever(BaseRetriever):
 
     Args:
         index: a colbridge index (any ``colbridge.BaseIndex``), or the folder of an embedded
-            index, which is opened — or created when missing or empty.
+            index, which is opened. A folder without an index raises
+            ``colbridge.IndexNotFoundError`` here, unless ``create`` is set.
         model: only with a folder: the ``ColBERTModel`` or model name to open it with
             (default: the model that built it; for a new index ``COLBRIDGE_MODEL`` or the
             default model).
+        create: only with a folder: create an empty index in it when it is missing or empty
+            (``from_documents``/``from_nodes`` set it).
         similarity_top_k: how many nodes to return.
         filters: LlamaIndex ``MetadataFilters`` applied to every query. Supported operators
             ``==``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``in``, ``nin``, under the ``and``
@@ -83,6 +86,7 @@ class ColBERTRetriever(BaseRetriever):
         index: BaseIndex | str | os.PathLike[str],
         *,
         model: ColBERTModel | str | None = None,
+        create: bool = False,
         similarity_top_k: int = DEFAULT_SIMILARITY_TOP_K,
         filters: MetadataFilters | None = None,
         normalize_scores: bool = False,
@@ -98,11 +102,15 @@ class ColBERTRetriever(BaseRetriever):
         _check_mode(mode, index)
         _check_hybrid_weight(hybrid_weight)
         if isinstance(index, BaseIndex):
-            if model is not None:
-                raise ValueError("pass model only with an index folder; an index has its own")
+            if model is not None or create:
+                raise ValueError("pass model or create only with an index folder; an index "
+                                 "has its own")
             self._owns_index = False
         elif isinstance(index, (str, os.PathLike)):
-            index = EmbeddedIndex(index, model=model)
+            if create:
+                index = EmbeddedIndex.open_or_create(index, model)
+            else:
+                index = EmbeddedIndex(index, model=model, create=False)
             self._owns_index = True
         else:
             raise TypeError(
@@ -134,8 +142,9 @@ class ColBERTRetriever(BaseRetriever):
     ) -> ColBERTRetriever:
         """Split ``documents`` into nodes (``transformations``, default
         ``Settings.transformations``: a ``SentenceSplitter``), index them and return a
-        retriever over ``index``. ``kwargs`` go to the constructor."""
-        retriever = cls(index, **kwargs)
+        retriever over ``index`` (a folder without an index gets one). ``kwargs`` go to the
+        constructor."""
+        retriever = cls(index, **_creating(index, kwargs))
         retriever.insert_documents(
             documents, transformations=transformations, show_progress=show_progress
         )
@@ -145,8 +154,9 @@ class ColBERTRetriever(BaseRetriever):
     def from_nodes(
         cls, nodes: Sequence[BaseNode], index: BaseIndex | str | os.PathLike[str], **kwargs: Any
     ) -> ColBERTRetriever:
-        """Index ready-made nodes and return a retriever over ``index``."""
-        retriever = cls(index, **kwargs)
+        """Index ready-made nodes and return a retriever over ``index`` (a folder without an
+        index gets one)."""
+        retriever = cls(index, **_creating(index, kwargs))
         retriever.insert_nodes(nodes)
         return retriever
 
@@ -270,6 +280,11 @@ class ColBERTRetriever(BaseRetriever):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _creating(index: object, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments that let a folder be created, for the building class methods."""
+    return {"create": True, **kwargs} if isinstance(index, (str, os.PathLike)) else kwargs
 
 
 def _check_top_k(k: object) -> None:
