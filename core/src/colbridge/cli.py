@@ -21,7 +21,6 @@ from rich.table import Table
 
 from .errors import (
     ColbridgeError,
-    IndexCorruptError,
     IndexNotFoundError,
     InvalidInputError,
     ModelLoadError,
