@@ -28,7 +28,7 @@ def found(retriever: ColBERTRetriever) -> list[tuple[str, float]]:
 def folder(tmp_path: Path, tiny_model) -> Path:
     nodes = [TextNode(id_=f"n{i}", text=f"passage {i} about {w}", metadata={"i": i})
              for i, w in enumerate(["tides", "the Moon", "bread", "comets", "violins"])]
-    with ColBERTRetriever(tmp_path / "index", model=tiny_model) as retriever:
+    with ColBERTRetriever(tmp_path / "index", model=tiny_model, create=True) as retriever:
         retriever.insert_nodes(nodes)
     return tmp_path / "index"
 
