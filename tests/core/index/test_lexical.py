@@ -213,3 +213,29 @@ def test_qdrant_backend_refuses_lexical_modes(tiny_model):
         with pytest.raises(InvalidInputError, match="embedded index"):
             index.search("hello", mode="hybrid")
     client.close()
+
+
+@pytest.mark.parametrize("text", ["no", "I", "?", "🙂 👍"])
+def test_a_corpus_without_any_bm25_term_is_a_valid_lexical_state(tmp_path, tiny_model, text):
+    index = EmbeddedIndex(tmp_path / "ix", model=tiny_model)
+    index.add([text], ids=["only"])
+    assert index.search("x", k=3, mode="bm25") == []
+    assert [h.id for h in index.search("x", k=3, mode="hybrid")] == ["only"]
+    index.close()  # saves the empty base and closes
+    with pytest.raises(InvalidInputError, match="closed"):
+        index.count()
+    assert check_index(tmp_path / "ix").ok
+    with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as reopened:
+        assert reopened.search("x", k=3, mode="bm25") == []
+        reopened.add(["part number XJ-4471"], ids=["rare"])
+        assert reopened.search("XJ-4471", k=1, mode="bm25")[0].id == "rare"
+
+
+def test_deleting_the_last_document_with_a_term_after_the_base_exists(tmp_path, tiny_model):
+    with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as index:
+        index.add(["part number XJ-4471", "no"], ids=["rare", "stop"])
+        index.flush()  # the lexical base exists
+        assert index.delete(["rare"]) == 1  # compacts: the base is rebuilt over "no" alone
+        assert index.count() == 1
+        assert index.search("XJ-4471", k=1, mode="bm25") == []
+    assert check_index(tmp_path / "ix").ok

@@ -96,6 +96,11 @@ class Segment:
             pads = _padding(sum(lengths), len(lengths), average_length)
             terms = terms + pads
             doc_nos = np.concatenate([doc_nos, np.full(len(pads), -1, np.int64)])
+        if not any(terms):
+            # No text holds a BM25 term ("no", "I", "?"): a valid state, but bm25s cannot index
+            # an empty vocabulary. One padding row gives it a term no query ever has.
+            terms = [*terms, [_PAD]]
+            doc_nos = np.concatenate([doc_nos, np.full(1, -1, np.int64)])
         retriever = bm25s.BM25()
         retriever.index(terms, show_progress=False)
         return cls(retriever, doc_nos, upto, own_average)
