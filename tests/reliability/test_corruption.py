@@ -148,6 +148,28 @@ CASES = [
     ("metadata not JSON", lambda p: _sql(p, "UPDATE documents SET metadata = '{oops' "
                                            "WHERE id = 'doc-50'"),
      None, "not a JSON object", False),
+    ("manifest dimension a float", lambda p: _manifest(p, model__dimension=32.0),
+     "incomplete or malformed", "incomplete or malformed", False),
+    ("manifest nested deeply",
+     lambda p: (p / "manifest.json").write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+     "not valid JSON", "not valid JSON", False),
+    ("sqlite schema version as text",
+     lambda p: _sql(p, "UPDATE state SET value = 'one' WHERE key = 'schema_version'"),
+     "schema version", "schema version", False),
+    ("sqlite generation as text",
+     lambda p: _sql(p, "UPDATE state SET value = 'x' WHERE key = 'generation'"),
+     "impossible state", "impossible state", False),
+    ("sqlite negative vector rows",
+     lambda p: _sql(p, "UPDATE state SET value = -5 WHERE key = 'vector_rows'"),
+     "impossible state", "impossible state", False),
+    ("vector start as text",
+     lambda p: _sql(p, "UPDATE documents SET vec_start = 'x' WHERE id = 'doc-50'"),
+     "not integers", "not integers", False),
+    ("text a blob", lambda p: _sql(p, "UPDATE documents SET text = X'00ff' WHERE id = 'doc-50'"),
+     None, "not UTF-8 text", False),
+    ("text not UTF-8",
+     lambda p: _sql(p, "UPDATE documents SET text = CAST(X'fffe41' AS TEXT) WHERE id = 'doc-50'"),
+     None, "not UTF-8 text", False),
     ("vectors zeroed", _zero_vectors, None, "not finite unit vectors", False),
     ("vectors truncated", lambda p: (p / "vectors-1.f16").write_bytes(b"\0" * 640),
      "truncated", "truncated", False),
@@ -254,3 +276,27 @@ def test_folders_that_are_not_indexes(tmp_path, what):
     assert not report.ok and not report.repaired
     if what == "foreign folder":
         assert sorted(p.name for p in target.iterdir()) == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE documents SET metadata = '{oops' WHERE id = 'doc-50'",
+    "UPDATE documents SET text = X'00ff' WHERE id = 'doc-50'",
+    "UPDATE documents SET text = CAST(X'fffe41' AS TEXT) WHERE id = 'doc-50'",
+], ids=["metadata not JSON", "text a blob", "text not UTF-8"])
+def test_a_damaged_document_is_a_typed_error_when_read(damaged, damage):
+    _sql(damaged, damage)
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        with pytest.raises(IndexCorruptError, match="doc-50|damaged"):
+            ix.get(["doc-50"])
+        with pytest.raises(IndexCorruptError):
+            ix.search(doc_text("doc-50", 0), k=1)
+        assert ix.get(["doc-51"])[0].id == "doc-51"  # the other documents still read
+
+
+def test_info_on_a_regular_file_is_a_clear_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("hello")
+    result = CliRunner().invoke(app, ["info", "--index", str(target)])
+    assert result.exit_code == 1 and "not a colbridge index" in " ".join(result.output.split())
+    assert not isinstance(result.exception, NotADirectoryError)
+    assert target.read_text() == "hello"

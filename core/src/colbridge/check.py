@@ -215,9 +215,17 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
             found.data_damaged = True
             return None
         generation, rows = state["generation"], state["vector_rows"]
-        if not (isinstance(generation, int) and isinstance(rows, int) and generation >= 0
-                and rows >= 0):
+        if not all(type(state[key]) is int and state[key] >= 0
+                   for key in ("generation", "vector_rows", "changes")):
             report.problems.append(f"{FILENAME} has an impossible state {state}")
+            found.data_damaged = True
+            return None
+        untyped = conn.execute(
+            "SELECT count(*) FROM documents WHERE typeof(vec_start) != 'integer' "
+            "OR typeof(vec_count) != 'integer' OR typeof(doc_no) != 'integer'").fetchone()[0]
+        if untyped:
+            report.problems.append(f"{untyped} document(s) have vector ranges that are not "
+                                   "integers")
             found.data_damaged = True
             return None
         rows_sql = "SELECT vec_start, vec_count FROM documents ORDER BY vec_start"
@@ -226,6 +234,7 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
             "SELECT count(*) FROM documents WHERE NOT json_valid(metadata) "
             "OR json_type(metadata) != 'object'"
         ).fetchone()[0]
+        bad_texts = _count_bad_texts(conn)
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be read: {e}")
         found.data_damaged = True
@@ -236,6 +245,9 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
     if bad_metadata:
         report.problems.append(f"{bad_metadata} document(s) have metadata that is not a JSON "
                                "object")
+        found.data_damaged = True
+    if bad_texts:
+        report.problems.append(f"{bad_texts} document(s) have a text that is not UTF-8 text")
         found.data_damaged = True
     starts, counts = ranges[:, 0], ranges[:, 1]
     ends = starts + counts
@@ -252,6 +264,19 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         report.problems.append(f"{overlaps} document vector range(s) overlap the one before")
         found.data_damaged = True
     return generation, rows, ranges
+
+
+def _count_bad_texts(conn: sqlite3.Connection) -> int:
+    """Documents whose text is not a valid UTF-8 string (a blob, or undecodable bytes)."""
+    bad = conn.execute("SELECT count(*) FROM documents WHERE typeof(text) != 'text'").fetchone()[0]
+    cursor = conn.execute("SELECT CAST(text AS BLOB) FROM documents WHERE typeof(text) = 'text'")
+    while batch := cursor.fetchmany(10_000):
+        for (raw,) in batch:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad += 1
+    return bad
 
 
 def _check_vectors(folder: Path, generation: int, rows: int, ranges: np.ndarray, dimension: int,

@@ -60,7 +60,8 @@ def _damage_is_corruption(method: _F) -> _F:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as e:
-            if type(e) is not sqlite3.DatabaseError:  # locked, constraint, I/O: not damage
+            undecodable = isinstance(e, sqlite3.OperationalError) and "decode" in str(e)
+            if type(e) is not sqlite3.DatabaseError and not undecodable:  # locked, I/O: not damage
                 raise
             raise IndexCorruptError(
                 f"{self.path} is damaged ({e}); run `colbridge check` and restore it from a backup"
@@ -104,12 +105,16 @@ class DocStore:
                         [("schema_version", SCHEMA_VERSION), ("generation", 0),
                          ("vector_rows", 0), ("changes", 0)],
                     )
-            version = self._state_value("schema_version")
+            row = self._conn().execute(
+                "SELECT value FROM state WHERE key = 'schema_version'").fetchone()
+            version = row[0] if row else None
         except sqlite3.DatabaseError as e:
             raise IndexCorruptError(f"{self.path} is not a readable SQLite database: {e}") from e
-        if version != SCHEMA_VERSION:
+        if row is None:
+            raise IndexCorruptError(f"{self.path} lacks the state entry 'schema_version'")
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise IndexCorruptError(
-                f"{self.path} has schema version {version}; this colbridge reads {SCHEMA_VERSION}"
+                f"{self.path} has schema version {version!r}; this colbridge reads {SCHEMA_VERSION}"
             )
 
     def _conn(self) -> sqlite3.Connection:
@@ -139,13 +144,19 @@ class DocStore:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise IndexCorruptError(f"{self.path} lacks the state entry {key!r}")
-        return int(row[0])
+        return self._valid_state(key, row[0])
+
+    def _valid_state(self, key: str, value: Any) -> int:
+        if type(value) is not int or value < 0:  # SQLite stores whatever it is given
+            raise IndexCorruptError(f"{self.path} has an impossible state: {key} is {value!r}")
+        return value
 
     @_damage_is_corruption
     def state(self) -> State:
         rows = dict(self._conn().execute("SELECT key, value FROM state").fetchall())
         try:
-            return State(int(rows["generation"]), int(rows["vector_rows"]), int(rows["changes"]))
+            return State(*(self._valid_state(key, rows[key])
+                           for key in ("generation", "vector_rows", "changes")))
         except KeyError as e:
             raise IndexCorruptError(f"{self.path} lacks the state entry {e}") from None
 
@@ -164,12 +175,16 @@ class DocStore:
         conn.execute("BEGIN")
         try:
             state = self.state()
-            table = np.array(
-                conn.execute("SELECT doc_no, vec_start, vec_count FROM documents").fetchall(),
-                dtype=np.int64,
-            ).reshape(-1, 3)
+            rows = conn.execute("SELECT doc_no, vec_start, vec_count FROM documents").fetchall()
         finally:
             conn.execute("COMMIT")
+        if any(type(value) is not int for row in rows for value in row):
+            raise IndexCorruptError(
+                f"{self.path} has vector ranges that are not integers; run `colbridge check`")
+        table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        if len(table) and ((table[:, 1] < 0) | (table[:, 2] < 1)).any():
+            raise IndexCorruptError(f"{self.path} has empty or negative vector ranges; "
+                                    "run `colbridge check`")
         return state, table
 
     @_damage_is_corruption
@@ -186,7 +201,8 @@ class DocStore:
             "SELECT id, text, metadata FROM documents WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(ids)),),
         )
-        return {i: (text, json.loads(meta)) for i, text, meta in rows.fetchall()}
+        return {i: self._document(i, text, meta)
+                for i, text, meta in rows.fetchall()}
 
     @_damage_is_corruption
     def fetch_by_doc_nos(self, doc_nos: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
@@ -195,7 +211,7 @@ class DocStore:
             "WHERE doc_no IN (SELECT value FROM json_each(?))",
             (json.dumps([int(n) for n in doc_nos]),),
         )
-        return {n: (i, text, json.loads(meta)) for n, i, text, meta in rows.fetchall()}
+        return {n: (i, *self._document(i, text, meta)) for n, i, text, meta in rows.fetchall()}
 
     @_damage_is_corruption
     def texts_by_doc_nos(self, doc_nos: Sequence[int]) -> dict[int, str]:
@@ -203,7 +219,12 @@ class DocStore:
             "SELECT doc_no, text FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
             (json.dumps([int(n) for n in doc_nos]),),
         )
-        return dict(rows.fetchall())
+        texts = dict(rows.fetchall())
+        for doc_no, text in texts.items():
+            if not isinstance(text, str):
+                raise IndexCorruptError(f"{self.path}: document number {doc_no} has a text that "
+                                        "is not UTF-8 text; run `colbridge check`")
+        return texts
 
     @_damage_is_corruption
     def matching_doc_nos(self, conditions: list[Condition]) -> np.ndarray:
@@ -223,8 +244,22 @@ class DocStore:
             if not rows:
                 return
             for doc_no, i, text, meta, start, count in rows:
-                yield i, text, json.loads(meta), start, count
+                yield i, *self._document(i, text, meta), start, count
                 last = doc_no
+
+    def _document(self, doc_id: str, text: Any, metadata: Any) -> tuple[str, dict[str, Any]]:
+        """A stored ``(text, metadata)`` pair, checked: damage is an IndexCorruptError."""
+        if not isinstance(text, str):
+            raise IndexCorruptError(f"{self.path}: document {doc_id!r} has a text that is not "
+                                    "UTF-8 text; run `colbridge check`")
+        try:
+            parsed = json.loads(metadata)
+        except (TypeError, ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise IndexCorruptError(f"{self.path}: document {doc_id!r} has metadata that is not a "
+                                    "JSON object; run `colbridge check`")
+        return text, parsed
 
     # -- writes -----------------------------------------------------------------------------
     @_damage_is_corruption
