@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from colbridge import EmbeddedIndex, GraphParams, IndexCorruptError
+from colbridge import EmbeddedIndex, GraphParams, IndexCorruptError, InvalidInputError
 from colbridge.check import check_index
 from colbridge.cli import app
 
@@ -151,7 +151,7 @@ CASES = [
     ("manifest dimension a float", lambda p: _manifest(p, model__dimension=32.0),
      "incomplete or malformed", "incomplete or malformed", False),
     ("manifest nested deeply",
-     lambda p: (p / "manifest.json").write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+     lambda p: (p / "manifest.json").write_text(f'{{"format": {"[" * 100_000}{"]" * 100_000}}}'),
      "not valid JSON", "not valid JSON", False),
     ("sqlite schema version as text",
      lambda p: _sql(p, "UPDATE state SET value = 'one' WHERE key = 'schema_version'"),
@@ -170,6 +170,15 @@ CASES = [
     ("text not UTF-8",
      lambda p: _sql(p, "UPDATE documents SET text = CAST(X'fffe41' AS TEXT) WHERE id = 'doc-50'"),
      None, "not UTF-8 text", False),
+    ("sqlite with a trigger",
+     lambda p: _sql(p, "CREATE TRIGGER t AFTER INSERT ON documents "
+                       "BEGIN UPDATE documents SET text = 'overwritten'; END"),
+     "did not create", "did not create", False),
+    ("sqlite with a view", lambda p: _sql(p, "CREATE VIEW v AS SELECT id FROM documents"),
+     "did not create", "did not create", False),
+    ("sqlite with a foreign index",
+     lambda p: _sql(p, "CREATE INDEX by_text ON documents(text)"),
+     "did not create", "did not create", False),
     ("vectors zeroed", _zero_vectors, None, "not finite unit vectors", False),
     ("vectors truncated", lambda p: (p / "vectors-1.f16").write_bytes(b"\0" * 640),
      "truncated", "truncated", False),
@@ -286,7 +295,7 @@ def test_folders_that_are_not_indexes(tmp_path, what):
 def test_a_damaged_document_is_a_typed_error_when_read(damaged, damage):
     _sql(damaged, damage)
     with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
-        with pytest.raises(IndexCorruptError, match="doc-50|damaged"):
+        with pytest.raises(IndexCorruptError, match=r"doc-50|damaged"):
             ix.get(["doc-50"])
         with pytest.raises(IndexCorruptError):
             ix.search(doc_text("doc-50", 0), k=1)
@@ -300,3 +309,62 @@ def test_info_on_a_regular_file_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "not a colbridge index" in " ".join(result.output.split())
     assert not isinstance(result.exception, NotADirectoryError)
     assert target.read_text() == "hello"
+
+
+def _lexical_folder(path):
+    (folder,) = path.glob("lexical-*")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["vectors-1.f16", "write.lock", "documents.sqlite",
+                                  "documents.sqlite-wal", "graph", "lexical", "lexical file"])
+def test_a_symbolic_link_in_the_folder_is_refused_and_its_target_untouched(damaged, tmp_path,
+                                                                          name):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if name == "graph":
+        inside = _graph(damaged)
+    elif name == "lexical":
+        inside = _lexical_folder(damaged)
+    elif name == "lexical file":
+        inside = _lexical_folder(damaged) / "doc_nos.npy"
+    else:
+        inside = damaged / name
+    target = outside / inside.name
+    if inside.is_dir():
+        shutil.copytree(inside, target)
+        shutil.rmtree(inside)
+    elif inside.exists():
+        shutil.copy(inside, target)
+        inside.unlink()
+    else:
+        target.write_bytes(b"precious")
+    inside.symlink_to(target, target_is_directory=target.is_dir())
+    before = {p.relative_to(outside): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+
+    with pytest.raises(IndexCorruptError, match="symbolic link"):
+        EmbeddedIndex(damaged, model=HashEncoder(), create=False)
+    report = check_index(damaged, repair=True)
+    assert not report.ok and not report.repaired
+    assert any("symbolic link" in p for p in report.problems), report.problems
+    cli = CliRunner().invoke(app, ["check", "--index", str(damaged)])
+    assert cli.exit_code == 1 and "symbolic link" in " ".join(cli.output.split())
+    after = {p.relative_to(outside): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    assert after == before and inside.is_symlink()
+
+
+def test_a_symbolic_link_planted_after_open_is_never_written_through(damaged, tmp_path):
+    outside = tmp_path / "precious.f16"
+    ix = EmbeddedIndex(damaged, model=HashEncoder(), create=False)
+    shutil.copy(damaged / "vectors-1.f16", outside)
+    (damaged / "vectors-1.f16").unlink()
+    (damaged / "vectors-1.f16").symlink_to(outside)
+    before = outside.read_bytes()
+    with pytest.raises(IndexCorruptError, match="symbolic link"):
+        ix.add([doc_text("new", 0)], ids=["new"])
+    assert ix.count() == 280
+    with pytest.raises(IndexCorruptError, match="symbolic link"):
+        ix.close()  # closes, and says why the caches were not saved
+    with pytest.raises(InvalidInputError, match="closed"):
+        ix.count()
+    assert outside.read_bytes() == before

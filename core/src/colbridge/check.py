@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import refuse_links
 from .errors import IndexCorruptError, IndexLockedError
 
 _GRAPH = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
@@ -133,6 +134,12 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
         found.data_damaged = True
         return found
     try:
+        refuse_links(folder)
+    except IndexCorruptError as e:
+        report.problems.append(str(e))
+        found.data_damaged = True
+        return found
+    try:
         manifest = Manifest.read(folder)
     except IndexCorruptError as e:
         report.problems.append(f"manifest: {e}")
@@ -172,7 +179,7 @@ def _locked(folder: Path, timeout: float) -> Iterator[None]:
 
 def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] | None:
     """Integrity, schema and state of ``documents.sqlite``; its document ranges, sorted by start."""
-    from .index.docstore import FILENAME, SCHEMA_VERSION
+    from .index.docstore import FILENAME, SCHEMA_VERSION, foreign_schema_objects
 
     report = found.report
     path = folder / FILENAME
@@ -196,6 +203,12 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
             shown = [line for line in verdict if not line.startswith("***")][:3]
             report.problems.append(f"{FILENAME} fails SQLite's integrity check: "
                                    + "; ".join(shown) + (" …" if len(verdict) > 4 else ""))
+            found.data_damaged = True
+            return None
+        foreign = foreign_schema_objects(conn)
+        if foreign:
+            report.problems.append(f"{FILENAME} holds schema objects colbridge did not create: "
+                                   + ", ".join(foreign))
             found.data_damaged = True
             return None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

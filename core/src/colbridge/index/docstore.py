@@ -48,6 +48,19 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+_OWN_OBJECTS = {
+    ("table", "documents"), ("table", "state"), ("table", "sqlite_sequence"),
+    ("index", "sqlite_autoindex_documents_1"), ("index", "sqlite_autoindex_state_1"),
+}
+"""Every schema object the store holds; anything else (a trigger, a view) was planted."""
+
+
+def foreign_schema_objects(conn: sqlite3.Connection) -> list[str]:
+    """Schema objects of a store that colbridge did not create, as ``"trigger 'name'"``."""
+    found = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    return sorted(f"{kind} {name!r}" for kind, name in found if (kind, name) not in _OWN_OBJECTS)
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -108,8 +121,15 @@ class DocStore:
             row = self._conn().execute(
                 "SELECT value FROM state WHERE key = 'schema_version'").fetchone()
             version = row[0] if row else None
+            foreign = foreign_schema_objects(self._conn())
         except sqlite3.DatabaseError as e:
             raise IndexCorruptError(f"{self.path} is not a readable SQLite database: {e}") from e
+        if foreign:
+            self.close()
+            raise IndexCorruptError(
+                f"{self.path} holds schema objects colbridge did not create ({', '.join(foreign)}); "
+                "refusing to use it: drop them or restore the store from a backup"
+            )
         if row is None:
             raise IndexCorruptError(f"{self.path} lacks the state entry 'schema_version'")
         if type(version) is not int or version != SCHEMA_VERSION:

@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import __version__
 from .._aio import run_off_loop
+from .._files import refuse_links
 from ..errors import IndexCorruptError, IndexLockedError, IndexMismatchError, InvalidInputError
 from ..filters import Condition
 from ..models import ColBERTModel
@@ -143,6 +144,7 @@ class EmbeddedIndex(BaseIndex):
         self.path = Path(path).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise IndexCorruptError(f"{self.path} is a file, not an index folder")
+        refuse_links(self.path)
         if isinstance(model, (str, os.PathLike)):
             model = ColBERTModel(model)
         if not (self.path / "manifest.json").exists():
@@ -288,6 +290,7 @@ class EmbeddedIndex(BaseIndex):
                     "retry later or raise lock_timeout"
                 ) from None
             try:
+                refuse_links(self.path)
                 if self._store.changes() != self._changes:
                     self._reload()
                 yield
@@ -584,12 +587,13 @@ class EmbeddedIndex(BaseIndex):
                     self._lexical.checkpoint(self._snap.live)
             except IndexLockedError:
                 pass  # the next open catches the graph and the lexical index up
-            self._closed = True
-            self._store.close()
-            # Drop the graph and the memory maps now rather than at interpreter exit.
-            self._graph = None  # type: ignore[assignment]
-            self._snap = None  # type: ignore[assignment]
-            self._vectors = None  # type: ignore[assignment]
+            finally:  # closed even when saving the caches failed (that error is raised)
+                self._closed = True
+                self._store.close()
+                # Drop the graph and the memory maps now rather than at interpreter exit.
+                self._graph = None  # type: ignore[assignment]
+                self._snap = None  # type: ignore[assignment]
+                self._vectors = None  # type: ignore[assignment]
 
     def _check_open(self) -> None:
         if self._closed:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import fsync_dir
+from .._files import fsync_dir, open_nofollow
 from ..errors import IndexCorruptError
 
 DTYPE = np.dtype("<f2")
@@ -55,7 +55,8 @@ class VectorFile:
         The new rows stay invisible to readers until :meth:`expose` is called after the store
         has committed them.
         """
-        with open(self.path, "ab" if not self.path.exists() else "r+b") as f:
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
             f.truncate(self.rows * self.row_bytes)  # drop leftovers of an interrupted write
             f.seek(self.rows * self.row_bytes)
             for array in arrays:
@@ -74,7 +75,7 @@ class VectorFile:
 def write_vector_file(path: Path, chunks: Sequence[np.ndarray] | object) -> int:
     """Write a complete new vector file from an iterable of row chunks; returns the row count."""
     rows = 0
-    with open(path, "wb") as f:
+    with os.fdopen(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
         for chunk in chunks:  # type: ignore[attr-defined]
             data = np.ascontiguousarray(chunk, dtype=DTYPE)
             f.write(data.tobytes())
