@@ -94,6 +94,14 @@ def _wrong_width_graph(path):
     other.save(str(target))
 
 
+def _flip_bits(path, bits, seed):
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position in rng.choice(len(data) * 8, size=bits, replace=False).tolist():
+        data[position // 8] ^= 1 << (position % 8)
+    path.write_bytes(bytes(data))
+
+
 def _zero_vectors(path):
     with open(path / "vectors-1.f16", "r+b") as f:
         f.seek(64 * 5000)  # rows of live documents (the first rows belong to deleted ones)
@@ -104,11 +112,13 @@ def _zero_vectors(path):
 #  whether --repair fixes it)
 CASES = [
     ("graph truncated", lambda p: _graph(p).write_bytes(_graph(p).read_bytes()[:5000]),
-     "cannot be read", "cannot be read", True),
+     "checksum", "checksum", True),
     ("graph zeroed", lambda p: _graph(p).write_bytes(b"\0" * _graph(p).stat().st_size),
-     "cannot be read", "cannot be read", True),
-    ("graph empty", lambda p: _graph(p).write_bytes(b""), "cannot be read", "cannot be read", True),
-    ("graph of another width", _wrong_width_graph, "8-d vectors", "8-d vectors", True),
+     "checksum", "checksum", True),
+    ("graph empty", lambda p: _graph(p).write_bytes(b""), "checksum", "checksum", True),
+    ("graph of another width", _wrong_width_graph, "checksum", "checksum", True),
+    ("graph with three flipped bits", lambda p: _flip_bits(_graph(p), 3, seed=0),
+     "checksum", "checksum", True),
     ("graph covering uncommitted rows",
      lambda p: shutil.copy(_graph(p), p / "graph-1-99999999.voy"), None, "covers 99999999", True),
     ("manifest empty", lambda p: (p / "manifest.json").write_text(""), "not valid JSON",
@@ -233,13 +243,17 @@ def _truncate_means(path):
     _means(path).write_bytes(_means(path).read_bytes()[:100])
 
 
-@pytest.mark.parametrize("damage, problem", [(_truncate_means, "cannot be read"),
-                                             (_narrow_means, "does not hold 32-d")])
-def test_damaged_document_means_are_reported_and_repaired(damaged, damage, problem):
+def _flip_a_means_bit(path):
+    _flip_bits(_means(path), 1, seed=0)
+
+
+@pytest.mark.parametrize("damage", [_truncate_means, _narrow_means, _flip_a_means_bit])
+def test_damaged_document_means_are_reported_and_repaired(damaged, damage):
     damage(damaged)
     report = check_index(damaged)
     assert not report.ok and report.repairable
-    assert any("the document means" in p and problem in p for p in report.problems), report.problems
+    assert any("the document means" in p and "checksum" in p for p in report.problems), \
+        report.problems
     repaired = check_index(damaged, repair=True)
     assert repaired.ok, repaired.problems
     assert check_index(damaged).ok
@@ -368,3 +382,59 @@ def test_a_symbolic_link_planted_after_open_is_never_written_through(damaged, tm
     with pytest.raises(InvalidInputError, match="closed"):
         ix.count()
     assert outside.read_bytes() == before
+
+
+_SEARCH_IN_A_CHILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("w", sys.argv[2])
+w = importlib.util.module_from_spec(spec); spec.loader.exec_module(w)
+from colbridge import EmbeddedIndex, IndexCorruptError
+try:
+    ix = EmbeddedIndex(sys.argv[1], model=w.HashEncoder(), create=False)
+except IndexCorruptError as e:
+    print("refused:", e); sys.exit(3)
+for i in range(20, 300, 7):
+    ix.search(w.doc_text(f"doc-{i}", 0), k=5, exact_threshold=0)
+print("searched")
+"""
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flipped_bits_in_the_graph_never_reach_voyager(damaged, seed):
+    """Flipped bits in a graph file crashed the process inside Voyager; now the checksum
+    recorded when the checkpoint was written refuses them before Voyager reads a byte."""
+    import subprocess
+    import sys
+
+    from .conftest import WRITER
+
+    _flip_bits(_graph(damaged), 3, seed=seed)
+    child = subprocess.run([sys.executable, "-c", _SEARCH_IN_A_CHILD, str(damaged), str(WRITER)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 3 and "checksum" in child.stdout, (child.returncode, child.stdout,
+                                                                  child.stderr[-2000:])
+    assert any("checksum" in p for p in check_index(damaged).problems)
+    assert check_index(damaged, repair=True).ok
+    child = subprocess.run([sys.executable, "-c", _SEARCH_IN_A_CHILD, str(damaged), str(WRITER)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0 and "searched" in child.stdout, child.stderr[-2000:]
+
+
+def test_a_folder_without_checksums_opens_and_records_them(damaged):
+    """Folders written before checksums were recorded: their graph and means are not trusted
+    (not loaded), but rebuilt from the vectors, and saved with checksums at close."""
+    conn = sqlite3.connect(damaged / "documents.sqlite")
+    conn.execute("DROP TABLE checksums")
+    conn.commit()
+    conn.close()
+    (segment,) = damaged.glob("lexical-*")
+    meta = json.loads((segment / "colbridge.json").read_text())
+    del meta["files"]
+    (segment / "colbridge.json").write_text(json.dumps(meta))
+    report = check_index(damaged)
+    assert report.ok and sum("no checksum recorded" in n for n in report.notes) == 3, report.notes
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
+        assert ix.search(doc_text("doc-99", 0), k=1, mode="bm25")[0].id == "doc-99"
+    after = check_index(damaged)
+    assert after.ok and after.notes == [], after.notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(scratch, path)
     fsync_dir(path.parent)
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """``(size in bytes, SHA-256 hex digest)`` of the file at ``path`` (never through a link)."""
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+        while chunk := f.read(1 << 23):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def refuse_links(folder: Path) -> None:

@@ -85,6 +85,7 @@ class _Findings:
     bad_graphs: list[Path] = field(default_factory=list)  # repair deletes these
     leftovers: list[Path] = field(default_factory=list)  # and these
     data_damaged: bool = False  # a problem outside the graph: repair cannot help
+    checksums: dict[str, tuple[int, str]] = field(default_factory=dict)  # recorded in the store
 
 
 def check_index(
@@ -179,7 +180,7 @@ def _locked(folder: Path, timeout: float) -> Iterator[None]:
 
 def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] | None:
     """Integrity, schema and state of ``documents.sqlite``; its document ranges, sorted by start."""
-    from .index.docstore import FILENAME, SCHEMA_VERSION, foreign_schema_objects
+    from .index.docstore import FILENAME, SCHEMA_VERSION, foreign_schema_objects, read_checksums
 
     report = found.report
     path = folder / FILENAME
@@ -248,6 +249,7 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
             "OR json_type(metadata) != 'object'"
         ).fetchone()[0]
         bad_texts = _count_bad_texts(conn)
+        found.checksums = read_checksums(conn)
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be read: {e}")
         found.data_damaged = True
@@ -347,20 +349,34 @@ def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
             report.problems.append(f"{path.name} covers {covered} rows but only {rows} are "
                                    "committed")
             found.bad_graphs.append(path)
-    for _, path in usable[1:]:
-        report.notes.append(f"{path.name} is superseded by {usable[0][1].name}")
-        found.leftovers.append(path)
-    if usable:
-        covered, path = usable[0]
-        trouble = _graph_trouble(path, covered, dimension)
-        if trouble:
-            report.problems.append(f"{path.name} {trouble}")
-            found.bad_graphs.append(path)
+    loaded = None  # the one an open would load: the newest with a recorded checksum
+    for covered, path in usable:
+        if loaded is not None:
+            report.notes.append(f"{path.name} is superseded by {loaded.name}")
+            found.leftovers.append(path)
+        elif path.name not in found.checksums:
+            report.notes.append(_UNRECORDED.format(path.name))
+            found.leftovers.append(path)
+        else:
+            loaded = path
+            trouble = _graph_trouble(path, covered, dimension, found.checksums[path.name])
+            if trouble:
+                report.problems.append(f"{path.name} {trouble}")
+                found.bad_graphs.append(path)
 
 
-def _graph_trouble(path: Path, covered: int, dimension: int) -> str | None:
+_UNRECORDED = ("{} has no checksum recorded (written by an older colbridge, or its save was "
+               "interrupted): it is not loaded, and the next checkpoint replaces it")
+
+
+def _graph_trouble(path: Path, covered: int, dimension: int, checksum: tuple[int, str]
+                   ) -> str | None:
     import voyager
 
+    from ._files import file_digest
+
+    if file_digest(path) != tuple(checksum):  # verified before Voyager's native code reads it
+        return "does not match the checksum recorded when it was written"
     try:
         index = voyager.Index.load(str(path))
     except Exception as e:  # voyager raises RuntimeError, ValueError ... on damaged files
@@ -376,19 +392,49 @@ def _graph_trouble(path: Path, covered: int, dimension: int) -> str | None:
 
 
 def _check_lexical(folder: Path, found: _Findings) -> None:
-    """The newest ``lexical-*`` segment must load; older ones are superseded leftovers."""
-    from .index.lexical import Segment, saved_segments
+    """The newest ``lexical-*`` segment must load and agree with the stored texts; older ones
+    are superseded leftovers."""
+    from .index.docstore import FILENAME
+    from .index.lexical import Segment, UnrecordedSegment, disagreement, saved_segments
 
-    _check_newest_cache([path for _, path in saved_segments(folder)], Segment.load,
+    def load(path: Path) -> None:
+        try:
+            segment = Segment.load(path)
+        except UnrecordedSegment:
+            raise _Unrecorded from None
+        conn = sqlite3.connect(f"{(folder / FILENAME).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            texts = {n: text for n, text in conn.execute(
+                "SELECT doc_no, text FROM documents WHERE doc_no <= ?", (segment.upto,))
+                if isinstance(text, str)}
+        except sqlite3.Error:
+            return  # the store's own check reports it
+        finally:
+            conn.close()
+        trouble = disagreement(segment, texts)
+        if trouble:
+            raise ValueError(f"{path} {trouble}")
+
+    _check_newest_cache([path for _, path in saved_segments(folder)], load,
                         "the lexical segment ", found)
 
 
 def _check_means(folder: Path, dimension: int, found: _Findings) -> None:
     """The newest ``means-*.npz`` must load; older ones are superseded leftovers."""
+    from ._files import file_digest
     from .index.means import read_means, saved_means
 
-    _check_newest_cache([path for _, _, path in saved_means(folder)],
-                        lambda path: read_means(path, dimension), "the document means: ", found)
+    def load(path: Path) -> None:
+        recorded = found.checksums.get(path.name)
+        if recorded is None:
+            raise _Unrecorded
+        if file_digest(path) != tuple(recorded):
+            raise ValueError(f"{path.name} does not match the checksum recorded when it was "
+                             "written")
+        read_means(path, dimension)
+
+    _check_newest_cache([path for _, _, path in saved_means(folder)], load,
+                        "the document means: ", found)
 
 
 def _check_newest_cache(paths: list[Path], load, label: str, found: _Findings) -> None:
@@ -400,9 +446,16 @@ def _check_newest_cache(paths: list[Path], load, label: str, found: _Findings) -
     if paths:
         try:
             load(paths[0])
+        except _Unrecorded:
+            found.report.notes.append(_UNRECORDED.format(paths[0].name))
+            found.leftovers.append(paths[0])
         except ValueError as e:
             found.report.problems.append(f"{label}{e}")
             found.bad_graphs.append(paths[0])
+
+
+class _Unrecorded(Exception):
+    """A cache file without a recorded checksum: not trusted, replaced; a note, not a problem."""
 
 
 def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:

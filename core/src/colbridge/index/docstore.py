@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 _OWN_OBJECTS = {
     ("table", "documents"), ("table", "state"), ("table", "sqlite_sequence"),
     ("index", "sqlite_autoindex_documents_1"), ("index", "sqlite_autoindex_state_1"),
+    ("table", "checksums"), ("index", "sqlite_autoindex_checksums_1"),
 }
 """Every schema object the store holds; anything else (a trigger, a view) was planted."""
 
@@ -59,6 +60,21 @@ def foreign_schema_objects(conn: sqlite3.Connection) -> list[str]:
     """Schema objects of a store that colbridge did not create, as ``"trigger 'name'"``."""
     found = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
     return sorted(f"{kind} {name!r}" for kind, name in found if (kind, name) not in _OWN_OBJECTS)
+
+
+_CHECKSUMS = """
+CREATE TABLE IF NOT EXISTS checksums (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL,
+                                      sha256 TEXT NOT NULL)
+"""
+
+
+def read_checksums(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
+    """``{file name: (bytes, sha256)}`` recorded in a store (empty when it has no table yet)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checksums'"
+                        ).fetchone():
+        return {}
+    return {name: (size, digest)
+            for name, size, digest in conn.execute("SELECT name, bytes, sha256 FROM checksums")}
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -281,6 +297,11 @@ class DocStore:
                                     "JSON object; run `colbridge check`")
         return text, parsed
 
+    @_damage_is_corruption
+    def checksum(self, name: str) -> tuple[int, str] | None:
+        """The ``(bytes, sha256)`` recorded for the cache file ``name`` when it was written."""
+        return read_checksums(self._conn()).get(name)
+
     # -- writes -----------------------------------------------------------------------------
     @_damage_is_corruption
     def commit_write(
@@ -326,6 +347,27 @@ class DocStore:
             conn.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
             conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
             conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @_damage_is_corruption
+    def record_checksums(self, records: dict[str, tuple[int, str]], keep: set[str] | None = None
+                         ) -> None:
+        """Record the ``(bytes, sha256)`` of cache files just written; with ``keep``, forget
+        the records of every file not named in it (superseded files, deleted)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_CHECKSUMS)
+            conn.executemany(
+                "INSERT OR REPLACE INTO checksums(name, bytes, sha256) VALUES (?, ?, ?)",
+                [(name, size, digest) for name, (size, digest) in records.items()])
+            if keep is not None:
+                conn.execute(
+                    "DELETE FROM checksums WHERE name NOT IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(keep)),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
