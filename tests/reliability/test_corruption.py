@@ -102,6 +102,15 @@ def _flip_bits(path, bits, seed):
     path.write_bytes(bytes(data))
 
 
+def _flip_a_vector_bit(path):
+    """The least significant bit of one value of a live row: still a finite unit vector."""
+    with open(path / "vectors-1.f16", "r+b") as f:
+        f.seek(64 * 5000)
+        low = f.read(1)[0]
+        f.seek(64 * 5000)
+        f.write(bytes([low ^ 1]))
+
+
 def _zero_vectors(path):
     with open(path / "vectors-1.f16", "r+b") as f:
         f.seek(64 * 5000)  # rows of live documents (the first rows belong to deleted ones)
@@ -190,6 +199,8 @@ CASES = [
      lambda p: _sql(p, "CREATE INDEX by_text ON documents(text)"),
      "did not create", "did not create", False),
     ("vectors zeroed", _zero_vectors, None, "not finite unit vectors", False),
+    ("a vector's lowest bit flipped", _flip_a_vector_bit, None, "do not match the checksum",
+     False),
     ("vectors truncated", lambda p: (p / "vectors-1.f16").write_bytes(b"\0" * 640),
      "truncated", "truncated", False),
     ("vectors missing", lambda p: (p / "vectors-1.f16").unlink(), "missing", "missing", False),
@@ -438,3 +449,19 @@ def test_a_folder_without_checksums_opens_and_records_them(damaged):
         assert ix.search(doc_text("doc-99", 0), k=1, mode="bm25")[0].id == "doc-99"
     after = check_index(damaged)
     assert after.ok and after.notes == [], after.notes
+
+
+def test_vectors_written_before_checksums_are_recorded_by_repair(damaged):
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        ix.add([doc_text("late", 0)], ids=["late"])  # one more run of rows, recorded
+    conn = sqlite3.connect(damaged / "documents.sqlite")
+    conn.execute("DELETE FROM vector_sums WHERE first_row = 0")  # as an older colbridge left it
+    conn.commit()
+    conn.close()
+    report = check_index(damaged)
+    assert report.ok and any("no checksum recorded" in n for n in report.notes), report.notes
+    repaired = check_index(damaged, repair=True)
+    assert repaired.ok and repaired.notes == [], repaired.notes
+    assert any("recorded the checksums" in line for line in repaired.repaired)
+    _flip_a_vector_bit(damaged)  # now detectable in those rows too
+    assert any("do not match the checksum" in p for p in check_index(damaged).problems)

@@ -86,6 +86,8 @@ class _Findings:
     leftovers: list[Path] = field(default_factory=list)  # and these
     data_damaged: bool = False  # a problem outside the graph: repair cannot help
     checksums: dict[str, tuple[int, str]] = field(default_factory=dict)  # recorded in the store
+    vector_sums: list[tuple[int, int, str]] = field(default_factory=list)  # likewise
+    unrecorded_rows: list[tuple[int, int]] = field(default_factory=list)  # repair records these
 
 
 def check_index(
@@ -115,7 +117,7 @@ def check_index(
             "restore the folder from a backup)"
         )
         return report
-    if not findings.bad_graphs and not findings.leftovers:
+    if not findings.bad_graphs and not findings.leftovers and not findings.unrecorded_rows:
         return report
     repaired = _repair(folder, findings, lock_timeout)
     after = _check(folder, lock_timeout).report
@@ -180,7 +182,13 @@ def _locked(folder: Path, timeout: float) -> Iterator[None]:
 
 def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] | None:
     """Integrity, schema and state of ``documents.sqlite``; its document ranges, sorted by start."""
-    from .index.docstore import FILENAME, SCHEMA_VERSION, foreign_schema_objects, read_checksums
+    from .index.docstore import (
+        FILENAME,
+        SCHEMA_VERSION,
+        foreign_schema_objects,
+        read_checksums,
+        read_vector_sums,
+    )
 
     report = found.report
     path = folder / FILENAME
@@ -250,6 +258,7 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         ).fetchone()[0]
         bad_texts = _count_bad_texts(conn)
         found.checksums = read_checksums(conn)
+        found.vector_sums = read_vector_sums(conn)
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be read: {e}")
         found.data_damaged = True
@@ -332,6 +341,39 @@ def _check_vectors(folder: Path, generation: int, rows: int, ranges: np.ndarray,
         report.problems.append(f"{bad} live token vector(s) in {path.name} are not finite unit "
                                "vectors: the vector file is damaged")
         found.data_damaged = True
+    _check_vector_sums(path, rows, dimension, found)
+
+
+def _check_vector_sums(path: Path, rows: int, dimension: int, found: _Findings) -> None:
+    """Each run of rows must match the checksum recorded when it was committed; runs without
+    a record (written by an older colbridge) are notes, and repair records them."""
+    from .index.vectors import range_digest
+
+    report = found.report
+    mismatched, covered_to = [], 0
+    for first, count, digest in found.vector_sums:
+        if not (type(first) is int and type(count) is int and 0 <= first and count > 0
+                and first + count <= rows and first >= covered_to):
+            report.problems.append(f"{path.name} has an impossible checksum record (rows {first!r}"
+                                   f" + {count!r} of {rows} committed)")
+            found.data_damaged = True
+            return
+        if first > covered_to:
+            found.unrecorded_rows.append((covered_to, first - covered_to))
+        if range_digest(path, dimension, first, count) != digest:
+            mismatched.append(f"{first}-{first + count - 1}")
+        covered_to = first + count
+    if covered_to < rows:
+        found.unrecorded_rows.append((covered_to, rows - covered_to))
+    if mismatched:
+        shown = ", ".join(mismatched[:3]) + (" …" if len(mismatched) > 3 else "")
+        report.problems.append(f"rows {shown} of {path.name} do not match the checksum recorded "
+                               "when they were written: the vector file is damaged")
+        found.data_damaged = True
+    unrecorded = sum(count for _, count in found.unrecorded_rows)
+    if unrecorded:
+        report.notes.append(f"{unrecorded} committed row(s) of {path.name} have no checksum "
+                            "recorded (written by an older colbridge); `--repair` records them")
 
 
 def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
@@ -471,6 +513,29 @@ def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
 
 
 # -- repairing ---------------------------------------------------------------------------------
+def _record_vector_sums(folder: Path, findings: _Findings) -> str:
+    """Record checksums of committed rows that have none (the check found them sound)."""
+    from .index.docstore import _VECTOR_SUMS, FILENAME
+    from .index.manifest import Manifest
+    from .index.vectors import range_digest, vector_file_name
+
+    dimension = Manifest.read(folder).model.dimension
+    conn = sqlite3.connect(folder / FILENAME, timeout=30.0, isolation_level=None)
+    try:
+        generation = conn.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
+        path = folder / vector_file_name(generation)
+        sums = [(first, count, range_digest(path, dimension, first, count))
+                for first, count in findings.unrecorded_rows]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_VECTOR_SUMS)
+        conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)", sums)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    rows = sum(count for _, count, _ in sums)
+    return f"recorded the checksums of {rows:,} vector rows written by an older colbridge"
+
+
 def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]:
     from .index import EmbeddedIndex
     from .index.manifest import Manifest
@@ -478,6 +543,8 @@ def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]
 
     done = []
     with _locked(folder, lock_timeout):
+        if findings.unrecorded_rows:
+            done.append(_record_vector_sums(folder, findings))
         for path in findings.bad_graphs + findings.leftovers:
             with contextlib.suppress(FileNotFoundError):
                 if path.is_dir():

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 _OWN_OBJECTS = {
     ("table", "documents"), ("table", "state"), ("table", "sqlite_sequence"),
     ("index", "sqlite_autoindex_documents_1"), ("index", "sqlite_autoindex_state_1"),
-    ("table", "checksums"), ("index", "sqlite_autoindex_checksums_1"),
+    ("table", "checksums"), ("index", "sqlite_autoindex_checksums_1"), ("table", "vector_sums"),
 }
 """Every schema object the store holds; anything else (a trigger, a view) was planted."""
 
@@ -66,6 +66,22 @@ _CHECKSUMS = """
 CREATE TABLE IF NOT EXISTS checksums (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL,
                                       sha256 TEXT NOT NULL)
 """
+
+
+_VECTOR_SUMS = """
+CREATE TABLE IF NOT EXISTS vector_sums (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL,
+                                        sha256 TEXT NOT NULL)
+"""
+
+
+def read_vector_sums(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
+    """``(first row, rows, sha256)`` of each committed run of rows of the current vector file
+    (empty when the store has no table yet: rows written by an older colbridge)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'vector_sums'").fetchone():
+        return []
+    return conn.execute("SELECT first_row, rows, sha256 FROM vector_sums ORDER BY first_row"
+                        ).fetchall()
 
 
 def read_checksums(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
@@ -305,12 +321,18 @@ class DocStore:
     # -- writes -----------------------------------------------------------------------------
     @_damage_is_corruption
     def commit_write(
-        self, *, delete_doc_nos: Sequence[int], insert: Sequence[NewDocument], vector_rows: int
+        self, *, delete_doc_nos: Sequence[int], insert: Sequence[NewDocument], vector_rows: int,
+        vector_sum: tuple[int, int, str] | None = None,
     ) -> list[int]:
-        """Delete and insert in one transaction; returns the new documents' doc_nos."""
+        """Delete and insert in one transaction; returns the new documents' doc_nos.
+        ``vector_sum`` is ``(first row, rows, sha256)`` of the rows this write appended."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if vector_sum is not None and vector_sum[1]:
+                conn.execute(_VECTOR_SUMS)
+                conn.execute("INSERT OR REPLACE INTO vector_sums(first_row, rows, sha256) "
+                             "VALUES (?, ?, ?)", vector_sum)
             if delete_doc_nos:
                 conn.execute(
                     "DELETE FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
@@ -334,12 +356,18 @@ class DocStore:
 
     @_damage_is_corruption
     def commit_compaction(
-        self, *, new_starts: Sequence[tuple[int, int]], generation: int, vector_rows: int
+        self, *, new_starts: Sequence[tuple[int, int]], generation: int, vector_rows: int,
+        vector_sums: Sequence[tuple[int, int, str]] = (),
     ) -> None:
-        """Point every document at its rows in the new vector file, in one transaction."""
+        """Point every document at its rows in the new vector file, in one transaction, with
+        the checksums of that file's runs of rows."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(_VECTOR_SUMS)
+            conn.execute("DELETE FROM vector_sums")
+            conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
+                             vector_sums)
             conn.executemany(
                 "UPDATE documents SET vec_start = ? WHERE doc_no = ?",
                 [(start, doc_no) for doc_no, start in new_starts],

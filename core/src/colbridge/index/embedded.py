@@ -320,7 +320,7 @@ class EmbeddedIndex(BaseIndex):
         counts = [len(e) for e in embeddings]
         with self._writing():
             replaced = self._store.doc_nos_for_ids(ids)
-            first = self._vectors.append(embeddings)
+            first, digest = self._vectors.append(embeddings)
             starts = first + np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
             rows = first + sum(counts)
             new_nos = self._store.commit_write(
@@ -329,7 +329,7 @@ class EmbeddedIndex(BaseIndex):
                     NewDocument(i, t, m, int(s), c)
                     for i, t, m, s, c in zip(ids, texts, metadata_json, starts, counts)
                 ],
-                vector_rows=rows,
+                vector_rows=rows, vector_sum=(first, rows - first, digest),
             )
             self._changes += 1
             self._vectors.expose(rows)
@@ -419,7 +419,7 @@ class EmbeddedIndex(BaseIndex):
         counts = snap.counts[snap.live]
         new_starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         path = self.path / vector_file_name(generation)
-        rows = write_vector_file(path, _chunks_of(snap, snap.live))
+        rows, sums = write_vector_file(path, _chunks_of(snap, snap.live))
         graph = TokenGraph(self.dimension, self.manifest.graph)
         if rows:
             graph.add_documents(np.memmap(path, dtype="<f2", mode="r", shape=(rows, self.dimension)),
@@ -430,7 +430,7 @@ class EmbeddedIndex(BaseIndex):
         self._save_means(generation, rows)
         self._store.commit_compaction(
             new_starts=list(zip(snap.live.tolist(), new_starts.tolist())),
-            generation=generation, vector_rows=rows,
+            generation=generation, vector_rows=rows, vector_sums=sums,
         )
         self._graph, self._graph_generation, self._saved_rows = graph, generation, rows
         self._reload()
