@@ -3,26 +3,32 @@
 The check reads every file of the folder while holding its write lock and reports each thing
 that breaks the rules of ``docs/index-format.md``:
 
+* nothing in the folder is a symbolic link;
 * ``manifest.json`` is a valid manifest of a format this colbridge reads;
-* ``documents.sqlite`` passes SQLite's ``integrity_check`` and has the expected tables and state;
-* every document's vector range lies inside the committed rows, no two ranges overlap, and every
-  metadata value is a JSON object;
-* the vector file holds at least the committed rows, and every live token vector is finite and
-  unit-length;
-* the graph checkpoint that an open would load is readable, has the index's dimension, and
-  covers no more than the committed rows;
-* the lexical (BM25) segment that an open would load is readable and of a format this
-  colbridge reads;
-* the document-means file that an open would load is readable and of the index's dimension.
+* ``documents.sqlite`` passes SQLite's ``integrity_check``, holds the expected tables and no
+  schema object colbridge did not create (a trigger, a view), and a state of integers;
+* every document's vector range lies inside the committed rows, no two ranges overlap, every
+  text is UTF-8 text and every metadata value is a JSON object;
+* the vector file holds at least the committed rows, every live token vector is finite and
+  unit-length, and every run of rows matches the checksum recorded when it was committed;
+* the graph checkpoint that an open would load matches its recorded checksum, is readable,
+  has the index's dimension, and covers no more than the committed rows;
+* the lexical (BM25) segment that an open would load matches its recorded checksums, is sound,
+  of a format this colbridge reads, and indexes each stored text with that text's terms;
+* the document-means file that an open would load matches its recorded checksum, is readable
+  and of the index's dimension.
 
 Leftovers of interrupted writes (rows past the committed count, superseded files, temporary
-files) are harmless; they are listed as notes, not problems.
+files) are harmless; they are listed as notes, not problems. So are cache files and vector rows
+without a recorded checksum (written by an older colbridge): an open does not trust such a cache
+file but rebuilds it.
 
 Only the graph, the document means and the lexical segment can be repaired: they are caches
 of the vectors and the texts. ``repair=True`` deletes damaged or impossible graph checkpoints,
-damaged means files and lexical segments and leftovers, rebuilds what it deleted from the stored vectors and texts, and saves fresh
-copies. Damage to the manifest, the store or the vectors is reported, never
-"repaired" by dropping data: restore those folders from a backup.
+damaged means files and lexical segments, caches without a checksum and leftovers, rebuilds
+what it deleted from the stored vectors and texts, saves fresh copies, and records checksums
+of vector rows that have none. Damage to the manifest, the store or the vectors is reported,
+never "repaired" by dropping data: restore those folders from a backup.
 
 >>> report = check_index("my-index")            # doctest: +SKIP
 >>> report.ok, report.problems                   # doctest: +SKIP
@@ -352,7 +358,7 @@ def _check_vector_sums(path: Path, rows: int, dimension: int, found: _Findings) 
     report = found.report
     mismatched, covered_to = [], 0
     for first, count, digest in found.vector_sums:
-        if not (type(first) is int and type(count) is int and 0 <= first and count > 0
+        if not (type(first) is int and type(count) is int and first >= 0 and count > 0
                 and first + count <= rows and first >= covered_to):
             report.problems.append(f"{path.name} has an impossible checksum record (rows {first!r}"
                                    f" + {count!r} of {rows} committed)")

@@ -301,8 +301,9 @@ def test_any_lexical_damage_is_found_by_check_and_rebuilt(index, tiny_model, tmp
 
 
 @pytest.mark.parametrize("damage", ["an empty array file", "a flipped bit in the index array",
-                                    "a flipped bit in the weights"])
-def test_a_segment_failing_its_checksums_is_rebuilt_on_open(index, tiny_model, tmp_path, damage,
+                                    "a flipped bit in the weights", "rows reordered",
+                                    "rows renumbered"])
+def test_a_segment_failing_its_checks_is_rebuilt_on_open(index, tiny_model, tmp_path, damage,
                                                             caplog):
     path = index.path
     expected = [(h.id, h.score) for h in index.search("alpha XJ-4471 river", k=5, mode="bm25")]

@@ -159,8 +159,9 @@ class DocStore:
         if foreign:
             self.close()
             raise IndexCorruptError(
-                f"{self.path} holds schema objects colbridge did not create ({', '.join(foreign)}); "
-                "refusing to use it: drop them or restore the store from a backup"
+                f"{self.path} holds schema objects colbridge did not create "
+                f"({', '.join(foreign)}); refusing to use it: drop them or restore the store from "
+                "a backup"
             )
         if row is None:
             raise IndexCorruptError(f"{self.path} lacks the state entry 'schema_version'")

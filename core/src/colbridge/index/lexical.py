@@ -325,7 +325,7 @@ class LexicalIndex:
         deleted.
         """
         with self._lock:
-            self._load_newer_from_disk()
+            self._load_newer_from_disk(live)
             base = self._base
             if rebuild_if_dead and base is None:
                 return  # never built: the next flush, close or lexical search builds it
@@ -351,7 +351,7 @@ class LexicalIndex:
     # -- internals ---------------------------------------------------------------------------
     def _segments(self, live: np.ndarray) -> tuple[Segment | None, Segment | None]:
         with self._lock:
-            self._load_newer_from_disk()
+            self._load_newer_from_disk(live)
             self._ensure_base(live)
             base = self._base
             newest = int(live[-1]) if len(live) else -1
@@ -392,17 +392,22 @@ class LexicalIndex:
         self._tail = None
         logger.info("lexical index rebuilt over %d documents", len(doc_nos))
 
-    def _load_newer_from_disk(self) -> None:
-        """Adopt a base another process saved, if it is newer than the one in memory."""
+    def _load_newer_from_disk(self, live: np.ndarray) -> None:
+        """Adopt a base another process saved, if it is newer than the one in memory and holds
+        every live document it should (``live``: the sorted live ``doc_no``s)."""
         current = self._base.upto if self._base is not None else -1
         for upto, path in saved_segments(self.folder):
             if upto <= current:
                 return
             try:
-                self._base = Segment.load(path)
+                segment = Segment.load(path)
+                expected = live[live <= segment.upto]
+                if not np.isin(expected, segment.doc_nos).all():
+                    raise ValueError(f"{path} lacks live documents it should hold")
             except ValueError as e:
                 logger.warning("ignoring a damaged lexical segment: %s", e)
                 continue
+            self._base = segment
             self._base_saved, self._saved_upto = True, upto
             if self._tail is not None and self._tail.upto <= upto:
                 self._tail = None
