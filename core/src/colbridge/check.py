@@ -521,7 +521,7 @@ def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
 # -- repairing ---------------------------------------------------------------------------------
 def _record_vector_sums(folder: Path, findings: _Findings) -> str:
     """Record checksums of committed rows that have none (the check found them sound)."""
-    from .index.docstore import _VECTOR_SUMS, FILENAME
+    from .index.docstore import FILENAME, add_vector_sums
     from .index.manifest import Manifest
     from .index.vectors import range_digest, vector_file_name
 
@@ -532,10 +532,7 @@ def _record_vector_sums(folder: Path, findings: _Findings) -> str:
         path = folder / vector_file_name(generation)
         sums = [(first, count, range_digest(path, dimension, first, count))
                 for first, count in findings.unrecorded_rows]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_VECTOR_SUMS)
-        conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)", sums)
-        conn.execute("COMMIT")
+        add_vector_sums(conn, sums)
     finally:
         conn.close()
     rows = sum(count for _, count, _ in sums)

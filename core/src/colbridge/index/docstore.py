@@ -84,6 +84,20 @@ def read_vector_sums(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
                         ).fetchall()
 
 
+def add_vector_sums(conn: sqlite3.Connection, sums: Sequence[tuple[int, int, str]]) -> None:
+    """Record ``(first row, rows, sha256)`` of runs of committed rows that have none (rows
+    written by an older colbridge), in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_VECTOR_SUMS)
+        conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
+                         sums)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def read_checksums(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
     """``{file name: (bytes, sha256)}`` recorded in a store (empty when it has no table yet)."""
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checksums'"
