@@ -65,7 +65,11 @@ class TokenGraph:
         flipped bits can crash it."""
         import voyager
 
-        if file_digest(path) != tuple(checksum):
+        try:
+            digest = file_digest(path)
+        except OSError as e:  # deleted by a compaction in another process: the caller retries
+            raise IndexCorruptError(f"{path} cannot be read ({e})") from e
+        if digest != tuple(checksum):
             raise IndexCorruptError(
                 f"{path} does not match the checksum recorded when it was written (it is "
                 "damaged); run `colbridge check --repair` to rebuild the graph from the stored "

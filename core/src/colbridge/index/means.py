@@ -90,7 +90,11 @@ def load_latest(folder: Path, dimension: int,
         logger.info("%s has no checksum recorded; recomputing the document means", path.name)
         return None
     try:
-        if file_digest(path) != tuple(recorded):
+        try:
+            digest = file_digest(path)
+        except OSError as e:
+            raise ValueError(f"{path.name} cannot be read ({e})") from e
+        if digest != tuple(recorded):
             raise ValueError(f"{path.name} does not match the checksum recorded when it was "
                              "written")
         return read_means(path, dimension)
