@@ -404,6 +404,9 @@ class LexicalIndex:
                 expected = live[live <= segment.upto]
                 if not np.isin(expected, segment.doc_nos).all():
                     raise ValueError(f"{path} lacks live documents it should hold")
+            except UnrecordedSegment as e:
+                logger.info("not loading a lexical segment: %s; rebuilding it", e)
+                continue
             except ValueError as e:
                 logger.warning("ignoring a damaged lexical segment: %s", e)
                 continue
