@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from colbridge import EmbeddedIndex, GraphParams, IndexCorruptError
+from colbridge import EmbeddedIndex, GraphParams, IndexCorruptError, InvalidInputError
 from colbridge.check import check_index
 from colbridge.cli import app
 
@@ -94,6 +94,23 @@ def _wrong_width_graph(path):
     other.save(str(target))
 
 
+def _flip_bits(path, bits, seed):
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position in rng.choice(len(data) * 8, size=bits, replace=False).tolist():
+        data[position // 8] ^= 1 << (position % 8)
+    path.write_bytes(bytes(data))
+
+
+def _flip_a_vector_bit(path):
+    """The least significant bit of one value of a live row: still a finite unit vector."""
+    with open(path / "vectors-1.f16", "r+b") as f:
+        f.seek(64 * 5000)
+        low = f.read(1)[0]
+        f.seek(64 * 5000)
+        f.write(bytes([low ^ 1]))
+
+
 def _zero_vectors(path):
     with open(path / "vectors-1.f16", "r+b") as f:
         f.seek(64 * 5000)  # rows of live documents (the first rows belong to deleted ones)
@@ -104,11 +121,13 @@ def _zero_vectors(path):
 #  whether --repair fixes it)
 CASES = [
     ("graph truncated", lambda p: _graph(p).write_bytes(_graph(p).read_bytes()[:5000]),
-     "cannot be read", "cannot be read", True),
+     "checksum", "checksum", True),
     ("graph zeroed", lambda p: _graph(p).write_bytes(b"\0" * _graph(p).stat().st_size),
-     "cannot be read", "cannot be read", True),
-    ("graph empty", lambda p: _graph(p).write_bytes(b""), "cannot be read", "cannot be read", True),
-    ("graph of another width", _wrong_width_graph, "8-d vectors", "8-d vectors", True),
+     "checksum", "checksum", True),
+    ("graph empty", lambda p: _graph(p).write_bytes(b""), "checksum", "checksum", True),
+    ("graph of another width", _wrong_width_graph, "checksum", "checksum", True),
+    ("graph with three flipped bits", lambda p: _flip_bits(_graph(p), 3, seed=0),
+     "checksum", "checksum", True),
     ("graph covering uncommitted rows",
      lambda p: shutil.copy(_graph(p), p / "graph-1-99999999.voy"), None, "covers 99999999", True),
     ("manifest empty", lambda p: (p / "manifest.json").write_text(""), "not valid JSON",
@@ -148,7 +167,40 @@ CASES = [
     ("metadata not JSON", lambda p: _sql(p, "UPDATE documents SET metadata = '{oops' "
                                            "WHERE id = 'doc-50'"),
      None, "not a JSON object", False),
+    ("manifest dimension a float", lambda p: _manifest(p, model__dimension=32.0),
+     "incomplete or malformed", "incomplete or malformed", False),
+    ("manifest nested deeply",
+     lambda p: (p / "manifest.json").write_text(f'{{"format": {"[" * 100_000}{"]" * 100_000}}}'),
+     "not valid JSON", "not valid JSON", False),
+    ("sqlite schema version as text",
+     lambda p: _sql(p, "UPDATE state SET value = 'one' WHERE key = 'schema_version'"),
+     "schema version", "schema version", False),
+    ("sqlite generation as text",
+     lambda p: _sql(p, "UPDATE state SET value = 'x' WHERE key = 'generation'"),
+     "impossible state", "impossible state", False),
+    ("sqlite negative vector rows",
+     lambda p: _sql(p, "UPDATE state SET value = -5 WHERE key = 'vector_rows'"),
+     "impossible state", "impossible state", False),
+    ("vector start as text",
+     lambda p: _sql(p, "UPDATE documents SET vec_start = 'x' WHERE id = 'doc-50'"),
+     "not integers", "not integers", False),
+    ("text a blob", lambda p: _sql(p, "UPDATE documents SET text = X'00ff' WHERE id = 'doc-50'"),
+     None, "not UTF-8 text", False),
+    ("text not UTF-8",
+     lambda p: _sql(p, "UPDATE documents SET text = CAST(X'fffe41' AS TEXT) WHERE id = 'doc-50'"),
+     None, "not UTF-8 text", False),
+    ("sqlite with a trigger",
+     lambda p: _sql(p, "CREATE TRIGGER t AFTER INSERT ON documents "
+                       "BEGIN UPDATE documents SET text = 'overwritten'; END"),
+     "did not create", "did not create", False),
+    ("sqlite with a view", lambda p: _sql(p, "CREATE VIEW v AS SELECT id FROM documents"),
+     "did not create", "did not create", False),
+    ("sqlite with a foreign index",
+     lambda p: _sql(p, "CREATE INDEX by_text ON documents(text)"),
+     "did not create", "did not create", False),
     ("vectors zeroed", _zero_vectors, None, "not finite unit vectors", False),
+    ("a vector's lowest bit flipped", _flip_a_vector_bit, None, "do not match the checksum",
+     False),
     ("vectors truncated", lambda p: (p / "vectors-1.f16").write_bytes(b"\0" * 640),
      "truncated", "truncated", False),
     ("vectors missing", lambda p: (p / "vectors-1.f16").unlink(), "missing", "missing", False),
@@ -202,13 +254,17 @@ def _truncate_means(path):
     _means(path).write_bytes(_means(path).read_bytes()[:100])
 
 
-@pytest.mark.parametrize("damage, problem", [(_truncate_means, "cannot be read"),
-                                             (_narrow_means, "does not hold 32-d")])
-def test_damaged_document_means_are_reported_and_repaired(damaged, damage, problem):
+def _flip_a_means_bit(path):
+    _flip_bits(_means(path), 1, seed=0)
+
+
+@pytest.mark.parametrize("damage", [_truncate_means, _narrow_means, _flip_a_means_bit])
+def test_damaged_document_means_are_reported_and_repaired(damaged, damage):
     damage(damaged)
     report = check_index(damaged)
     assert not report.ok and report.repairable
-    assert any("the document means" in p and problem in p for p in report.problems), report.problems
+    assert any("the document means" in p and "checksum" in p for p in report.problems), \
+        report.problems
     repaired = check_index(damaged, repair=True)
     assert repaired.ok, repaired.problems
     assert check_index(damaged).ok
@@ -254,3 +310,158 @@ def test_folders_that_are_not_indexes(tmp_path, what):
     assert not report.ok and not report.repaired
     if what == "foreign folder":
         assert sorted(p.name for p in target.iterdir()) == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE documents SET metadata = '{oops' WHERE id = 'doc-50'",
+    "UPDATE documents SET text = X'00ff' WHERE id = 'doc-50'",
+    "UPDATE documents SET text = CAST(X'fffe41' AS TEXT) WHERE id = 'doc-50'",
+], ids=["metadata not JSON", "text a blob", "text not UTF-8"])
+def test_a_damaged_document_is_a_typed_error_when_read(damaged, damage):
+    _sql(damaged, damage)
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        with pytest.raises(IndexCorruptError, match=r"doc-50|damaged"):
+            ix.get(["doc-50"])
+        with pytest.raises(IndexCorruptError):
+            ix.search(doc_text("doc-50", 0), k=1)
+        assert ix.get(["doc-51"])[0].id == "doc-51"  # the other documents still read
+
+
+def test_info_on_a_regular_file_is_a_clear_error(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("hello")
+    result = CliRunner().invoke(app, ["info", "--index", str(target)])
+    assert result.exit_code == 1 and "not a colbridge index" in " ".join(result.output.split())
+    assert not isinstance(result.exception, NotADirectoryError)
+    assert target.read_text() == "hello"
+
+
+def _lexical_folder(path):
+    (folder,) = path.glob("lexical-*")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["vectors-1.f16", "write.lock", "documents.sqlite",
+                                  "documents.sqlite-wal", "graph", "lexical", "lexical file"])
+def test_a_symbolic_link_in_the_folder_is_refused_and_its_target_untouched(damaged, tmp_path,
+                                                                          name):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if name == "graph":
+        inside = _graph(damaged)
+    elif name == "lexical":
+        inside = _lexical_folder(damaged)
+    elif name == "lexical file":
+        inside = _lexical_folder(damaged) / "doc_nos.npy"
+    else:
+        inside = damaged / name
+    target = outside / inside.name
+    if inside.is_dir():
+        shutil.copytree(inside, target)
+        shutil.rmtree(inside)
+    elif inside.exists():
+        shutil.copy(inside, target)
+        inside.unlink()
+    else:
+        target.write_bytes(b"precious")
+    inside.symlink_to(target, target_is_directory=target.is_dir())
+    before = {p.relative_to(outside): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+
+    with pytest.raises(IndexCorruptError, match="symbolic link"):
+        EmbeddedIndex(damaged, model=HashEncoder(), create=False)
+    report = check_index(damaged, repair=True)
+    assert not report.ok and not report.repaired
+    assert any("symbolic link" in p for p in report.problems), report.problems
+    cli = CliRunner().invoke(app, ["check", "--index", str(damaged)])
+    assert cli.exit_code == 1 and "symbolic link" in " ".join(cli.output.split())
+    after = {p.relative_to(outside): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    assert after == before and inside.is_symlink()
+
+
+def test_a_symbolic_link_planted_after_open_is_never_written_through(damaged, tmp_path):
+    outside = tmp_path / "precious.f16"
+    ix = EmbeddedIndex(damaged, model=HashEncoder(), create=False)
+    shutil.copy(damaged / "vectors-1.f16", outside)
+    (damaged / "vectors-1.f16").unlink()
+    (damaged / "vectors-1.f16").symlink_to(outside)
+    before = outside.read_bytes()
+    with pytest.raises(IndexCorruptError, match="symbolic link"):
+        ix.add([doc_text("new", 0)], ids=["new"])
+    assert ix.count() == 280
+    with pytest.raises(IndexCorruptError, match="symbolic link"):
+        ix.close()  # closes, and says why the caches were not saved
+    with pytest.raises(InvalidInputError, match="closed"):
+        ix.count()
+    assert outside.read_bytes() == before
+
+
+_SEARCH_IN_A_CHILD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("w", sys.argv[2])
+w = importlib.util.module_from_spec(spec); spec.loader.exec_module(w)
+from colbridge import EmbeddedIndex, IndexCorruptError
+try:
+    ix = EmbeddedIndex(sys.argv[1], model=w.HashEncoder(), create=False)
+except IndexCorruptError as e:
+    print("refused:", e); sys.exit(3)
+for i in range(20, 300, 7):
+    ix.search(w.doc_text(f"doc-{i}", 0), k=5, exact_threshold=0)
+print("searched")
+"""
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flipped_bits_in_the_graph_never_reach_voyager(damaged, seed):
+    """Flipped bits in a graph file crashed the process inside Voyager; now the checksum
+    recorded when the checkpoint was written refuses them before Voyager reads a byte."""
+    import subprocess
+    import sys
+
+    from .conftest import WRITER
+
+    _flip_bits(_graph(damaged), 3, seed=seed)
+    child = subprocess.run([sys.executable, "-c", _SEARCH_IN_A_CHILD, str(damaged), str(WRITER)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 3 and "checksum" in child.stdout, (child.returncode, child.stdout,
+                                                                  child.stderr[-2000:])
+    assert any("checksum" in p for p in check_index(damaged).problems)
+    assert check_index(damaged, repair=True).ok
+    child = subprocess.run([sys.executable, "-c", _SEARCH_IN_A_CHILD, str(damaged), str(WRITER)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0 and "searched" in child.stdout, child.stderr[-2000:]
+
+
+def test_a_folder_without_checksums_opens_and_records_them(damaged):
+    """Folders written before checksums were recorded: their graph and means are not trusted
+    (not loaded), but rebuilt from the vectors, and saved with checksums at close."""
+    conn = sqlite3.connect(damaged / "documents.sqlite")
+    conn.execute("DROP TABLE checksums")
+    conn.commit()
+    conn.close()
+    (segment,) = damaged.glob("lexical-*")
+    meta = json.loads((segment / "colbridge.json").read_text())
+    del meta["files"]
+    (segment / "colbridge.json").write_text(json.dumps(meta))
+    report = check_index(damaged)
+    assert report.ok and sum("no checksum recorded" in n for n in report.notes) == 3, report.notes
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
+        assert ix.search(doc_text("doc-99", 0), k=1, mode="bm25")[0].id == "doc-99"
+    after = check_index(damaged)
+    assert after.ok and after.notes == [], after.notes
+
+
+def test_vectors_written_before_checksums_are_recorded_by_repair(damaged):
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        ix.add([doc_text("late", 0)], ids=["late"])  # one more run of rows, recorded
+    conn = sqlite3.connect(damaged / "documents.sqlite")
+    conn.execute("DELETE FROM vector_sums WHERE first_row = 0")  # as an older colbridge left it
+    conn.commit()
+    conn.close()
+    report = check_index(damaged)
+    assert report.ok and any("no checksum recorded" in n for n in report.notes), report.notes
+    repaired = check_index(damaged, repair=True)
+    assert repaired.ok and repaired.notes == [], repaired.notes
+    assert any("recorded the checksums" in line for line in repaired.repaired)
+    _flip_a_vector_bit(damaged)  # now detectable in those rows too
+    assert any("do not match the checksum" in p for p in check_index(damaged).problems)

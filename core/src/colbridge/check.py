@@ -3,26 +3,32 @@
 The check reads every file of the folder while holding its write lock and reports each thing
 that breaks the rules of ``docs/index-format.md``:
 
+* nothing in the folder is a symbolic link;
 * ``manifest.json`` is a valid manifest of a format this colbridge reads;
-* ``documents.sqlite`` passes SQLite's ``integrity_check`` and has the expected tables and state;
-* every document's vector range lies inside the committed rows, no two ranges overlap, and every
-  metadata value is a JSON object;
-* the vector file holds at least the committed rows, and every live token vector is finite and
-  unit-length;
-* the graph checkpoint that an open would load is readable, has the index's dimension, and
-  covers no more than the committed rows;
-* the lexical (BM25) segment that an open would load is readable and of a format this
-  colbridge reads;
-* the document-means file that an open would load is readable and of the index's dimension.
+* ``documents.sqlite`` passes SQLite's ``integrity_check``, holds the expected tables and no
+  schema object colbridge did not create (a trigger, a view), and a state of integers;
+* every document's vector range lies inside the committed rows, no two ranges overlap, every
+  text is UTF-8 text and every metadata value is a JSON object;
+* the vector file holds at least the committed rows, every live token vector is finite and
+  unit-length, and every run of rows matches the checksum recorded when it was committed;
+* the graph checkpoint that an open would load matches its recorded checksum, is readable,
+  has the index's dimension, and covers no more than the committed rows;
+* the lexical (BM25) segment that an open would load matches its recorded checksums, is sound,
+  of a format this colbridge reads, and indexes each stored text with that text's terms;
+* the document-means file that an open would load matches its recorded checksum, is readable
+  and of the index's dimension.
 
 Leftovers of interrupted writes (rows past the committed count, superseded files, temporary
-files) are harmless; they are listed as notes, not problems.
+files) are harmless; they are listed as notes, not problems. So are cache files and vector rows
+without a recorded checksum (written by an older colbridge): an open does not trust such a cache
+file but rebuilds it.
 
 Only the graph, the document means and the lexical segment can be repaired: they are caches
 of the vectors and the texts. ``repair=True`` deletes damaged or impossible graph checkpoints,
-damaged means files and lexical segments and leftovers, rebuilds what it deleted from the stored vectors and texts, and saves fresh
-copies. Damage to the manifest, the store or the vectors is reported, never
-"repaired" by dropping data: restore those folders from a backup.
+damaged means files and lexical segments, caches without a checksum and leftovers, rebuilds
+what it deleted from the stored vectors and texts, saves fresh copies, and records checksums
+of vector rows that have none. Damage to the manifest, the store or the vectors is reported,
+never "repaired" by dropping data: restore those folders from a backup.
 
 >>> report = check_index("my-index")            # doctest: +SKIP
 >>> report.ok, report.problems                   # doctest: +SKIP
@@ -42,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import refuse_links
 from .errors import IndexCorruptError, IndexLockedError
 
 _GRAPH = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
@@ -84,6 +91,9 @@ class _Findings:
     bad_graphs: list[Path] = field(default_factory=list)  # repair deletes these
     leftovers: list[Path] = field(default_factory=list)  # and these
     data_damaged: bool = False  # a problem outside the graph: repair cannot help
+    checksums: dict[str, tuple[int, str]] = field(default_factory=dict)  # recorded in the store
+    vector_sums: list[tuple[int, int, str]] = field(default_factory=list)  # likewise
+    unrecorded_rows: list[tuple[int, int]] = field(default_factory=list)  # repair records these
 
 
 def check_index(
@@ -115,7 +125,7 @@ def check_index(
             "vectors into a new index: `colbridge recover --from THIS_FOLDER --to NEW_FOLDER`"
         )
         return report
-    if not findings.bad_graphs and not findings.leftovers:
+    if not findings.bad_graphs and not findings.leftovers and not findings.unrecorded_rows:
         return report
     repaired = _repair(folder, findings, lock_timeout)
     after = _check(folder, lock_timeout).report
@@ -132,6 +142,12 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
     if not folder.is_dir():
         report.problems.append(f"{folder} is not a folder" if folder.exists() else
                                f"{folder} does not exist")
+        found.data_damaged = True
+        return found
+    try:
+        refuse_links(folder)
+    except IndexCorruptError as e:
+        report.problems.append(str(e))
         found.data_damaged = True
         return found
     try:
@@ -174,7 +190,13 @@ def _locked(folder: Path, timeout: float) -> Iterator[None]:
 
 def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] | None:
     """Integrity, schema and state of ``documents.sqlite``; its document ranges, sorted by start."""
-    from .index.docstore import FILENAME, SCHEMA_VERSION
+    from .index.docstore import (
+        FILENAME,
+        SCHEMA_VERSION,
+        foreign_schema_objects,
+        read_checksums,
+        read_vector_sums,
+    )
 
     report = found.report
     path = folder / FILENAME
@@ -200,6 +222,12 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
                                    + "; ".join(shown) + (" …" if len(verdict) > 4 else ""))
             found.data_damaged = True
             return None
+        foreign = foreign_schema_objects(conn)
+        if foreign:
+            report.problems.append(f"{FILENAME} holds schema objects colbridge did not create: "
+                                   + ", ".join(foreign))
+            found.data_damaged = True
+            return None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"documents", "state"} <= tables:
             report.problems.append(f"{FILENAME} lacks the documents or state table")
@@ -217,9 +245,17 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
             found.data_damaged = True
             return None
         generation, rows = state["generation"], state["vector_rows"]
-        if not (isinstance(generation, int) and isinstance(rows, int) and generation >= 0
-                and rows >= 0):
+        if not all(type(state[key]) is int and state[key] >= 0
+                   for key in ("generation", "vector_rows", "changes")):
             report.problems.append(f"{FILENAME} has an impossible state {state}")
+            found.data_damaged = True
+            return None
+        untyped = conn.execute(
+            "SELECT count(*) FROM documents WHERE typeof(vec_start) != 'integer' "
+            "OR typeof(vec_count) != 'integer' OR typeof(doc_no) != 'integer'").fetchone()[0]
+        if untyped:
+            report.problems.append(f"{untyped} document(s) have vector ranges that are not "
+                                   "integers")
             found.data_damaged = True
             return None
         rows_sql = "SELECT vec_start, vec_count FROM documents ORDER BY vec_start"
@@ -228,6 +264,9 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
             "SELECT count(*) FROM documents WHERE NOT json_valid(metadata) "
             "OR json_type(metadata) != 'object'"
         ).fetchone()[0]
+        bad_texts = _count_bad_texts(conn)
+        found.checksums = read_checksums(conn)
+        found.vector_sums = read_vector_sums(conn)
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be read: {e}")
         found.data_damaged = True
@@ -238,6 +277,9 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
     if bad_metadata:
         report.problems.append(f"{bad_metadata} document(s) have metadata that is not a JSON "
                                "object")
+        found.data_damaged = True
+    if bad_texts:
+        report.problems.append(f"{bad_texts} document(s) have a text that is not UTF-8 text")
         found.data_damaged = True
     starts, counts = ranges[:, 0], ranges[:, 1]
     ends = starts + counts
@@ -254,6 +296,19 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         report.problems.append(f"{overlaps} document vector range(s) overlap the one before")
         found.data_damaged = True
     return generation, rows, ranges
+
+
+def _count_bad_texts(conn: sqlite3.Connection) -> int:
+    """Documents whose text is not a valid UTF-8 string (a blob, or undecodable bytes)."""
+    bad = conn.execute("SELECT count(*) FROM documents WHERE typeof(text) != 'text'").fetchone()[0]
+    cursor = conn.execute("SELECT CAST(text AS BLOB) FROM documents WHERE typeof(text) = 'text'")
+    while batch := cursor.fetchmany(10_000):
+        for (raw,) in batch:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad += 1
+    return bad
 
 
 def _check_vectors(folder: Path, generation: int, rows: int, ranges: np.ndarray, dimension: int,
@@ -294,6 +349,39 @@ def _check_vectors(folder: Path, generation: int, rows: int, ranges: np.ndarray,
         report.problems.append(f"{bad} live token vector(s) in {path.name} are not finite unit "
                                "vectors: the vector file is damaged")
         found.data_damaged = True
+    _check_vector_sums(path, rows, dimension, found)
+
+
+def _check_vector_sums(path: Path, rows: int, dimension: int, found: _Findings) -> None:
+    """Each run of rows must match the checksum recorded when it was committed; runs without
+    a record (written by an older colbridge) are notes, and repair records them."""
+    from .index.vectors import range_digest
+
+    report = found.report
+    mismatched, covered_to = [], 0
+    for first, count, digest in found.vector_sums:
+        if not (type(first) is int and type(count) is int and first >= 0 and count > 0
+                and first + count <= rows and first >= covered_to):
+            report.problems.append(f"{path.name} has an impossible checksum record (rows {first!r}"
+                                   f" + {count!r} of {rows} committed)")
+            found.data_damaged = True
+            return
+        if first > covered_to:
+            found.unrecorded_rows.append((covered_to, first - covered_to))
+        if range_digest(path, dimension, first, count) != digest:
+            mismatched.append(f"{first}-{first + count - 1}")
+        covered_to = first + count
+    if covered_to < rows:
+        found.unrecorded_rows.append((covered_to, rows - covered_to))
+    if mismatched:
+        shown = ", ".join(mismatched[:3]) + (" …" if len(mismatched) > 3 else "")
+        report.problems.append(f"rows {shown} of {path.name} do not match the checksum recorded "
+                               "when they were written: the vector file is damaged")
+        found.data_damaged = True
+    unrecorded = sum(count for _, count in found.unrecorded_rows)
+    if unrecorded:
+        report.notes.append(f"{unrecorded} committed row(s) of {path.name} have no checksum "
+                            "recorded (written by an older colbridge); `--repair` records them")
 
 
 def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
@@ -311,20 +399,34 @@ def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
             report.problems.append(f"{path.name} covers {covered} rows but only {rows} are "
                                    "committed")
             found.bad_graphs.append(path)
-    for _, path in usable[1:]:
-        report.notes.append(f"{path.name} is superseded by {usable[0][1].name}")
-        found.leftovers.append(path)
-    if usable:
-        covered, path = usable[0]
-        trouble = _graph_trouble(path, covered, dimension)
-        if trouble:
-            report.problems.append(f"{path.name} {trouble}")
-            found.bad_graphs.append(path)
+    loaded = None  # the one an open would load: the newest with a recorded checksum
+    for covered, path in usable:
+        if loaded is not None:
+            report.notes.append(f"{path.name} is superseded by {loaded.name}")
+            found.leftovers.append(path)
+        elif path.name not in found.checksums:
+            report.notes.append(_UNRECORDED.format(path.name))
+            found.leftovers.append(path)
+        else:
+            loaded = path
+            trouble = _graph_trouble(path, covered, dimension, found.checksums[path.name])
+            if trouble:
+                report.problems.append(f"{path.name} {trouble}")
+                found.bad_graphs.append(path)
 
 
-def _graph_trouble(path: Path, covered: int, dimension: int) -> str | None:
+_UNRECORDED = ("{} has no checksum recorded (written by an older colbridge, or its save was "
+               "interrupted): it is not loaded, and the next checkpoint replaces it")
+
+
+def _graph_trouble(path: Path, covered: int, dimension: int, checksum: tuple[int, str]
+                   ) -> str | None:
     import voyager
 
+    from ._files import file_digest
+
+    if file_digest(path) != tuple(checksum):  # verified before Voyager's native code reads it
+        return "does not match the checksum recorded when it was written"
     try:
         index = voyager.Index.load(str(path))
     except Exception as e:  # voyager raises RuntimeError, ValueError ... on damaged files
@@ -340,19 +442,49 @@ def _graph_trouble(path: Path, covered: int, dimension: int) -> str | None:
 
 
 def _check_lexical(folder: Path, found: _Findings) -> None:
-    """The newest ``lexical-*`` segment must load; older ones are superseded leftovers."""
-    from .index.lexical import Segment, saved_segments
+    """The newest ``lexical-*`` segment must load and agree with the stored texts; older ones
+    are superseded leftovers."""
+    from .index.docstore import FILENAME
+    from .index.lexical import Segment, UnrecordedSegment, disagreement, saved_segments
 
-    _check_newest_cache([path for _, path in saved_segments(folder)], Segment.load,
+    def load(path: Path) -> None:
+        try:
+            segment = Segment.load(path)
+        except UnrecordedSegment:
+            raise _Unrecorded from None
+        conn = sqlite3.connect(f"{(folder / FILENAME).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            texts = {n: text for n, text in conn.execute(
+                "SELECT doc_no, text FROM documents WHERE doc_no <= ?", (segment.upto,))
+                if isinstance(text, str)}
+        except sqlite3.Error:
+            return  # the store's own check reports it
+        finally:
+            conn.close()
+        trouble = disagreement(segment, texts)
+        if trouble:
+            raise ValueError(f"{path} {trouble}")
+
+    _check_newest_cache([path for _, path in saved_segments(folder)], load,
                         "the lexical segment ", found)
 
 
 def _check_means(folder: Path, dimension: int, found: _Findings) -> None:
     """The newest ``means-*.npz`` must load; older ones are superseded leftovers."""
+    from ._files import file_digest
     from .index.means import read_means, saved_means
 
-    _check_newest_cache([path for _, _, path in saved_means(folder)],
-                        lambda path: read_means(path, dimension), "the document means: ", found)
+    def load(path: Path) -> None:
+        recorded = found.checksums.get(path.name)
+        if recorded is None:
+            raise _Unrecorded
+        if file_digest(path) != tuple(recorded):
+            raise ValueError(f"{path.name} does not match the checksum recorded when it was "
+                             "written")
+        read_means(path, dimension)
+
+    _check_newest_cache([path for _, _, path in saved_means(folder)], load,
+                        "the document means: ", found)
 
 
 def _check_newest_cache(paths: list[Path], load, label: str, found: _Findings) -> None:
@@ -364,9 +496,16 @@ def _check_newest_cache(paths: list[Path], load, label: str, found: _Findings) -
     if paths:
         try:
             load(paths[0])
+        except _Unrecorded:
+            found.report.notes.append(_UNRECORDED.format(paths[0].name))
+            found.leftovers.append(paths[0])
         except ValueError as e:
             found.report.problems.append(f"{label}{e}")
             found.bad_graphs.append(paths[0])
+
+
+class _Unrecorded(Exception):
+    """A cache file without a recorded checksum: not trusted, replaced; a note, not a problem."""
 
 
 def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
@@ -382,6 +521,26 @@ def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
 
 
 # -- repairing ---------------------------------------------------------------------------------
+def _record_vector_sums(folder: Path, findings: _Findings) -> str:
+    """Record checksums of committed rows that have none (the check found them sound)."""
+    from .index.docstore import FILENAME, add_vector_sums
+    from .index.manifest import Manifest
+    from .index.vectors import range_digest, vector_file_name
+
+    dimension = Manifest.read(folder).model.dimension
+    conn = sqlite3.connect(folder / FILENAME, timeout=30.0, isolation_level=None)
+    try:
+        generation = conn.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
+        path = folder / vector_file_name(generation)
+        sums = [(first, count, range_digest(path, dimension, first, count))
+                for first, count in findings.unrecorded_rows]
+        add_vector_sums(conn, sums)
+    finally:
+        conn.close()
+    rows = sum(count for _, count, _ in sums)
+    return f"recorded the checksums of {rows:,} vector rows written by an older colbridge"
+
+
 def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]:
     from .index import EmbeddedIndex
     from .index.manifest import Manifest
@@ -389,6 +548,8 @@ def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]
 
     done = []
     with _locked(folder, lock_timeout):
+        if findings.unrecorded_rows:
+            done.append(_record_vector_sums(folder, findings))
         for path in findings.bad_graphs + findings.leftovers:
             with contextlib.suppress(FileNotFoundError):
                 if path.is_dir():

@@ -132,7 +132,7 @@ def test_missing_index_without_create(tmp_path, tiny_model):
         (lambda p: (p / "documents.sqlite").write_bytes(b"garbage" * 100), "SQLite"),
         (lambda p: _truncate_vectors(p), "truncated"),
         (lambda p: (p / "vectors-0.f16").unlink(), "missing"),
-        (lambda p: _garble_graph(p), "cannot be read"),
+        (lambda p: _garble_graph(p), "does not match the checksum"),
     ],
     ids=["garbage manifest", "foreign manifest", "future version", "no sqlite", "corrupt sqlite",
          "truncated vectors", "missing vectors", "corrupt graph"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import bm25s
 import numpy as np
@@ -213,3 +214,103 @@ def test_qdrant_backend_refuses_lexical_modes(tiny_model):
         with pytest.raises(InvalidInputError, match="embedded index"):
             index.search("hello", mode="hybrid")
     client.close()
+
+
+@pytest.mark.parametrize("text", ["no", "I", "?", "🙂 👍"])
+def test_a_corpus_without_any_bm25_term_is_a_valid_lexical_state(tmp_path, tiny_model, text):
+    index = EmbeddedIndex(tmp_path / "ix", model=tiny_model)
+    index.add([text], ids=["only"])
+    assert index.search("x", k=3, mode="bm25") == []
+    assert [h.id for h in index.search("x", k=3, mode="hybrid")] == ["only"]
+    index.close()  # saves the empty base and closes
+    with pytest.raises(InvalidInputError, match="closed"):
+        index.count()
+    assert check_index(tmp_path / "ix").ok
+    with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as reopened:
+        assert reopened.search("x", k=3, mode="bm25") == []
+        reopened.add(["part number XJ-4471"], ids=["rare"])
+        assert reopened.search("XJ-4471", k=1, mode="bm25")[0].id == "rare"
+
+
+def test_deleting_the_last_document_with_a_term_after_the_base_exists(tmp_path, tiny_model):
+    with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as index:
+        index.add(["part number XJ-4471", "no"], ids=["rare", "stop"])
+        index.flush()  # the lexical base exists
+        assert index.delete(["rare"]) == 1  # compacts: the base is rebuilt over "no" alone
+        assert index.count() == 1
+        assert index.search("XJ-4471", k=1, mode="bm25") == []
+    assert check_index(tmp_path / "ix").ok
+
+
+def _flip_a_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) - 3] ^= 0x10  # inside the array, past the .npy header
+    path.write_bytes(bytes(data))
+
+
+def _renumber(folder, shift):
+    """Rows' document numbers changed (reversed, or shifted down by one), saved as a segment
+    that passes its checksums."""
+    segment = lexical.Segment.load(folder)
+    doc_nos = segment.doc_nos.copy()
+    numbered = doc_nos >= 0
+    doc_nos[numbered] = doc_nos[numbered] - 1 if shift else doc_nos[numbered][::-1]
+    lexical.Segment(segment.retriever, doc_nos, segment.upto, segment.average_length
+                    ).save(folder.parent)
+
+
+def _foreign(folder, tmp_path, tiny_model):
+    """The segment of another index with as many documents, renamed to this one's name."""
+    texts, ids, _ = synthetic_docs(41, seed=7)
+    with EmbeddedIndex(tmp_path / "other", model=tiny_model) as other:
+        other.add(texts, ids=ids)
+    (_, theirs), = saved_segments(tmp_path / "other")
+    shutil.rmtree(folder)
+    shutil.copytree(theirs, folder)
+
+
+LEXICAL_DAMAGES = {
+    "an empty array file": lambda f, *_: (f / "indices.csc.index.npy").write_bytes(b""),
+    "a flipped bit in the index array": lambda f, *_: _flip_a_bit(f / "indices.csc.index.npy"),
+    "a flipped bit in the weights": lambda f, *_: _flip_a_bit(f / "data.csc.index.npy"),
+    "an unknown file": lambda f, *_: (f / "extra.npy").write_bytes(b"x"),
+    "rows reordered": lambda f, *_: _renumber(f, shift=False),
+    "rows renumbered": lambda f, *_: _renumber(f, shift=True),
+    "a segment of another index": _foreign,
+}
+
+
+@pytest.mark.parametrize("damage", list(LEXICAL_DAMAGES))
+def test_any_lexical_damage_is_found_by_check_and_rebuilt(index, tiny_model, tmp_path, damage):
+    from colbridge.cli import app
+    from typer.testing import CliRunner
+
+    path = index.path
+    expected = [h.id for h in index.search("alpha XJ-4471 river", k=5, mode="bm25")]
+    index.close()
+    (_, folder), = saved_segments(path)
+    LEXICAL_DAMAGES[damage](folder, tmp_path, tiny_model)
+    report = check_index(path)
+    assert not report.ok and report.repairable, report.problems
+    assert any("lexical segment" in p for p in report.problems), report.problems
+    cli = CliRunner().invoke(app, ["check", "--index", str(path)])
+    assert cli.exit_code == 1 and "lexical segment" in cli.output, cli.output
+    assert check_index(path, repair=True).ok
+    with EmbeddedIndex(path, model=tiny_model) as reopened:
+        assert [h.id for h in reopened.search("alpha XJ-4471 river", k=5, mode="bm25")] == expected
+
+
+@pytest.mark.parametrize("damage", ["an empty array file", "a flipped bit in the index array",
+                                    "a flipped bit in the weights", "rows reordered",
+                                    "rows renumbered"])
+def test_a_segment_failing_its_checks_is_rebuilt_on_open(index, tiny_model, tmp_path, damage,
+                                                            caplog):
+    path = index.path
+    expected = [(h.id, h.score) for h in index.search("alpha XJ-4471 river", k=5, mode="bm25")]
+    index.close()
+    (_, folder), = saved_segments(path)
+    LEXICAL_DAMAGES[damage](folder, tmp_path, tiny_model)
+    with caplog.at_level(logging.WARNING), EmbeddedIndex(path, model=tiny_model) as reopened:
+        got = [(h.id, h.score) for h in reopened.search("alpha XJ-4471 river", k=5, mode="bm25")]
+    assert got == expected and "damaged lexical segment" in caplog.text
+    assert check_index(path).ok  # the close saved a sound segment in its place

@@ -77,6 +77,16 @@ def test_delete_single_bulk_unknown_and_none(store):
         store.delete(None)
 
 
+def test_deleting_the_last_document_with_a_bm25_term(store):
+    """Issue 13, item 10: the delete committed, then the lexical rebuild over texts without
+    any BM25 term raised from bm25s; a write that succeeded must report success."""
+    store.add_texts(["Paris landmarks", "no"], ids=["paris", "stop"])
+    store.index.flush()  # the lexical base exists
+    assert store.delete(["paris"]) is True
+    assert [d.id for d in store.get_by_ids(["stop", "paris"])] == ["stop"]
+    assert store.similarity_search("Paris", k=2, mode="bm25") == []
+
+
 def test_get_by_ids_order_unknown_and_duplicates(store):
     store.add_texts(["one", "two", "three"], ids=["1", "2", "3"])
     assert [d.id for d in store.get_by_ids(["3", "nope", "1", "3", ""])] == ["3", "1"]

@@ -274,6 +274,17 @@ def test_encoded_text_is_what_llama_index_embeds(tmp_path: Path, tiny_model) -> 
     assert "shown: yes" in stored.text and "hidden" not in stored.text
 
 
+def test_a_node_without_any_bm25_term_closes_cleanly(tmp_path: Path, tiny_model) -> None:
+    """Issue 13, item 10: close() raised bm25s's ValueError (and left the index open) when no
+    stored text had a BM25 term."""
+    retriever = ColBERTRetriever.from_nodes([TextNode(id_="i", text="I")], tmp_path / "index",
+                                            model=tiny_model)
+    assert [n.node.node_id for n in retriever.retrieve("x")] == ["i"]
+    retriever.close()
+    with EmbeddedIndex(tmp_path / "index", model=tiny_model) as reopened:
+        assert reopened.count() == 1 and reopened.search("x", k=1, mode="bm25") == []
+
+
 def test_index_nodes_come_back_as_index_nodes(tmp_path: Path, tiny_model) -> None:
     node = IndexNode(id_="ix", text="A summary of another index.", index_id="sub-index")
     with ColBERTRetriever.from_nodes([node], tmp_path / "index", model=tiny_model) as retriever:

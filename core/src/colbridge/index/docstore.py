@@ -48,6 +48,65 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+_OWN_OBJECTS = {
+    ("table", "documents"), ("table", "state"), ("table", "sqlite_sequence"),
+    ("index", "sqlite_autoindex_documents_1"), ("index", "sqlite_autoindex_state_1"),
+    ("table", "checksums"), ("index", "sqlite_autoindex_checksums_1"), ("table", "vector_sums"),
+}
+"""Every schema object the store holds; anything else (a trigger, a view) was planted."""
+
+
+def foreign_schema_objects(conn: sqlite3.Connection) -> list[str]:
+    """Schema objects of a store that colbridge did not create, as ``"trigger 'name'"``."""
+    found = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    return sorted(f"{kind} {name!r}" for kind, name in found if (kind, name) not in _OWN_OBJECTS)
+
+
+_CHECKSUMS = """
+CREATE TABLE IF NOT EXISTS checksums (name TEXT PRIMARY KEY, bytes INTEGER NOT NULL,
+                                      sha256 TEXT NOT NULL)
+"""
+
+
+_VECTOR_SUMS = """
+CREATE TABLE IF NOT EXISTS vector_sums (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL,
+                                        sha256 TEXT NOT NULL)
+"""
+
+
+def read_vector_sums(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
+    """``(first row, rows, sha256)`` of each committed run of rows of the current vector file
+    (empty when the store has no table yet: rows written by an older colbridge)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'vector_sums'").fetchone():
+        return []
+    return conn.execute("SELECT first_row, rows, sha256 FROM vector_sums ORDER BY first_row"
+                        ).fetchall()
+
+
+def add_vector_sums(conn: sqlite3.Connection, sums: Sequence[tuple[int, int, str]]) -> None:
+    """Record ``(first row, rows, sha256)`` of runs of committed rows that have none (rows
+    written by an older colbridge), in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_VECTOR_SUMS)
+        conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
+                         sums)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def read_checksums(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
+    """``{file name: (bytes, sha256)}`` recorded in a store (empty when it has no table yet)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checksums'"
+                        ).fetchone():
+        return {}
+    return {name: (size, digest)
+            for name, size, digest in conn.execute("SELECT name, bytes, sha256 FROM checksums")}
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -60,7 +119,8 @@ def _damage_is_corruption(method: _F) -> _F:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as e:
-            if type(e) is not sqlite3.DatabaseError:  # locked, constraint, I/O: not damage
+            undecodable = isinstance(e, sqlite3.OperationalError) and "decode" in str(e)
+            if type(e) is not sqlite3.DatabaseError and not undecodable:  # locked, I/O: not damage
                 raise
             raise IndexCorruptError(
                 f"{self.path} is damaged ({e}); run `colbridge check` and restore it from a backup"
@@ -104,12 +164,24 @@ class DocStore:
                         [("schema_version", SCHEMA_VERSION), ("generation", 0),
                          ("vector_rows", 0), ("changes", 0)],
                     )
-            version = self._state_value("schema_version")
+            row = self._conn().execute(
+                "SELECT value FROM state WHERE key = 'schema_version'").fetchone()
+            version = row[0] if row else None
+            foreign = foreign_schema_objects(self._conn())
         except sqlite3.DatabaseError as e:
             raise IndexCorruptError(f"{self.path} is not a readable SQLite database: {e}") from e
-        if version != SCHEMA_VERSION:
+        if foreign:
+            self.close()
             raise IndexCorruptError(
-                f"{self.path} has schema version {version}; this colbridge reads {SCHEMA_VERSION}"
+                f"{self.path} holds schema objects colbridge did not create "
+                f"({', '.join(foreign)}); refusing to use it: drop them or restore the store from "
+                "a backup"
+            )
+        if row is None:
+            raise IndexCorruptError(f"{self.path} lacks the state entry 'schema_version'")
+        if type(version) is not int or version != SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"{self.path} has schema version {version!r}; this colbridge reads {SCHEMA_VERSION}"
             )
 
     def _conn(self) -> sqlite3.Connection:
@@ -139,13 +211,19 @@ class DocStore:
         row = self._conn().execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise IndexCorruptError(f"{self.path} lacks the state entry {key!r}")
-        return int(row[0])
+        return self._valid_state(key, row[0])
+
+    def _valid_state(self, key: str, value: Any) -> int:
+        if type(value) is not int or value < 0:  # SQLite stores whatever it is given
+            raise IndexCorruptError(f"{self.path} has an impossible state: {key} is {value!r}")
+        return value
 
     @_damage_is_corruption
     def state(self) -> State:
         rows = dict(self._conn().execute("SELECT key, value FROM state").fetchall())
         try:
-            return State(int(rows["generation"]), int(rows["vector_rows"]), int(rows["changes"]))
+            return State(*(self._valid_state(key, rows[key])
+                           for key in ("generation", "vector_rows", "changes")))
         except KeyError as e:
             raise IndexCorruptError(f"{self.path} lacks the state entry {e}") from None
 
@@ -164,12 +242,16 @@ class DocStore:
         conn.execute("BEGIN")
         try:
             state = self.state()
-            table = np.array(
-                conn.execute("SELECT doc_no, vec_start, vec_count FROM documents").fetchall(),
-                dtype=np.int64,
-            ).reshape(-1, 3)
+            rows = conn.execute("SELECT doc_no, vec_start, vec_count FROM documents").fetchall()
         finally:
             conn.execute("COMMIT")
+        if any(type(value) is not int for row in rows for value in row):
+            raise IndexCorruptError(
+                f"{self.path} has vector ranges that are not integers; run `colbridge check`")
+        table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        if len(table) and ((table[:, 1] < 0) | (table[:, 2] < 1)).any():
+            raise IndexCorruptError(f"{self.path} has empty or negative vector ranges; "
+                                    "run `colbridge check`")
         return state, table
 
     @_damage_is_corruption
@@ -186,7 +268,8 @@ class DocStore:
             "SELECT id, text, metadata FROM documents WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(ids)),),
         )
-        return {i: (text, json.loads(meta)) for i, text, meta in rows.fetchall()}
+        return {i: self._document(i, text, meta)
+                for i, text, meta in rows.fetchall()}
 
     @_damage_is_corruption
     def fetch_by_doc_nos(self, doc_nos: Iterable[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
@@ -195,7 +278,7 @@ class DocStore:
             "WHERE doc_no IN (SELECT value FROM json_each(?))",
             (json.dumps([int(n) for n in doc_nos]),),
         )
-        return {n: (i, text, json.loads(meta)) for n, i, text, meta in rows.fetchall()}
+        return {n: (i, *self._document(i, text, meta)) for n, i, text, meta in rows.fetchall()}
 
     @_damage_is_corruption
     def texts_by_doc_nos(self, doc_nos: Sequence[int]) -> dict[int, str]:
@@ -203,7 +286,12 @@ class DocStore:
             "SELECT doc_no, text FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
             (json.dumps([int(n) for n in doc_nos]),),
         )
-        return dict(rows.fetchall())
+        texts = dict(rows.fetchall())
+        for doc_no, text in texts.items():
+            if not isinstance(text, str):
+                raise IndexCorruptError(f"{self.path}: document number {doc_no} has a text that "
+                                        "is not UTF-8 text; run `colbridge check`")
+        return texts
 
     @_damage_is_corruption
     def matching_doc_nos(self, conditions: list[Condition]) -> np.ndarray:
@@ -231,18 +319,43 @@ class DocStore:
             if not rows:
                 return
             for doc_no, i, text, meta, start, count in rows:
-                yield i, text, json.loads(meta), start, count
+                yield i, *self._document(i, text, meta), start, count
                 last = doc_no
+
+    def _document(self, doc_id: str, text: Any, metadata: Any) -> tuple[str, dict[str, Any]]:
+        """A stored ``(text, metadata)`` pair, checked: damage is an IndexCorruptError."""
+        if not isinstance(text, str):
+            raise IndexCorruptError(f"{self.path}: document {doc_id!r} has a text that is not "
+                                    "UTF-8 text; run `colbridge check`")
+        try:
+            parsed = json.loads(metadata)
+        except (TypeError, ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise IndexCorruptError(f"{self.path}: document {doc_id!r} has metadata that is not a "
+                                    "JSON object; run `colbridge check`")
+        return text, parsed
+
+    @_damage_is_corruption
+    def checksum(self, name: str) -> tuple[int, str] | None:
+        """The ``(bytes, sha256)`` recorded for the cache file ``name`` when it was written."""
+        return read_checksums(self._conn()).get(name)
 
     # -- writes -----------------------------------------------------------------------------
     @_damage_is_corruption
     def commit_write(
-        self, *, delete_doc_nos: Sequence[int], insert: Sequence[NewDocument], vector_rows: int
+        self, *, delete_doc_nos: Sequence[int], insert: Sequence[NewDocument], vector_rows: int,
+        vector_sum: tuple[int, int, str] | None = None,
     ) -> list[int]:
-        """Delete and insert in one transaction; returns the new documents' doc_nos."""
+        """Delete and insert in one transaction; returns the new documents' doc_nos.
+        ``vector_sum`` is ``(first row, rows, sha256)`` of the rows this write appended."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if vector_sum is not None and vector_sum[1]:
+                conn.execute(_VECTOR_SUMS)
+                conn.execute("INSERT OR REPLACE INTO vector_sums(first_row, rows, sha256) "
+                             "VALUES (?, ?, ?)", vector_sum)
             if delete_doc_nos:
                 conn.execute(
                     "DELETE FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
@@ -266,12 +379,18 @@ class DocStore:
 
     @_damage_is_corruption
     def commit_compaction(
-        self, *, new_starts: Sequence[tuple[int, int]], generation: int, vector_rows: int
+        self, *, new_starts: Sequence[tuple[int, int]], generation: int, vector_rows: int,
+        vector_sums: Sequence[tuple[int, int, str]] = (),
     ) -> None:
-        """Point every document at its rows in the new vector file, in one transaction."""
+        """Point every document at its rows in the new vector file, in one transaction, with
+        the checksums of that file's runs of rows."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(_VECTOR_SUMS)
+            conn.execute("DELETE FROM vector_sums")
+            conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
+                             vector_sums)
             conn.executemany(
                 "UPDATE documents SET vec_start = ? WHERE doc_no = ?",
                 [(start, doc_no) for doc_no, start in new_starts],
@@ -279,6 +398,27 @@ class DocStore:
             conn.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
             conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
             conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @_damage_is_corruption
+    def record_checksums(self, records: dict[str, tuple[int, str]], keep: set[str] | None = None
+                         ) -> None:
+        """Record the ``(bytes, sha256)`` of cache files just written; with ``keep``, forget
+        the records of every file not named in it (superseded files, deleted)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_CHECKSUMS)
+            conn.executemany(
+                "INSERT OR REPLACE INTO checksums(name, bytes, sha256) VALUES (?, ?, ?)",
+                [(name, size, digest) for name, (size, digest) in records.items()])
+            if keep is not None:
+                conn.execute(
+                    "DELETE FROM checksums WHERE name NOT IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(keep)),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import __version__
 from .._aio import run_off_loop
+from .._files import file_digest, refuse_links
 from ..errors import (
     IndexCorruptError,
     IndexLockedError,
@@ -48,7 +49,7 @@ from ..models import ColBERTModel
 from ..scoring import fuse_scores, maxsim_ranges, rows_of, token_similarities
 from .base import MODES, BaseIndex, SearchMode
 from .docstore import DocStore, NewDocument
-from .graph import TokenGraph, graph_file_name, latest_checkpoint
+from .graph import TokenGraph, checkpoints, graph_file_name
 from .lexical import LexicalIndex
 from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
 from .means import load_latest, mean_vectors, means_file_name, means_from_rows, save_means
@@ -154,6 +155,7 @@ class EmbeddedIndex(BaseIndex):
         self.path = Path(path).expanduser()
         if self.path.exists() and not self.path.is_dir():
             raise IndexCorruptError(f"{self.path} is a file, not an index folder")
+        refuse_links(self.path)
         if isinstance(model, (str, os.PathLike)):
             model = ColBERTModel(model)
         self.options = search_options or SearchOptions()
@@ -313,16 +315,32 @@ class EmbeddedIndex(BaseIndex):
             self._means_unsaved = True
         graph = getattr(self, "_graph", None)
         if graph is None or self._graph_generation != state.generation or graph.rows > state.vector_rows:
-            checkpoint = latest_checkpoint(self.path, state.generation, state.vector_rows)
+            checkpoint = self._recorded_checkpoint(state.generation, state.vector_rows)
             if checkpoint is None:
                 graph = TokenGraph(self.dimension, self.manifest.graph)
                 self._saved_rows = 0
             else:
-                graph = TokenGraph.load(checkpoint[0], self.dimension, self.manifest.graph, checkpoint[1])
+                graph = TokenGraph.load(checkpoint[0], self.dimension, self.manifest.graph,
+                                        checkpoint[1], checkpoint[2])
                 self._saved_rows = checkpoint[1]
             self._graph = graph
             self._graph_generation = state.generation
         self._catch_up_graph()
+
+    def _recorded_checkpoint(self, generation: int, rows: int
+                             ) -> tuple[Path, int, tuple[int, str]] | None:
+        """The newest graph checkpoint with a recorded checksum, with its rows and checksum.
+        Newer ones without a record (an older colbridge's, or a save interrupted before its
+        record) are passed over: the rows they cover are re-added from the vectors."""
+        for path, covered in checkpoints(self.path, generation, rows):
+            recorded = self._store.checksum(path.name)
+            if recorded is not None:
+                return path, covered, recorded
+            logger.info("%s has no checksum recorded; not loaded", path.name)
+        return None
+
+    def _record_checksums(self, *names: str) -> None:
+        self._store.record_checksums({name: file_digest(self.path / name) for name in names})
 
     def _known_means(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(doc_nos, means)`` known without reading vectors: this process's last snapshot,
@@ -330,7 +348,7 @@ class EmbeddedIndex(BaseIndex):
         snap = getattr(self, "_snap", None)
         if snap is not None:
             return snap.live, snap.means[snap.live]
-        return load_latest(self.path, self.dimension)
+        return load_latest(self.path, self.dimension, self._store.checksum)
 
     def _catch_up_graph(self) -> None:
         """Add rows the graph has not seen (written after its checkpoint, or by another process)."""
@@ -370,6 +388,7 @@ class EmbeddedIndex(BaseIndex):
                     "retry later or raise lock_timeout"
                 ) from None
             try:
+                refuse_links(self.path)
                 if self._store.changes() != self._changes:
                     self._reload()
                 yield
@@ -384,7 +403,7 @@ class EmbeddedIndex(BaseIndex):
         self._create_if_pending()
         with self._writing():
             replaced = self._store.doc_nos_for_ids(ids)
-            first = self._vectors.append(embeddings)
+            first, digest = self._vectors.append(embeddings)
             starts = first + np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
             rows = first + sum(counts)
             new_nos = self._store.commit_write(
@@ -393,7 +412,7 @@ class EmbeddedIndex(BaseIndex):
                     NewDocument(i, t, m, int(s), c)
                     for i, t, m, s, c in zip(ids, texts, metadata_json, starts, counts)
                 ],
-                vector_rows=rows,
+                vector_rows=rows, vector_sum=(first, rows - first, digest),
             )
             self._changes += 1
             self._vectors.expose(rows)
@@ -439,6 +458,7 @@ class EmbeddedIndex(BaseIndex):
 
     def _checkpoint(self) -> None:
         self._graph.save(self.path, self._graph_generation)
+        self._record_checksums(graph_file_name(self._graph_generation, self._graph.rows))
         self._save_means(self._graph_generation, self._graph.rows)
         self._saved_rows = self._graph.rows
         self._remove_stale_files()
@@ -452,6 +472,7 @@ class EmbeddedIndex(BaseIndex):
     def _save_means(self, generation: int, rows: int) -> None:
         live = self._snap.live
         save_means(self.path, generation, rows, live, self._snap.means[live])
+        self._record_checksums(means_file_name(generation, rows))
         self._means_unsaved = False
 
     def flush(self) -> None:
@@ -497,17 +518,18 @@ class EmbeddedIndex(BaseIndex):
         counts = snap.counts[snap.live]
         new_starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
         path = self.path / vector_file_name(generation)
-        rows = write_vector_file(path, _chunks_of(snap, snap.live))
+        rows, sums = write_vector_file(path, _chunks_of(snap, snap.live))
         graph = TokenGraph(self.dimension, self.manifest.graph)
         if rows:
             graph.add_documents(np.memmap(path, dtype="<f2", mode="r", shape=(rows, self.dimension)),
                                 new_starts, counts, covered_rows=rows)
         graph.rows = rows
         graph.save(self.path, generation)
+        self._record_checksums(graph_file_name(generation, rows))
         self._save_means(generation, rows)
         self._store.commit_compaction(
             new_starts=list(zip(snap.live.tolist(), new_starts.tolist())),
-            generation=generation, vector_rows=rows,
+            generation=generation, vector_rows=rows, vector_sums=sums,
         )
         self._graph, self._graph_generation, self._saved_rows = graph, generation, rows
         self._reload()
@@ -520,6 +542,7 @@ class EmbeddedIndex(BaseIndex):
         keep = {vector_file_name(self._vectors.generation),
                 graph_file_name(self._graph_generation, self._saved_rows),
                 means_file_name(self._graph_generation, self._saved_rows)}
+        self._store.record_checksums({}, keep=keep)
         for entry in os.scandir(self.path):
             name = entry.name
             stale = name.startswith(("vectors-", "graph-", "means-")) and name not in keep
@@ -716,12 +739,13 @@ class EmbeddedIndex(BaseIndex):
                     self._lexical.checkpoint(self._snap.live)
             except IndexLockedError:
                 pass  # the next open catches the graph and the lexical index up
-            self._closed = True
-            self._store.close()
-            # Drop the graph and the memory maps now rather than at interpreter exit.
-            self._graph = None  # type: ignore[assignment]
-            self._snap = None  # type: ignore[assignment]
-            self._vectors = None  # type: ignore[assignment]
+            finally:  # closed even when saving the caches failed (that error is raised)
+                self._closed = True
+                self._store.close()
+                # Drop the graph and the memory maps now rather than at interpreter exit.
+                self._graph = None  # type: ignore[assignment]
+                self._snap = None  # type: ignore[assignment]
+                self._vectors = None  # type: ignore[assignment]
 
     def _check_open(self) -> None:
         if self._closed:

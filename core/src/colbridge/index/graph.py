@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import fsync_dir
+from .._files import file_digest, fsync_dir
 from ..errors import IndexCorruptError
 from ..scoring import rows_of
 from .manifest import GraphParams
@@ -28,16 +28,14 @@ def graph_file_name(generation: int, rows: int) -> str:
     return f"graph-{generation}-{rows}.voy"
 
 
-def latest_checkpoint(folder: Path, generation: int, max_rows: int) -> tuple[Path, int] | None:
-    """The newest checkpoint of ``generation`` covering at most ``max_rows`` rows."""
-    best: tuple[Path, int] | None = None
+def checkpoints(folder: Path, generation: int, max_rows: int) -> list[tuple[Path, int]]:
+    """The checkpoints of ``generation`` covering at most ``max_rows`` rows, newest first."""
+    found = []
     for entry in os.scandir(folder):
         match = _NAME.match(entry.name)
-        if match and int(match.group(1)) == generation:
-            rows = int(match.group(2))
-            if rows <= max_rows and (best is None or rows > best[1]):
-                best = (Path(entry.path), rows)
-    return best
+        if match and int(match.group(1)) == generation and int(match.group(2)) <= max_rows:
+            found.append((Path(entry.path), int(match.group(2))))
+    return sorted(found, key=lambda c: c[1], reverse=True)
 
 
 class TokenGraph:
@@ -60,9 +58,23 @@ class TokenGraph:
         )
 
     @classmethod
-    def load(cls, path: Path, dimension: int, params: GraphParams, rows: int) -> TokenGraph:
+    def load(cls, path: Path, dimension: int, params: GraphParams, rows: int,
+             checksum: tuple[int, str]) -> TokenGraph:
+        """Load a checkpoint whose ``(bytes, sha256)`` must be ``checksum`` (recorded when it
+        was written): Voyager's native code never reads bytes that were not verified, as a few
+        flipped bits can crash it."""
         import voyager
 
+        try:
+            digest = file_digest(path)
+        except OSError as e:  # deleted by a compaction in another process: the caller retries
+            raise IndexCorruptError(f"{path} cannot be read ({e})") from e
+        if digest != tuple(checksum):
+            raise IndexCorruptError(
+                f"{path} does not match the checksum recorded when it was written (it is "
+                "damaged); run `colbridge check --repair` to rebuild the graph from the stored "
+                "vectors"
+            )
         try:
             index = voyager.Index.load(str(path))
         except Exception as e:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import fsync_dir
+from .._files import file_digest, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,11 @@ class Segment:
             pads = _padding(sum(lengths), len(lengths), average_length)
             terms = terms + pads
             doc_nos = np.concatenate([doc_nos, np.full(len(pads), -1, np.int64)])
+        if not any(terms):
+            # No text holds a BM25 term ("no", "I", "?"): a valid state, but bm25s cannot index
+            # an empty vocabulary. One padding row gives it a term no query ever has.
+            terms = [*terms, [_PAD]]
+            doc_nos = np.concatenate([doc_nos, np.full(1, -1, np.int64)])
         retriever = bm25s.BM25()
         retriever.index(terms, show_progress=False)
         return cls(retriever, doc_nos, upto, own_average)
@@ -128,9 +133,10 @@ class Segment:
         scratch.mkdir()
         self.retriever.save(str(scratch), show_progress=False)
         np.save(scratch / "doc_nos.npy", self.doc_nos)
+        files = {entry.name: list(file_digest(Path(entry.path))) for entry in os.scandir(scratch)}
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "upto": self.upto,
                 "documents": self.documents, "average_length": self.average_length,
-                "tokenizer": TOKENIZER}
+                "tokenizer": TOKENIZER, "files": files}
         (scratch / "colbridge.json").write_text(json.dumps(meta, indent=2) + "\n")
         for entry in os.scandir(scratch):
             with open(entry.path, "rb+") as f:
@@ -144,7 +150,12 @@ class Segment:
 
     @classmethod
     def load(cls, path: Path) -> Segment:
-        """Read a saved segment; raises ``ValueError`` when it is damaged or foreign."""
+        """Read a saved segment; raises ``ValueError`` when it is damaged or foreign.
+
+        Every file must match the size and SHA-256 recorded in ``colbridge.json`` when the
+        segment was saved (segments saved before that was recorded count as damaged, and are
+        rebuilt), and the arrays must describe a sound index.
+        """
         import bm25s
 
         try:
@@ -153,14 +164,94 @@ class Segment:
                 raise ValueError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} segment")
             if meta.get("tokenizer") != TOKENIZER:
                 raise ValueError(f"{path} was tokenized differently")
+            _verify_files(path, meta.get("files"))
             upto, average_length = int(meta["upto"]), float(meta["average_length"])
             doc_nos = np.load(path / "doc_nos.npy", allow_pickle=False)
             retriever = bm25s.BM25.load(str(path), mmap=True, show_progress=False, verbosity=0)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            segment = cls(retriever, np.asarray(doc_nos, dtype=np.int64), upto, average_length)
+            _validate(segment, doc_nos)
+        except ValueError as e:
+            if str(e).startswith(str(path)):
+                raise
+            raise ValueError(f"{path} is damaged: {e}") from e
+        except Exception as e:  # bm25s and NumPy raise EOFError, IndexError, ... on bad files
             raise ValueError(f"{path} cannot be read: {e!r}") from e
-        if doc_nos.ndim != 1 or len(doc_nos) != int(retriever.scores["num_docs"]):
-            raise ValueError(f"{path}: doc_nos.npy does not match the bm25s index")
-        return cls(retriever, doc_nos.astype(np.int64), upto, average_length)
+        return segment
+
+    def rows_terms(self) -> list[set[str]]:
+        """The terms of each row (what it was indexed with), from the sparse matrix."""
+        matrix = self.retriever.scores
+        indptr, indices = np.asarray(matrix["indptr"]), np.asarray(matrix["indices"])
+        column_term = {column: term for term, column in self.retriever.vocab_dict.items()}
+        rows: list[set[str]] = [set() for _ in range(len(self.doc_nos))]
+        for column in range(len(indptr) - 1):
+            term = column_term.get(column)
+            for row in indices[indptr[column]:indptr[column + 1]].tolist():
+                rows[row].add(term)
+        return rows
+
+
+class UnrecordedSegment(ValueError):
+    """A segment saved before colbridge recorded its files' checksums: not trusted, rebuilt."""
+
+
+def _verify_files(path: Path, files: object) -> None:
+    """The folder holds exactly the files recorded, each of its recorded size and SHA-256."""
+    if not isinstance(files, dict):
+        raise UnrecordedSegment(f"{path} has no file checksums (saved by an older colbridge)")
+    present = {entry.name for entry in os.scandir(path)} - {"colbridge.json"}
+    if present != set(files):
+        raise ValueError(f"{path} holds {sorted(present)}, its description lists {sorted(files)}")
+    for name, recorded in files.items():
+        if list(file_digest(path / name)) != recorded:
+            raise ValueError(f"{path}: {name} does not match the checksum recorded when it was "
+                             "saved")
+
+
+def _validate(segment: Segment, doc_nos: np.ndarray) -> None:
+    """The arrays must describe a sound index: search then never reads out of bounds."""
+    matrix = segment.retriever.scores
+    rows = int(matrix["num_docs"])
+    indptr, indices = np.asarray(matrix["indptr"]), np.asarray(matrix["indices"])
+    data = np.asarray(matrix["data"])
+    columns = len(indptr) - 1
+    if (doc_nos.ndim != 1 or doc_nos.dtype != np.int64 or len(doc_nos) != rows
+            or indptr.ndim != 1 or indices.ndim != 1 or data.shape != indices.shape):
+        raise ValueError("its arrays do not fit together")
+    if columns < 0 or indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError("its column pointers are not a sparse matrix's")
+    if len(indices) and (indices.min() < 0 or indices.max() >= rows):
+        raise ValueError("it points at rows it does not have")
+    if not np.isfinite(data).all():
+        raise ValueError("it holds weights that are not finite")
+    terms = {term: column for term, column in segment.retriever.vocab_dict.items() if term}
+    if any(type(c) is not int or not 0 <= c < columns for c in terms.values()):
+        raise ValueError("its vocabulary points at columns it does not have")
+    numbered = doc_nos[doc_nos >= 0]
+    if (doc_nos < -1).any() or (np.diff(numbered) <= 0).any() or (
+            len(numbered) and numbered[-1] > segment.upto):
+        raise ValueError("its document numbers are not ascending up to its upto")
+
+
+def disagreement(segment: Segment, texts: dict[int, str]) -> str | None:
+    """How ``segment`` disagrees with the store, whose live documents numbered up to the
+    segment's ``upto`` have ``texts``; None when every one of them is a row indexed with its
+    text's terms. Catches a segment of another index, or with its rows' numbers reordered."""
+    row_of = {int(n): row for row, n in enumerate(segment.doc_nos.tolist()) if n >= 0}
+    missing = [n for n in texts if n not in row_of]
+    if missing:
+        return f"lacks {len(missing)} stored document(s) it should hold"
+    rows_terms = segment.rows_terms()
+    numbers = sorted(texts)
+    wrong = 0
+    for begin in range(0, len(numbers), 10_000):
+        part = numbers[begin:begin + 10_000]
+        for n, terms in zip(part, tokenize([texts[n] for n in part]), strict=True):
+            wrong += set(terms) != rows_terms[row_of[n]]
+    if wrong:
+        return (f"indexes {wrong} document(s) with terms other than their stored texts' (a "
+                "segment of another index, or its rows renumbered)")
+    return None
 
 
 def saved_segments(folder: Path) -> list[tuple[int, Path]]:
@@ -234,7 +325,7 @@ class LexicalIndex:
         deleted.
         """
         with self._lock:
-            self._load_newer_from_disk()
+            self._load_newer_from_disk(live)
             base = self._base
             if rebuild_if_dead and base is None:
                 return  # never built: the next flush, close or lexical search builds it
@@ -260,7 +351,7 @@ class LexicalIndex:
     # -- internals ---------------------------------------------------------------------------
     def _segments(self, live: np.ndarray) -> tuple[Segment | None, Segment | None]:
         with self._lock:
-            self._load_newer_from_disk()
+            self._load_newer_from_disk(live)
             self._ensure_base(live)
             base = self._base
             newest = int(live[-1]) if len(live) else -1
@@ -301,17 +392,25 @@ class LexicalIndex:
         self._tail = None
         logger.info("lexical index rebuilt over %d documents", len(doc_nos))
 
-    def _load_newer_from_disk(self) -> None:
-        """Adopt a base another process saved, if it is newer than the one in memory."""
+    def _load_newer_from_disk(self, live: np.ndarray) -> None:
+        """Adopt a base another process saved, if it is newer than the one in memory and holds
+        every live document it should (``live``: the sorted live ``doc_no``s)."""
         current = self._base.upto if self._base is not None else -1
         for upto, path in saved_segments(self.folder):
             if upto <= current:
                 return
             try:
-                self._base = Segment.load(path)
+                segment = Segment.load(path)
+                expected = live[live <= segment.upto]
+                if not np.isin(expected, segment.doc_nos).all():
+                    raise ValueError(f"{path} lacks live documents it should hold")
+            except UnrecordedSegment as e:
+                logger.info("not loading a lexical segment: %s; rebuilding it", e)
+                continue
             except ValueError as e:
                 logger.warning("ignoring a damaged lexical segment: %s", e)
                 continue
+            self._base = segment
             self._base_saved, self._saved_upto = True, upto
             if self._tail is not None and self._tail.upto <= upto:
                 self._tail = None

@@ -93,11 +93,13 @@ class Manifest:
         path = folder / FILENAME
         try:
             raw = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise IndexCorruptError(f"{folder} is not a colbridge index (no {FILENAME})") from None
+        except OSError as e:
+            raise IndexCorruptError(f"{path} cannot be read ({e})") from e
         try:
             body: Any = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise IndexCorruptError(f"{path} is not valid JSON ({e})") from e
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise IndexCorruptError(f"{path} is not a colbridge manifest (format is not {FORMAT!r})")
@@ -113,8 +115,12 @@ class Manifest:
             model = ModelInfo(**body["model"])
             # Manifests written before a setting existed were built with its first value.
             graph = GraphParams(**{**_ORIGINAL_GRAPH, **body["graph"]})
-            if model.dimension < 1:
-                raise ValueError("dimension must be positive")
+            if not isinstance(model.name, str):
+                raise ValueError("model.name must be a string")
+            for name in ("dimension", "query_length", "document_length"):
+                value = getattr(model, name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
         except (KeyError, TypeError, ValueError) as e:  # InvalidInputError is a ValueError
             raise IndexCorruptError(f"{path} is incomplete or malformed: {e}") from e
         return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")))

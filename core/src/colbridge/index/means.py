@@ -20,11 +20,12 @@ import logging
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .._files import fsync_dir
+from .._files import file_digest, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +74,30 @@ def read_means(path: Path, dimension: int) -> tuple[np.ndarray, np.ndarray]:
     return doc_nos, means
 
 
-def load_latest(folder: Path, dimension: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The newest readable means file's ``(doc_nos, means)``, or None (with a warning when
-    the file exists but is damaged: the means are then recomputed)."""
+def load_latest(folder: Path, dimension: int,
+                checksum: Callable[[str], tuple[int, str] | None]
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The newest means file's ``(doc_nos, means)`` if it matches the ``checksum`` recorded for
+    its name, else None: the means are then recomputed (with a warning when the file is
+    damaged; a file without a record, from an older colbridge or an interrupted save, is
+    silently replaced)."""
     files = saved_means(folder)
     if not files:
         return None
+    path = files[0][2]
+    recorded = checksum(path.name)
+    if recorded is None:
+        logger.info("%s has no checksum recorded; recomputing the document means", path.name)
+        return None
     try:
-        return read_means(files[0][2], dimension)
+        try:
+            digest = file_digest(path)
+        except OSError as e:
+            raise ValueError(f"{path.name} cannot be read ({e})") from e
+        if digest != tuple(recorded):
+            raise ValueError(f"{path.name} does not match the checksum recorded when it was "
+                             "written")
+        return read_means(path, dimension)
     except ValueError as e:
         logger.warning("%s; recomputing the document means from the vectors", e)
         return None

@@ -10,13 +10,14 @@ written through the map, but a writable array lets PyTorch score them without a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .._files import fsync_dir
+from .._files import fsync_dir, open_nofollow
 from ..errors import IndexCorruptError
 
 DTYPE = np.dtype("<f2")
@@ -49,21 +50,26 @@ class VectorFile:
             return np.zeros((0, self.dimension), dtype=DTYPE)
         return np.memmap(self.path, dtype=DTYPE, mode="c", shape=(rows, self.dimension))
 
-    def append(self, arrays: Sequence[np.ndarray]) -> int:
-        """Write arrays after the committed rows and make them durable; returns the first row.
+    def append(self, arrays: Sequence[np.ndarray]) -> tuple[int, str]:
+        """Write arrays after the committed rows and make them durable; returns the first row
+        and the SHA-256 of the bytes written (for the store to record with the commit).
 
         The new rows stay invisible to readers until :meth:`expose` is called after the store
         has committed them.
         """
-        with open(self.path, "ab" if not self.path.exists() else "r+b") as f:
+        digest = hashlib.sha256()
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
             f.truncate(self.rows * self.row_bytes)  # drop leftovers of an interrupted write
             f.seek(self.rows * self.row_bytes)
             for array in arrays:
-                f.write(np.ascontiguousarray(array, dtype=DTYPE).tobytes())
+                data = np.ascontiguousarray(array, dtype=DTYPE).tobytes()
+                digest.update(data)
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         fsync_dir(self.path.parent)
-        return self.rows
+        return self.rows, digest.hexdigest()
 
     def expose(self, rows: int) -> None:
         """Make the first ``rows`` rows readable (after the store committed them)."""
@@ -71,15 +77,37 @@ class VectorFile:
         self.matrix = self._map(rows)
 
 
-def write_vector_file(path: Path, chunks: Sequence[np.ndarray] | object) -> int:
-    """Write a complete new vector file from an iterable of row chunks; returns the row count."""
+def write_vector_file(path: Path, chunks: Sequence[np.ndarray] | object
+                      ) -> tuple[int, list[tuple[int, int, str]]]:
+    """Write a complete new vector file from an iterable of row chunks; returns the row count
+    and each chunk's ``(first row, rows, SHA-256)``."""
     rows = 0
-    with open(path, "wb") as f:
+    sums = []
+    with os.fdopen(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
         for chunk in chunks:  # type: ignore[attr-defined]
-            data = np.ascontiguousarray(chunk, dtype=DTYPE)
-            f.write(data.tobytes())
-            rows += len(data)
+            data = np.ascontiguousarray(chunk, dtype=DTYPE).tobytes()
+            f.write(data)
+            count = len(data) // (chunk.shape[1] * DTYPE.itemsize) if len(data) else 0
+            if count:
+                sums.append((rows, count, hashlib.sha256(data).hexdigest()))
+            rows += count
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(path.parent)
-    return rows
+    return rows, sums
+
+
+def range_digest(path: Path, dimension: int, first: int, rows: int) -> str:
+    """SHA-256 of rows ``first`` to ``first + rows - 1`` of a vector file."""
+    row_bytes = dimension * DTYPE.itemsize
+    digest = hashlib.sha256()
+    with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+        f.seek(first * row_bytes)
+        left = rows * row_bytes
+        while left > 0:
+            chunk = f.read(min(left, 1 << 23))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
