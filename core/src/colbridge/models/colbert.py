@@ -105,6 +105,7 @@ class ColBERTModel(Encoder):
                     "folder or name instead")
             backend = "torch"
         super().__init__(name=name, batch_size=batch_size)
+        self._chosen_for_you = backend is None
         if backend is None:
             backend = default_backend(device)
         if backend != "torch" and backend not in BACKENDS:
@@ -139,10 +140,10 @@ class ColBERTModel(Encoder):
         read the cached export."""
         if not self.loaded:
             with self._load_lock:
+                if self._backend != "torch" and self._runtime is None:
+                    self._runtime = self._open_runtime()  # a default may step down to torch
                 if self._backend == "torch" and self._pylate is None:
                     self._pylate = self._configure(self._load())
-                elif self._backend != "torch" and self._runtime is None:
-                    self._runtime = self._open_runtime()
         return self._pylate if self._backend == "torch" else self._runtime
 
     @property
@@ -151,7 +152,19 @@ class ColBERTModel(Encoder):
 
     def _open_runtime(self) -> Any:
         module, kwargs = BACKENDS[self._backend]
-        return importlib.import_module(module).open_runtime(self._model_folder(), **kwargs)
+        folder = self._model_folder()  # a missing model raises here, whatever the backend
+        try:
+            return importlib.import_module(module).open_runtime(folder, **kwargs)
+        except ModelLoadError as e:
+            if not self._chosen_for_you:
+                raise
+            # A default that cannot be exported within its quality bar for this model (or at
+            # all) steps down: int8 to the float32 export, that to PyTorch. Asked for by name,
+            # a backend raises instead.
+            fallback = "onnx" if self._backend != "onnx" else "torch"
+            logger.warning("%s; using the %s backend for %s", e, fallback, self.name)
+            self._backend = fallback
+            return self._open_runtime() if fallback != "torch" else None
 
     def _model_folder(self) -> Path:
         """The PyLate model folder on disk, downloading a hub model first if need be."""

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,11 @@ def open_runtime(source: Path, *, int8: bool) -> OnnxRuntime:
             'backend="torch"') from e
     folder = export_folder(source, int8=int8)
     if not (folder / _SPEC).exists():
-        with _export_lock:
+        from filelock import FileLock
+
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # One export at a time, in this process and across processes sharing the cache.
+        with _export_lock, FileLock(folder.parent / f".{folder.name}.lock"):
             if not (folder / _SPEC).exists():
                 _export(source, folder, int8=int8)
     return OnnxRuntime(folder)
@@ -263,11 +268,9 @@ def _export(source: Path, target: Path, *, int8: bool) -> None:
         spec = _spec_of(model, int8=int8)
         spec["cosine"] = _verify(model, scratch, spec, int8=int8)
         (scratch / _SPEC).write_text(json.dumps(spec, indent=1), "utf-8")
-        try:
-            os.replace(scratch, target)
-        except OSError:
-            if not (target / _SPEC).exists():  # not a concurrent build that finished first
-                raise
+        if target.exists():  # an export that never completed (its spec is written last)
+            shutil.rmtree(target)
+        os.replace(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -290,7 +293,10 @@ def _trace(model: Any, graph: Path) -> None:
     # An example with padding, so the masking path is the one traced.
     example = model.tokenize(list(_PROBES[:2]), is_query=False)
     axes = {0: "batch", 1: "tokens"}
-    with torch.no_grad():
+    # The tracer warns about every Python-level branch it meets; the check against PyTorch
+    # after the export (see _verify) is what tells whether the graph is right.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             Wrapper().eval(), (example["input_ids"], example["attention_mask"]), str(graph),
             input_names=["input_ids", "attention_mask"], output_names=["token_embeddings"],
