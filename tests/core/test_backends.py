@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from colbridge import ColBERTModel, Encoder, InvalidInputError, ModelLoadError
 from colbridge.models import colbert as colbert_module
 from colbridge.models import onnx as onnx_backend
@@ -170,6 +169,7 @@ def test_backend_arguments_are_checked(tiny_model_path, torch_model):
 
 
 def test_default_backend_by_device(monkeypatch):
+    monkeypatch.delenv("COLBRIDGE_BACKEND", raising=False)
     monkeypatch.setattr(colbert_module, "_gpu_visible", lambda: False)
     assert colbert_module.default_backend("cpu") == colbert_module.CPU_BACKEND
     assert colbert_module.default_backend(None) == colbert_module.CPU_BACKEND
@@ -179,6 +179,8 @@ def test_default_backend_by_device(monkeypatch):
     assert colbert_module.default_backend("cpu") == colbert_module.CPU_BACKEND
     monkeypatch.setattr(colbert_module.importlib.util, "find_spec", lambda name: None)
     assert colbert_module.default_backend("cpu") == "torch"  # without colbridge[onnx]
+    monkeypatch.setenv("COLBRIDGE_BACKEND", "onnx")
+    assert ColBERTModel("offline-minilm").backend == "onnx"
 
 
 def test_query_path_imports_neither_torch_nor_pylate(onnx_model, tiny_model_path):
@@ -209,3 +211,15 @@ def test_offline_minilm_tokens_and_vectors_agree_with_pytorch(backend):
         got = getattr(model, encode)(texts)
         cosine = np.concatenate([(a * b).sum(axis=1) for a, b in zip(ref, got, strict=True)])
         assert cosine.mean() >= onnx_backend._MIN_COSINE[backend == "onnx-int8"] - 0.005
+
+
+def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(tiny_model_path, tmp_path,
+                                                           monkeypatch):
+    """Dynamic int8 scales activations per call: a batch would mix neighbours into a text."""
+    monkeypatch.setenv("COLBRIDGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(onnx_backend._MIN_COSINE, True, 0.0)  # the tiny random model's int8
+    model = ColBERTModel(tiny_model_path, backend="onnx-int8", batch_size=8)
+    alone = model.encode_documents([TEXTS[1]])[0]
+    np.testing.assert_array_equal(model.encode_documents(TEXTS[:2] + TEXTS[3:])[1], alone)
+    query = model.encode_query(TEXTS[5])
+    np.testing.assert_array_equal(model.encode_queries(TEXTS[4:7])[1], query)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import OFFLINE_MODEL, default_model_name
+from ..config import BACKEND_ENV, OFFLINE_MODEL, default_model_name
 from ..errors import InvalidInputError, ModelLoadError
 from .base import Encoder
 
@@ -318,10 +318,14 @@ class ColBERTModel(Encoder):
 
 
 def default_backend(device: str | None = None) -> str:
-    """The backend ``ColBERTModel(backend=None)`` runs: :data:`CPU_BACKEND` when the model runs
-    on CPU and onnxruntime is installed, ``"torch"`` otherwise (GPUs keep PyTorch in half
-    precision). With no device given, a GPU counts as present when the NVIDIA or ROCm driver
-    shows one or on Apple silicon; this avoids importing PyTorch just to ask."""
+    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else
+    :data:`CPU_BACKEND` when the model runs on CPU and onnxruntime is installed, else
+    ``"torch"`` (GPUs keep PyTorch in half precision). With no device given, a GPU counts as
+    present when the NVIDIA or ROCm driver shows one or on Apple silicon; this avoids importing
+    PyTorch just to ask."""
+    configured = os.environ.get(BACKEND_ENV, "").strip()
+    if configured:
+        return configured
     if device not in (None, "cpu") or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     if device is None and _gpu_visible():

@@ -130,11 +130,18 @@ class OnnxRuntime:
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 
+    def _batch(self, batch_size: int) -> int:
+        # Dynamic int8 quantizes activations with one scale per call: in a batch, a text's
+        # vectors would depend on its neighbours. One text per call keeps them its own (and
+        # measured no slower here: 4.1 documents/s one at a time, 3.1 in batches of 32).
+        return 1 if self.spec.int8 else batch_size
+
     # -- encoding, as pylate.models.ColBERT.encode ------------------------------------------
     def encode_queries(self, texts: list[str], *, length: int, batch_size: int
                        ) -> list[np.ndarray]:
         """``(length, dim)`` vectors per query (``(n_tokens, dim)`` without query expansion)."""
         rows, _ = self.tokenize(texts, is_query=True, length=length)
+        batch_size = self._batch(batch_size)
         expand = self.spec.do_query_expansion
         out: list[np.ndarray] = []
         for begin in range(0, len(rows), batch_size):
@@ -158,6 +165,7 @@ class OnnxRuntime:
         Documents are batched by token count (longest first), so a batch pads to nearly its
         own length instead of the longest document of an arbitrary batch."""
         rows, truncated = self.tokenize(texts, is_query=False, length=length)
+        batch_size = self._batch(batch_size)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         out: list[np.ndarray | None] = [None] * len(rows)
         for begin in range(0, len(order), batch_size):
