@@ -111,6 +111,7 @@ def test_demo_runs_on_the_offline_model(offline_model):
     result = runner.invoke(app, ["demo", "--model", "offline-minilm", "-k", "2"])
     assert result.exit_code == 0, result.output
     assert "Indexed 122 passages" in result.output
+    assert "(backend " in " ".join(result.output.split())  # which encoder ran
     assert "Top hit is the expected passage for" in result.output
     correct = int(result.output.split("expected passage for")[1].split("/")[0].strip(" *[]bold"))
     assert correct >= 7

@@ -222,15 +222,44 @@ def export_folder(source: Path, *, int8: bool) -> Path:
     recipe = "onnx-int8" if int8 else "onnx"
     digest = hashlib.blake2b(digest_size=10)
     digest.update(json.dumps(_settings(int8), sort_keys=True).encode())
+    digest.update(_content_digest(source).encode())
+    return cache_dir() / "exports" / f"{source.name}-{recipe}-{digest.hexdigest()}"
+
+
+def _content_digest(source: Path) -> str:
+    """Hash of the files that make the model's vectors (not its model card or hidden files).
+
+    Reading the weights takes most of a second, which every new process would pay before its
+    first query; so the digest is kept in a stamp named after the files' paths, sizes and
+    modification times, and read from there while none of them changes."""
+    files = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         relative = path.relative_to(source).as_posix()
-        if relative.startswith(".") or relative == "README.md":
-            continue  # the model card and hidden files do not change the vectors
+        if not (relative.startswith(".") or relative == "README.md"):
+            files.append((relative, path))
+    listing = [(r, p.stat().st_size, p.stat().st_mtime_ns) for r, p in files]
+    stamp_key = hashlib.blake2b(json.dumps([str(source.resolve()), listing]).encode(),
+                                digest_size=16).hexdigest()
+    stamp = cache_dir() / "exports" / ".stamps" / f"{stamp_key}.txt"
+    try:
+        return stamp.read_text("ascii").strip()
+    except OSError:
+        pass
+    digest = hashlib.blake2b(digest_size=16)
+    for relative, path in files:
         digest.update(relative.encode() + b"\0")
         with open(path, "rb") as f:
             while block := f.read(1 << 22):
                 digest.update(block)
-    return cache_dir() / "exports" / f"{source.name}-{recipe}-{digest.hexdigest()}"
+    found = digest.hexdigest()
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        scratch = stamp.with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(found, "ascii")
+        os.replace(scratch, stamp)
+    except OSError:  # a read-only cache still works, it only hashes every time
+        pass
+    return found
 
 
 def _settings(int8: bool) -> dict[str, Any]:
