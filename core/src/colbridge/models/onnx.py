@@ -147,8 +147,8 @@ class OnnxRuntime:
         for begin in range(0, len(rows), batch_size):
             chunk = rows[begin:begin + batch_size]
             width = length if expand else max(map(len, chunk))
-            # PyLate pads queries with the pad token inside the tokenizer, before the prefix
-            # goes in: the padded rows are one shorter than ``length`` until then.
+            # Query expansion: PyLate pads every query to query_length with its pad token
+            # ([MASK]), masked from attention unless attend_to_expansion_tokens.
             ids, mask = self._pad(chunk, width)
             if expand and self.spec.attend_to_expansion_tokens:
                 mask[:] = 1
