@@ -223,3 +223,34 @@ def test_int8_vectors_of_a_text_do_not_depend_on_its_batch(tiny_model_path, tmp_
     np.testing.assert_array_equal(model.encode_documents(TEXTS[:2] + TEXTS[3:])[1], alone)
     query = model.encode_query(TEXTS[5])
     np.testing.assert_array_equal(model.encode_queries(TEXTS[4:7])[1], query)
+
+
+def test_an_index_records_int8_vectors_and_refuses_a_float32_encoder(tiny_model_path, tmp_path,
+                                                                     monkeypatch):
+    """torch and onnx vectors are the same family; int8 ones kept only 0.91 of the exact top 10
+    against torch's documents (docs/benchmarks.md), so an int8 index says so."""
+    import json
+
+    from colbridge import EmbeddedIndex, IndexMismatchError
+
+    monkeypatch.setenv("COLBRIDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(onnx_backend._MIN_COSINE, True, 0.0)
+    int8 = ColBERTModel(tiny_model_path, backend="onnx-int8", name="tiny")
+    with EmbeddedIndex(tmp_path / "int8", model=int8) as index:
+        index.add(TEXTS[:3], ids=["a", "b", "c"])
+    assert json.loads((tmp_path / "int8" / "manifest.json").read_text())["model"][
+        "precision"] == "int8"
+    with pytest.raises(IndexMismatchError, match="backend='onnx-int8'"):
+        EmbeddedIndex(tmp_path / "int8", model=ColBERTModel(tiny_model_path, backend="onnx",
+                                                            name="tiny"))
+
+    exact = ColBERTModel(tiny_model_path, backend="onnx", name="tiny")
+    with EmbeddedIndex(tmp_path / "float", model=exact) as index:
+        index.add(TEXTS[:3], ids=["a", "b", "c"])
+    assert "precision" not in json.loads((tmp_path / "float" / "manifest.json").read_text())[
+        "model"]  # older releases still read the default
+    torch = ColBERTModel(tiny_model_path, backend="torch", name="tiny")
+    with EmbeddedIndex(tmp_path / "float", model=torch) as index:  # same family: fine
+        assert index.search(TEXTS[1], k=1)[0].id == "b"
+    with pytest.raises(IndexMismatchError, match="backend='onnx'"):
+        EmbeddedIndex(tmp_path / "float", model=int8)

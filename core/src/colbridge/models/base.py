@@ -58,6 +58,12 @@ class Encoder(ABC):
         return type(self).__name__
 
     @property
+    def precision(self) -> str:
+        """The family of the vectors: ``"float32"``, or ``"int8"`` for a quantized encoder.
+        Vectors of one family are interchangeable in an index; an index records its family."""
+        return "float32"
+
+    @property
     def loaded(self) -> bool:
         """Whether the weights are in memory (encoders that load lazily override this)."""
         return True
