@@ -33,11 +33,11 @@ _HAS_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
 def kernel() -> str:
     """Which kernel scores float16 token vectors in this process.
 
-    ``"onnxruntime"`` when it is installed (``colbridge[onnx]``): widening and multiplying in
-    one call with non-spinning threads measured 25–48 ms for 1,024 SciFact-sized candidates
-    where PyTorch took 1.2–1.5 s on the same two busy cores (its idle threads spin) and NumPy
-    0.6 s. Else ``"torch"`` when PyTorch is loaded already (importing it takes seconds, which a
-    search must not pay), else ``"numpy"``.
+    ``"onnxruntime"`` when it is installed (``colbridge[onnx]``): it widens and multiplies in
+    one call, with threads that do not spin, and measured far faster than PyTorch (whose idle
+    threads spin) and NumPy on busy cores (docs/benchmarks.md). Else ``"torch"`` when PyTorch
+    is loaded already (importing it takes seconds, which a search must not pay), else
+    ``"numpy"``.
     """
     if _HAS_ONNXRUNTIME:
         return "onnxruntime"

@@ -42,8 +42,8 @@ A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object wi
 
 CPU_BACKEND = "onnx"
 """What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
-fastest runtime that met the quality bar on SciFact (docs/benchmarks.md). ``"onnx-int8"`` is
-faster still but kept 0.88 of the PyTorch-encoded exact top 10, under the 0.95 bar."""
+fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
+rankings fell short of that bar (docs/benchmarks.md, "Encoder backends")."""
 
 
 class ColBERTModel(Encoder):
@@ -61,10 +61,11 @@ class ColBERTModel(Encoder):
         name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
             or ``"offline-minilm"``. Required to reopen an index without passing the model.
         backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32) or
-            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` picks :data:`CPU_BACKEND` on
-            CPU when onnxruntime is installed and no GPU is visible, else ``"torch"``. The onnx
-            backends export the model once and cache the export (see :mod:`colbridge.models.onnx`);
-            every backend tokenizes exactly as PyLate does, and their vectors may share an index.
+            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` means ``COLBRIDGE_BACKEND``
+            or, failing that, :func:`default_backend`. The onnx backends export the model once
+            and cache the export (see :mod:`colbridge.models.onnx`); every backend tokenizes
+            exactly as PyLate does. ``torch`` and ``onnx`` vectors share an index; an index of
+            ``onnx-int8`` vectors records it (:attr:`precision`).
 
     The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
     Encoding is serialised by a lock: the tokenizer is not safe to share between threads.
@@ -135,7 +136,7 @@ class ColBERTModel(Encoder):
     @property
     def precision(self) -> str:
         """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch`` and ``onnx``, whose vectors
-        are the same (mean token cosine 1.0000, docs/benchmarks.md)."""
+        are the same (docs/benchmarks.md)."""
         return "int8" if self._backend == "onnx-int8" else "float32"
 
     # -- loading ----------------------------------------------------------------------------

@@ -132,8 +132,8 @@ class OnnxRuntime:
 
     def _batch(self, batch_size: int) -> int:
         # Dynamic int8 quantizes activations with one scale per call: in a batch, a text's
-        # vectors would depend on its neighbours. One text per call keeps them its own (and
-        # measured no slower here: 4.1 documents/s one at a time, 3.1 in batches of 32).
+        # vectors would depend on its neighbours. One text per call keeps them its own, and
+        # measured no slower on CPU than batches of 32 (no padding at all).
         return 1 if self.spec.int8 else batch_size
 
     # -- encoding, as pylate.models.ColBERT.encode ------------------------------------------
@@ -359,10 +359,9 @@ def _optimize(graph: Path, config: Any) -> None:
 def _quantize(graph: Path) -> None:
     """Dynamic int8: weights per output channel, activations per call.
 
-    Kept in float32, where int8 cost too much accuracy (measured on offline-minilm: mean token
-    cosine 0.986 with everything quantized, 0.995 like this): the fused attention, the FFN
-    down-projections (their GELU inputs have outliers that one int8 scale per tensor cannot
-    hold) and the ColBERT projection head."""
+    Kept in float32, where int8 cost too much accuracy (docs/benchmarks.md has the measured
+    recipes): the fused attention, the FFN down-projections (their GELU inputs have outliers
+    that one int8 scale per tensor cannot hold) and the ColBERT projection head."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
