@@ -255,3 +255,8 @@ def test_an_index_records_int8_vectors_and_refuses_a_float32_encoder(tiny_model_
         assert index.search(TEXTS[1], k=1)[0].id == "b"
     with pytest.raises(IndexMismatchError, match="backend='onnx'"):
         EmbeddedIndex(tmp_path / "float", model=int8)
+    with EmbeddedIndex(tmp_path / "int8") as index:  # no model: the recorded family
+        assert index.model.backend == "onnx-int8"
+    monkeypatch.setenv("COLBRIDGE_BACKEND", "onnx-int8")  # asks for the other family
+    with pytest.raises(IndexMismatchError):
+        EmbeddedIndex(tmp_path / "float")

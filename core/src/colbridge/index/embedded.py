@@ -167,7 +167,7 @@ class EmbeddedIndex(BaseIndex):
                 f"{self.path} was built with the model {info.name!r}, not {model.name!r}: open it "
                 f"with that model (or leave the model out), or build a new index for this one"
             )
-        elif model.precision != info.precision:
+        if model.precision != info.precision:  # COLBRIDGE_BACKEND may ask for the other family
             raise IndexMismatchError(
                 f"{self.path} holds {info.precision} vectors of {info.name!r} and this encoder "
                 f"makes {model.precision} ones: open it with ColBERTModel({info.name!r}, backend="
