@@ -10,6 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("COLBRIDGE_MODEL", None)
+os.environ.pop("COLBRIDGE_BACKEND", None)
 
 import pytest  # noqa: E402
 

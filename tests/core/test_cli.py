@@ -181,6 +181,7 @@ def test_demo_falls_back_to_the_offline_model_in_one_line(offline_model, default
     assert "No sentence-transformers model found" not in result.output
     assert spinner[-1] == "Loading offline-minilm …"  # the spinner names the model it loads
     assert "Indexed 122 passages" in result.output
+    assert "(backend " in " ".join(result.output.split())  # which encoder ran
     assert "Top hit is the expected passage for" in result.output
     correct = int(result.output.split("expected passage for")[1].split("/")[0].strip(" *[]bold"))
     assert correct >= 7

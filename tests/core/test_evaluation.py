@@ -54,6 +54,7 @@ def test_eval_smoke_json(beir_folder, offline_model, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["documents"] == 122 and report["queries"] == 8
+    assert report["backend"] in {"torch", "onnx", "onnx-int8"}  # which encoder ran
     assert report["quality"]["ndcg@10"] >= 0.8  # every demo query has one obvious answer
     assert report["quality"]["agreement@10"] == 1.0  # 122 documents: scored exhaustively
     assert report["build_s"]["encode_s"] > 0 and report["size"]["bytes_per_token_vector"] > 0

@@ -13,6 +13,7 @@ EXPECTED = [
     "ColbridgeError",
     "DocumentNotFoundError",
     "EmbeddedIndex",
+    "Encoder",
     "GraphParams",
     "Hit",
     "IndexCorruptError",

@@ -49,35 +49,53 @@ def test_normalize_score_maps_to_unit_interval_monotonically():
     np.testing.assert_allclose(normalize_score(raw, 8), [0.0, 0.0, 0.5, 1.0])
 
 
-def test_token_similarities_agree_with_and_without_pytorch(monkeypatch):
-    import sys
+@pytest.mark.parametrize("chosen", ["onnxruntime", "torch", "numpy"])
+def test_token_similarities_agree_on_every_kernel(monkeypatch, chosen):
+    import torch  # noqa: F401 - loaded, so the torch kernel can run
 
-    import torch  # noqa: F401 - loaded, so float16 input takes the PyTorch path
+    import colbridge.scoring as scoring
 
-    from colbridge.scoring import token_similarities
-
+    monkeypatch.setattr(scoring, "kernel", lambda: chosen)
     rng = np.random.default_rng(3)
     query = rng.standard_normal((5, 16)).astype(np.float32)
     packed = rng.standard_normal((40, 16)).astype(np.float16)
     expected = query @ packed.astype(np.float32).T
-    assert token_similarities(query, packed).shape == (5, 40)
-    np.testing.assert_allclose(token_similarities(query, packed), expected, rtol=1e-5, atol=1e-5)
-    monkeypatch.delitem(sys.modules, "torch")  # as in a process that never loaded PyTorch
-    np.testing.assert_allclose(token_similarities(query, packed), expected, rtol=1e-5, atol=1e-5)
+    got = scoring.token_similarities(query, packed)
+    assert got.shape == (5, 40) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("with_torch", [True, False])
-def test_maxsim_ranges_scores_row_ranges_like_one_by_one(monkeypatch, with_torch):
-    """Ranges in any order, of uneven lengths, spread over several groups: each score is the
-    plain MaxSim of its rows, in the order given."""
+def test_kernel_prefers_onnxruntime_and_needs_no_pytorch(monkeypatch):
     import sys
 
+    import colbridge.scoring as scoring
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # a process that never loaded it
+    monkeypatch.setattr(scoring, "_HAS_ONNXRUNTIME", True)
+    assert scoring.kernel() == "onnxruntime"
+    monkeypatch.setattr(scoring, "_HAS_ONNXRUNTIME", False)
+    assert scoring.kernel() == "numpy"
+
+
+def test_shipped_kernel_graphs_match_their_recipe():
+    from importlib import resources
+
+    from colbridge import _kernels
+
+    folder = resources.files("colbridge") / "data" / "kernels"
+    for name, graph in _kernels.build().items():
+        assert (folder / f"{name}.onnx").read_bytes() == graph, name
+
+
+@pytest.mark.parametrize("chosen", ["onnxruntime", "torch", "numpy"])
+def test_maxsim_ranges_scores_row_ranges_like_one_by_one(monkeypatch, chosen):
+    """Ranges in any order, of uneven lengths, spread over several groups: each score is the
+    plain MaxSim of its rows, in the order given."""
     import torch  # noqa: F401
 
     import colbridge.scoring as scoring
 
-    if not with_torch:
-        monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(scoring, "kernel", lambda: chosen)
     monkeypatch.setattr(scoring, "_GROUP_ROWS", 64)  # force many groups on a small matrix
     rng = np.random.default_rng(5)
     matrix = rng.standard_normal((500, 16)).astype(np.float16)

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ColBERTModel": "colbridge.models",
+    "Encoder": "colbridge.models",
     "BaseIndex": "colbridge.index",
     "EmbeddedIndex": "colbridge.index",
     "GraphParams": "colbridge.index",
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
         ModelLoadError,
     )
     from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
-    from .models import ColBERTModel
+    from .models import ColBERTModel, Encoder
     from .rerank import Reranker
     from .types import Hit, RerankResult, StoredDocument
 

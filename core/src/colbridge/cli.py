@@ -161,7 +161,8 @@ def demo(
             _add_with_progress(index, [d["text"] for d in corpus], [d["id"] for d in corpus],
                                [d.get("metadata") or {} for d in corpus])
             build_seconds = time.perf_counter() - started
-            out.print(f"Indexed [bold]{len(corpus)}[/] passages with [bold]{encoder.name}[/] in "
+            out.print(f"Indexed [bold]{len(corpus)}[/] passages with [bold]{encoder.name}[/] "
+                      f"(backend {encoder.backend}) in "
                       f"{build_seconds:.1f} s ({index.stats()['token_vectors']:,} token vectors).\n")
 
             latencies, correct = [], 0
@@ -368,7 +369,8 @@ def _build_with_progress(target: Any, data: Any, build_index: Any) -> dict[str, 
 
 def _print_report(report: dict[str, Any], plot: Path | None) -> None:
     table = Table(title=f"colbridge eval: {report['dataset']} ({report['documents']:,} documents, "
-                        f"{report['queries']:,} queries, {report['model']})", show_header=False)
+                        f"{report['queries']:,} queries, {report['model']}, backend "
+                        f"{report.get('backend', '?')})", show_header=False)
     q, lat, size = report["quality"], report["latency_ms"], report["size"]
     rows = [
         ("nDCG@10", f"{q['ndcg@10']:.4f} (exact MaxSim {q['exact_ndcg@10']:.4f})"),

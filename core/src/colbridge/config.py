@@ -13,6 +13,7 @@ OFFLINE_MODEL = "offline-minilm"
 
 MODEL_ENV = "COLBRIDGE_MODEL"
 CACHE_ENV = "COLBRIDGE_CACHE_DIR"
+BACKEND_ENV = "COLBRIDGE_BACKEND"
 
 
 def default_model_name() -> str:

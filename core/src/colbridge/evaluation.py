@@ -235,6 +235,7 @@ def evaluate(index: Any, data: BeirData, *, build: dict[str, float] | None = Non
         "documents": len(data.doc_ids),
         "queries": len(data.queries),
         "model": index.model.name,
+        "backend": index.model.backend,
         "quality": {**ours, "exact_ndcg@10": exact["ndcg@10"],
                     "agreement@10": agreement_at(result["runs"], result["exact"], 10)},
         "latency_ms": {

@@ -13,7 +13,7 @@ import numpy as np
 from ._aio import run_off_loop
 from ._validate import check_k, check_text
 from .errors import InvalidInputError
-from .models import ColBERTModel
+from .models import ColBERTModel, Encoder
 from .scoring import maxsim_many, normalize_score
 from .types import RerankResult
 
@@ -22,8 +22,8 @@ class Reranker:
     """Score documents against a query with exact MaxSim and return them best first.
 
     Args:
-        model: a :class:`ColBERTModel` or a model name (default: ``COLBRIDGE_MODEL`` or the
-            default model).
+        model: an :class:`Encoder` (such as a :class:`ColBERTModel`) or a model name
+            (default: ``COLBRIDGE_MODEL`` or the default model).
         cache_size: how many document embeddings to keep, keyed by text content, so a document
             reranked again is not encoded again (0 disables the cache).
 
@@ -34,10 +34,10 @@ class Reranker:
         [1, 0]
     """
 
-    def __init__(self, model: ColBERTModel | str | None = None, *, cache_size: int = 0) -> None:
+    def __init__(self, model: Encoder | str | None = None, *, cache_size: int = 0) -> None:
         if cache_size < 0:
             raise InvalidInputError(f"cache_size must be >= 0, got {cache_size}")
-        self.model = model if isinstance(model, ColBERTModel) else ColBERTModel(model)
+        self.model = model if isinstance(model, Encoder) else ColBERTModel(model)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()

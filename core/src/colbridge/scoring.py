@@ -17,6 +17,7 @@ Documents are stored with their real tokens only, so no padding ever takes part 
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 from collections.abc import Sequence
@@ -26,6 +27,21 @@ import numpy as np
 _GROUP_ROWS = 8192  # padded rows scored per step of maxsim_ranges: they stay in the CPU cache
 _NUMPY_CHUNK_ROWS = 131_072
 _buffers = threading.local()
+_HAS_ONNXRUNTIME = importlib.util.find_spec("onnxruntime") is not None
+
+
+def kernel() -> str:
+    """Which kernel scores float16 token vectors in this process.
+
+    ``"onnxruntime"`` when it is installed (``colbridge[onnx]``): it widens and multiplies in
+    one call, with threads that do not spin, and measured far faster than PyTorch (whose idle
+    threads spin) and NumPy on busy cores (docs/benchmarks.md). Else ``"torch"`` when PyTorch
+    is loaded already (importing it takes seconds, which a search must not pay), else
+    ``"numpy"``.
+    """
+    if _HAS_ONNXRUNTIME:
+        return "onnxruntime"
+    return "torch" if "torch" in sys.modules else "numpy"
 
 
 def maxsim(query: np.ndarray, document: np.ndarray) -> float:
@@ -57,16 +73,20 @@ def maxsim_packed(query: np.ndarray, packed: np.ndarray, lengths: np.ndarray) ->
 def token_similarities(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
     """``query @ packed.T`` in float32, ``(q, tokens)``.
 
-    Float16 token vectors (what the index stores) are widened and multiplied by PyTorch, which
-    widens about 8× faster than NumPy and multiplies the tall matrix faster on CPU (measured on
-    SciFact-sized candidate sets: 60k vectors in 11 ms instead of 30), when PyTorch is loaded
-    already, as it is by every ColBERT model (importing it takes seconds, which a search must not
-    pay). Otherwise, and for float32 input, NumPy computes it.
+    Float16 token vectors (what the index stores) are widened and multiplied by the
+    :func:`kernel` of this process: ONNX Runtime or PyTorch widen about 8× faster than NumPy
+    and multiply the tall matrix faster on CPU (measured on SciFact-sized candidate sets: 60k
+    vectors in 11 ms instead of 30). Float32 input, and float16 without either, go to NumPy.
     """
     q = np.asarray(query, dtype=np.float32)
-    torch = sys.modules.get("torch")
-    if packed.dtype != np.float16 or torch is None:
+    chosen = kernel() if packed.dtype == np.float16 and len(packed) else "numpy"
+    if chosen == "onnxruntime":
+        from . import _kernels
+
+        return _kernels.similarities(np.ascontiguousarray(packed), np.ascontiguousarray(q))
+    if chosen == "numpy":
         return q @ np.asarray(packed, dtype=np.float32).T
+    torch = sys.modules["torch"]
 
     d = torch.from_numpy(np.ascontiguousarray(packed)).float()
     return (d @ torch.from_numpy(np.ascontiguousarray(q)).T).T.contiguous().numpy()
@@ -76,10 +96,10 @@ def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
                   counts: np.ndarray) -> np.ndarray:
     """MaxSim of one query against documents stored as rows ``matrix[start:start + count]``.
 
-    This is the exact scoring of the embedded index's candidates. With float16 rows and
-    PyTorch loaded (see :func:`token_similarities`), documents are taken in groups of similar
-    length, each padded to its longest by repeating its last token (a repeated token cannot
-    change a maximum), so one gather, one widening, one product and one max over a
+    This is the exact scoring of the embedded index's candidates. With float16 rows and a fast
+    :func:`kernel` (ONNX Runtime or PyTorch), documents are taken in groups of similar length,
+    each padded to its longest by repeating its last token (a repeated token cannot change a
+    maximum), so one gather, one widening, one product and one max over a
     ``(documents, tokens, query tokens)`` block score the whole group inside the CPU cache:
     about 3× faster than gathering every row first (on SciFact, 1,024 candidates in 36 ms
     instead of 120). Otherwise NumPy scores chunks of gathered rows.
@@ -94,9 +114,11 @@ def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
     """
     starts = np.asarray(starts, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
-    torch = sys.modules.get("torch")
-    if len(starts) and torch is not None and matrix.dtype == np.float16 and matrix.flags.writeable:
-        return _maxsim_ranges_torch(torch, query, matrix, starts, counts)
+    chosen = kernel() if len(starts) and matrix.dtype == np.float16 else "numpy"
+    if chosen == "onnxruntime":
+        return _maxsim_ranges_onnx(query, matrix, starts, counts)
+    if chosen == "torch" and matrix.flags.writeable:
+        return _maxsim_ranges_torch(sys.modules["torch"], query, matrix, starts, counts)
     scores = np.empty(len(starts), dtype=np.float32)
     ends = np.cumsum(counts)
     begin = 0
@@ -109,21 +131,42 @@ def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
     return scores
 
 
-def _maxsim_ranges_torch(torch, query, matrix, starts, counts) -> np.ndarray:
-    dim, query_tokens = matrix.shape[1], len(query)
-    vectors = torch.from_numpy(matrix)
-    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).T
+def _length_groups(counts: np.ndarray) -> tuple[np.ndarray, list[int], list[tuple[int, int]]]:
+    """Documents ordered by length and cut into groups of at most ``_GROUP_ROWS`` padded rows:
+    ``(order, sorted lengths, [(begin, end) of each group])``."""
     order = np.argsort(counts, kind="stable")
-    counts, starts = counts[order], starts[order]
-    scores = np.empty(len(order), dtype=np.float32)
+    lengths = counts[order].tolist()
     # Sorted by length, so a group's last document is its longest: groups end where one more
     # document would take the padded group past _GROUP_ROWS.
-    lengths = counts.tolist()
     bounds, begin = [], 0
     for end in range(1, len(lengths) + 1):
         if end == len(lengths) or (end + 1 - begin) * lengths[end] > _GROUP_ROWS:
             bounds.append((begin, end))
             begin = end
+    return order, lengths, bounds
+
+
+def _maxsim_ranges_onnx(query, matrix, starts, counts) -> np.ndarray:
+    from . import _kernels
+
+    order, lengths, bounds = _length_groups(counts)
+    counts, starts = counts[order], starts[order]
+    query_t = np.ascontiguousarray(np.asarray(query, dtype=np.float32).T)
+    scores = np.empty(len(order), dtype=np.float32)
+    for begin, end in bounds:
+        width = lengths[end - 1]
+        rows = starts[begin:end, None] + np.minimum(np.arange(width), counts[begin:end, None] - 1)
+        scores[order[begin:end]] = _kernels.maxsim_group(matrix[rows], query_t)
+    return scores
+
+
+def _maxsim_ranges_torch(torch, query, matrix, starts, counts) -> np.ndarray:
+    dim, query_tokens = matrix.shape[1], len(query)
+    vectors = torch.from_numpy(matrix)
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32)).T
+    order, lengths, bounds = _length_groups(counts)
+    counts, starts = counts[order], starts[order]
+    scores = np.empty(len(order), dtype=np.float32)
     half, full, sims = _scratch(torch, max(_GROUP_ROWS, lengths[-1]) * max(dim, query_tokens))
     for begin, end in bounds:
         width = lengths[end - 1]

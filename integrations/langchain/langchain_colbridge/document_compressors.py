@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from colbridge import ColBERTModel, Reranker, RerankResult
+from colbridge import ColBERTModel, Encoder, Reranker, RerankResult
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -47,7 +47,7 @@ class ColBERTRerank(BaseDocumentCompressor):
         ```
     """
 
-    model: ColBERTModel | str | Path | None = None
+    model: Encoder | str | Path | None = None
     top_n: int | None = Field(default=3, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
 
@@ -57,7 +57,7 @@ class ColBERTRerank(BaseDocumentCompressor):
 
     @model_validator(mode="after")
     def _build_reranker(self) -> ColBERTRerank:
-        if isinstance(self.model, ColBERTModel):
+        if isinstance(self.model, Encoder):
             if self.batch_size is not None and self.batch_size != self.model.batch_size:
                 raise ValueError(
                     "batch_size only applies when the model is given by name; for a ColBERTModel "

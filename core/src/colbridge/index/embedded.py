@@ -220,12 +220,19 @@ class EmbeddedIndex(BaseIndex):
         info = self.manifest.model
         if model is None:
             model = ColBERTModel(
-                info.name, query_length=info.query_length, document_length=info.document_length
+                info.name, query_length=info.query_length, document_length=info.document_length,
+                backend="onnx-int8" if info.precision == "int8" else None,
             )
         elif model.name != info.name:
             raise IndexMismatchError(
                 f"{self.path} was built with the model {info.name!r}, not {model.name!r}: open it "
                 f"with that model (or leave the model out), or build a new index for this one"
+            )
+        if model.precision != info.precision:  # COLBRIDGE_BACKEND may ask for the other family
+            raise IndexMismatchError(
+                f"{self.path} holds {info.precision} vectors of {info.name!r} and this encoder "
+                f"makes {model.precision} ones: open it with ColBERTModel({info.name!r}, backend="
+                f"{'onnx-int8' if info.precision == 'int8' else 'onnx'!r}) (or leave the model out)"
             )
         self.model = model
         self._file_lock = FileLock(self.path / LOCK_FILE, thread_local=False)
@@ -267,7 +274,8 @@ class EmbeddedIndex(BaseIndex):
 
     def _create(self, model: ColBERTModel, params: GraphParams) -> None:
         manifest = Manifest(
-            model=ModelInfo(model.name, model.dimension, model.query_length, model.document_length),
+            model=ModelInfo(model.name, model.dimension, model.query_length, model.document_length,
+                            getattr(model, "precision", "float32")),
             graph=params,
             created_by=f"colbridge {__version__}",
         )

@@ -10,6 +10,7 @@ Format (version 1)::
       "format_version": 1,
       "created_by": "colbridge 0.1.0",
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
+                # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
                 "pool": 2}
     }
@@ -38,6 +39,8 @@ class ModelInfo:
     dimension: int
     query_length: int
     document_length: int
+    precision: str = "float32"
+    """The vectors' family (:attr:`colbridge.Encoder.precision`): an index keeps one."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,9 @@ class Manifest:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created_by": self.created_by,
-            "model": asdict(self.model),
+            # Left out at its default, so colbridge releases before the field read the index.
+            "model": {k: v for k, v in asdict(self.model).items()
+                      if not (k == "precision" and v == "float32")},
             "graph": asdict(self.graph),
         }
         return (json.dumps(body, indent=2) + "\n").encode()

@@ -1,22 +1,24 @@
-"""The model wrapper: a PyLate ColBERT loaded on first use, with batched, lock-guarded encoding."""
+"""The model wrapper: a PyLate ColBERT loaded on first use, with batched, lock-guarded encoding,
+run by PyTorch or by a faster CPU runtime (see :data:`BACKENDS`)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._aio import Coalescer, run_off_loop
-from .._validate import check_text, check_texts
-from ..config import DEFAULT_MODEL, OFFLINE_MODEL, default_model_name
+from .._aio import Coalescer
+from ..config import BACKEND_ENV, DEFAULT_MODEL, OFFLINE_MODEL, default_model_name
 from ..errors import InvalidInputError, ModelLoadError
+from .base import Encoder
 
 if TYPE_CHECKING:
     from pylate.models import ColBERT
@@ -29,8 +31,24 @@ OFFLINE_HINT = (
 )
 """The advice every "model not available here" error ends with (the CLI swaps in its own)."""
 
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "onnx": ("colbridge.models.onnx", {"int8": False}),
+    "onnx-int8": ("colbridge.models.onnx", {"int8": True}),
+}
+"""Runtimes besides ``"torch"``: name → (module, keyword arguments of its ``open_runtime``).
 
-class ColBERTModel:
+A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object with
+``spec`` (``dimension``, ``query_length``, ``document_length``), ``encode_queries`` and
+``encode_documents`` as in :mod:`colbridge.models.onnx`; adding one is a module and a line here.
+"""
+
+CPU_BACKEND = "onnx"
+"""What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
+fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
+rankings fell short of that bar (docs/benchmarks.md, "Encoder backends")."""
+
+
+class ColBERTModel(Encoder):
     """A ColBERT encoder: text in, one L2-normalised vector per token out.
 
     Args:
@@ -44,6 +62,12 @@ class ColBERTModel:
         batch_size: texts per encoder call.
         name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
             or ``"offline-minilm"``. Required to reopen an index without passing the model.
+        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32) or
+            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` means ``COLBRIDGE_BACKEND``
+            or, failing that, :func:`default_backend`. The onnx backends export the model once
+            and cache the export (see :mod:`colbridge.models.onnx`); every backend tokenizes
+            exactly as PyLate does. ``torch`` and ``onnx`` vectors share an index; an index of
+            ``onnx-int8`` vectors records it (:attr:`precision`).
 
     The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
     Encoding is serialised by a lock: the tokenizer is not safe to share between threads.
@@ -58,10 +82,12 @@ class ColBERTModel:
         document_length: int | None = None,
         batch_size: int = 32,
         name: str | None = None,
+        backend: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         self._pylate: ColBERT | None = None
+        self._runtime: Any = None
         if model is None:
             model = default_model_name()
         if isinstance(model, (str, os.PathLike)):
@@ -71,25 +97,49 @@ class ColBERTModel:
             self._source: str = spec
             local = Path(spec).expanduser()
             is_folder = spec != OFFLINE_MODEL and local.exists()
-            self.name = name or (str(local.resolve()) if is_folder else spec)
+            name = name or (str(local.resolve()) if is_folder else spec)
         else:
             self._pylate = model
             self._source = ""
             card = getattr(model, "model_card_data", None)
-            self.name = name or getattr(card, "base_model", None) or type(model).__name__
+            name = name or getattr(card, "base_model", None) or type(model).__name__
+            if backend not in (None, "torch"):
+                raise InvalidInputError(
+                    f"a PyLate model object runs on PyTorch; for backend={backend!r} pass its "
+                    "folder or name instead")
+            backend = "torch"
+        super().__init__(name=name, batch_size=batch_size)
+        self._chosen_for_you = backend is None
+        if backend is None:
+            backend = default_backend(device)
+        if backend != "torch" and backend not in BACKENDS:
+            raise InvalidInputError(
+                f"unknown backend {backend!r}: use one of {', '.join(['torch', *BACKENDS])}")
+        if backend != "torch" and device not in (None, "cpu"):
+            raise InvalidInputError(f"the {backend} backend runs on CPU, not {device!r}")
+        self._backend = backend
         self._device = device
         self._query_length = query_length
         self._document_length = document_length
-        self.batch_size = batch_size
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
-        self._query_coalescer: Coalescer[str, np.ndarray] = Coalescer(self.encode_queries)
         if self._pylate is not None:
             self._configure(self._pylate)
 
     def __repr__(self) -> str:
-        state = "loaded" if self._pylate is not None else "not loaded"
-        return f"ColBERTModel({self.name!r}, {state})"
+        state = "loaded" if self.loaded else "not loaded"
+        return f"ColBERTModel({self.name!r}, backend={self._backend!r}, {state})"
+
+    @property
+    def backend(self) -> str:
+        """The runtime computing the vectors: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        return self._backend
+
+    @property
+    def precision(self) -> str:
+        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch`` and ``onnx``, whose vectors
+        are the same (docs/benchmarks.md)."""
+        return "int8" if self._backend == "onnx-int8" else "float32"
 
     # -- copying ----------------------------------------------------------------------------
     def __copy__(self) -> ColBERTModel:
@@ -108,33 +158,84 @@ class ColBERTModel:
                 "to load it again from; save that model (model.save(folder)) and build "
                 "ColBERTModel(folder) instead"
             )
-        unpicklable = ("_pylate", "_load_lock", "_encode_lock", "_query_coalescer")
+        unpicklable = ("_pylate", "_runtime", "_load_lock", "_encode_lock", "_query_coalescer")
         return {k: v for k, v in self.__dict__.items() if k not in unpicklable}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._pylate = None
+        self._runtime = None
         self._load_lock = threading.Lock()
         self._encode_lock = threading.Lock()
         self._query_coalescer = Coalescer(self.encode_queries)
 
     # -- loading ----------------------------------------------------------------------------
-    def load(self) -> ColBERT:
-        """Load the weights now (otherwise they load on first encode); returns the PyLate model.
+    def load(self) -> Any:
+        """Load the weights now (otherwise they load on first encode).
 
-        This is the warm-up for async code: the first async call on an unloaded model imports
-        and loads in a worker thread that holds the GIL in long stretches, stalling the event
-        loop, so call ``load()`` before the loop serves requests.
+        Returns the PyLate model on the torch backend, the runtime's session otherwise. The
+        first load of an onnx backend for a model exports it (tens of seconds); later loads
+        read the cached export. This is also the warm-up for async code: the first async call
+        on an unloaded model imports and loads in a worker thread that holds the GIL in long
+        stretches, stalling the event loop, so call ``load()`` before the loop serves requests.
         """
-        if self._pylate is None:
+        if not self.loaded:
             with self._load_lock:
-                if self._pylate is None:
+                if self._backend != "torch" and self._runtime is None:
+                    self._runtime = self._open_runtime()  # a default may step down to torch
+                if self._backend == "torch" and self._pylate is None:
                     self._pylate = self._configure(self._load())
-        return self._pylate
+        return self._pylate if self._backend == "torch" else self._runtime
 
     @property
     def loaded(self) -> bool:
-        return self._pylate is not None
+        return (self._pylate if self._backend == "torch" else self._runtime) is not None
+
+    def _open_runtime(self) -> Any:
+        module, kwargs = BACKENDS[self._backend]
+        folder = self._model_folder()  # a missing model raises here, whatever the backend
+        try:
+            return importlib.import_module(module).open_runtime(folder, **kwargs)
+        except ModelLoadError as e:
+            if not self._chosen_for_you:
+                raise
+            # A default that cannot be exported within its quality bar for this model (or at
+            # all) steps down: int8 to the float32 export, that to PyTorch. Asked for by name,
+            # a backend raises instead.
+            fallback = "onnx" if self._backend != "onnx" else "torch"
+            logger.warning("%s; using the %s backend for %s", e, fallback, self.name)
+            self._backend = fallback
+            return self._open_runtime() if fallback != "torch" else None
+
+    def _model_folder(self) -> Path:
+        """The PyLate model folder on disk, downloading a hub model first if need be."""
+        if self._source == OFFLINE_MODEL:
+            from .offline import offline_model_path
+
+            return offline_model_path()
+        local = Path(self._source).expanduser()
+        if local.exists():
+            self._check_folder(local)
+            return local
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(self._source, local_files_only=True))
+        except Exception:  # not in the hub cache yet: let PyLate fetch it, then look again
+            pass
+        self._load()
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(self._source, local_files_only=True))
+
+    @staticmethod
+    def _check_folder(local: Path) -> None:
+        if not local.is_dir() or not (
+            (local / "modules.json").exists() or (local / "config.json").exists()
+        ):
+            raise ModelLoadError(
+                f"{str(local)!r} is not a model folder (no modules.json or config.json in it)"
+            )
 
     def _load(self) -> ColBERT:
         kwargs: dict[str, Any] = {}
@@ -148,12 +249,7 @@ class ColBERTModel:
         else:
             local = Path(source).expanduser()
             if local.exists():
-                if not local.is_dir() or not (
-                    (local / "modules.json").exists() or (local / "config.json").exists()
-                ):
-                    raise ModelLoadError(
-                        f"{source!r} is not a model folder (no modules.json or config.json in it)"
-                    )
+                self._check_folder(local)
                 source = str(local)
             elif _looks_like_path(source):
                 raise ModelLoadError(
@@ -204,69 +300,38 @@ class ColBERTModel:
     @property
     def dimension(self) -> int:
         """Size of each token vector (96 for answerai-colbert-small-v1)."""
+        if self._backend != "torch":
+            return int(self.load().spec.dimension)
         return int(self.load().get_sentence_embedding_dimension())
 
     @property
     def query_length(self) -> int:
         """Tokens per encoded query (short queries are padded with ``[MASK]`` to this length)."""
+        if self._backend != "torch":
+            return int(self._query_length or self.load().spec.query_length)
         return int(self.load().query_length)
 
     @property
     def document_length(self) -> int:
         """Maximum tokens per encoded document; longer texts are truncated."""
+        if self._backend != "torch":
+            return int(self._document_length or self.load().spec.document_length)
         return int(self.load().document_length)
 
     @property
     def device(self) -> str:
+        if self._backend != "torch":
+            return "cpu"
         return str(self.load().device)
 
     # -- encoding -------------------------------------------------------------------------
-    def encode_queries(self, queries: Sequence[str]) -> list[np.ndarray]:
-        """Encode queries: one ``(query_length, dimension)`` float32 array each."""
-        return self._encode(check_texts(queries, "queries"), is_query=True, show_progress=False)
-
-    def encode_query(self, query: str) -> np.ndarray:
-        """Encode one query: a ``(query_length, dimension)`` float32 array."""
-        return self.encode_queries([check_text(query, "query")])[0]
-
-    def encode_documents(
-        self,
-        documents: Sequence[str],
-        *,
-        pool_factor: int = 1,
-        show_progress: bool | None = None,
-    ) -> list[np.ndarray]:
-        """Encode documents: one ``(n_tokens, dimension)`` float32 array each.
-
-        ``n_tokens`` counts the real tokens kept after truncation to :attr:`document_length`
-        (punctuation is skipped, as in ColBERT). ``pool_factor > 1`` merges similar token
-        vectors (PyLate's token pooling) to store about ``1/pool_factor`` as many.
-        ``show_progress=None`` shows a bar only for jobs long enough to want one.
-        """
-        texts = check_texts(documents, "documents")
-        if pool_factor < 1:
-            raise InvalidInputError(f"pool_factor must be at least 1, got {pool_factor}")
-        if show_progress is None:
-            show_progress = len(texts) > 4 * self.batch_size and sys.stderr.isatty()
-        return self._encode(texts, is_query=False, pool_factor=pool_factor, show_progress=show_progress)
-
-    async def aencode_query(self, query: str) -> np.ndarray:
-        """Async :meth:`encode_query`; concurrent calls share encoder batches."""
-        return await self._query_coalescer.submit(check_text(query, "query"))
-
-    async def aencode_documents(
-        self, documents: Sequence[str], *, pool_factor: int = 1
-    ) -> list[np.ndarray]:
-        """Async :meth:`encode_documents`, run in a worker thread."""
-        return await run_off_loop(
-            self.encode_documents, documents, pool_factor=pool_factor, show_progress=False
-        )
-
     def _encode(
         self, texts: list[str], *, is_query: bool, pool_factor: int = 1, show_progress: bool = False
     ) -> list[np.ndarray]:
         if not texts:
             return []
+        if self._backend != "torch":
+            return self._encode_runtime(texts, is_query=is_query, pool_factor=pool_factor)
         import torch
 
         model = self.load()
@@ -280,13 +345,68 @@ class ColBERTModel:
                 pool_factor=pool_factor,
             )
         if truncated:
-            warnings.warn(
-                f"{truncated} of {len(texts)} document(s) exceed document_length="
-                f"{model.document_length} tokens and were truncated: only their first tokens are "
-                "indexed (split long texts into passages to search all of them)",
-                UserWarning, stacklevel=4,
-            )
+            self._warn_truncated(truncated, len(texts))
         return [np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for v in output]
+
+    def _encode_runtime(self, texts: list[str], *, is_query: bool, pool_factor: int
+                        ) -> list[np.ndarray]:
+        runtime = self.load()
+        with self._encode_lock:
+            if is_query:
+                return runtime.encode_queries(texts, length=self.query_length,
+                                              batch_size=self.batch_size)
+            output, truncated = runtime.encode_documents(
+                texts, length=self.document_length, batch_size=self.batch_size)
+        if truncated:
+            self._warn_truncated(truncated, len(texts))
+        if pool_factor > 1:
+            output = _pool(output, pool_factor)
+        return output
+
+    def _warn_truncated(self, truncated: int, total: int) -> None:
+        warnings.warn(
+            f"{truncated} of {total} document(s) exceed document_length="
+            f"{self.document_length} tokens and were truncated: only their first tokens are "
+            "indexed (split long texts into passages to search all of them)",
+            UserWarning, stacklevel=5,
+        )
+
+
+def default_backend(device: str | None = None) -> str:
+    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else
+    :data:`CPU_BACKEND` when the model runs on CPU and onnxruntime is installed, else
+    ``"torch"`` (GPUs keep PyTorch in half precision). With no device given, a GPU counts as
+    present when the NVIDIA or ROCm driver shows one or on Apple silicon; this avoids importing
+    PyTorch just to ask."""
+    configured = os.environ.get(BACKEND_ENV, "").strip()
+    if configured:
+        return configured
+    if device not in (None, "cpu") or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    if device is None and _gpu_visible():
+        return "torch"
+    return CPU_BACKEND
+
+
+def _gpu_visible() -> bool:
+    if sys.platform == "darwin":
+        import platform
+
+        return platform.machine() == "arm64"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/kfd").exists()
+
+
+def _pool(vectors: list[np.ndarray], pool_factor: int) -> list[np.ndarray]:
+    """PyLate's hierarchical token pooling, on vectors from any backend."""
+    import torch
+    from pylate.models import ColBERT
+
+    tensors = [torch.from_numpy(v) for v in vectors]
+    pooled = ColBERT.pool_embeddings_hierarchical(None, tensors, pool_factor)  # type: ignore[arg-type]
+    return [np.ascontiguousarray(p.numpy(), dtype=np.float32) for p in pooled]
 
 
 def _count_truncated(model: ColBERT, texts: list[str]) -> int:

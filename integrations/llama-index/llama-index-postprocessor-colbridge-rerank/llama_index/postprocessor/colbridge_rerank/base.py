@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
-from colbridge import ColBERTModel, Reranker, RerankResult
+from colbridge import ColBERTModel, Encoder, Reranker, RerankResult
 from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -61,7 +61,7 @@ class ColBERTRerank(BaseNodePostprocessor):
     def __init__(
         self,
         top_n: int = 5,
-        model: ColBERTModel | str | None = None,
+        model: Encoder | str | None = None,
         *,
         device: str | None = None,
         batch_size: int | None = None,
@@ -69,7 +69,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         normalize_scores: bool = False,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if isinstance(model, ColBERTModel):
+        if isinstance(model, Encoder):
             if device is not None or batch_size is not None:
                 raise ValueError(
                     "device and batch_size configure a model given by name; set them on the "

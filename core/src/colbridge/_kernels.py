@@ -1,0 +1,86 @@
+"""Scoring kernels run by ONNX Runtime: float16 token vectors widened and multiplied in one call.
+
+The two graphs ship as files in ``colbridge/data/kernels`` so that scoring needs only
+``onnxruntime`` (importing the ``onnx`` package costs seconds, which a search must not pay);
+:func:`build` is how they were made, and a test checks the files still match it.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+GROUP = "maxsim_group"
+"""``block (n, w, dim) float16, query_t (dim, q) float32 → scores (n,)``: per document, the
+sum over query tokens of the best similarity among its ``w`` rows."""
+
+SIMILARITIES = "similarities"
+"""``rows (t, dim) float16, query (q, dim) float32 → (q, t) float32``: ``query @ rows.T``."""
+
+_sessions: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def session(name: str) -> Any:
+    """The process-wide ONNX Runtime session of a kernel (``run`` is thread-safe)."""
+    found = _sessions.get(name)
+    if found is None:
+        with _lock:
+            found = _sessions.get(name)
+            if found is None:
+                import onnxruntime as ort
+
+                from .models.onnx import available_cores
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = available_cores()
+                options.inter_op_num_threads = 1
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                graph = (resources.files("colbridge") / "data" / "kernels" / f"{name}.onnx")
+                found = ort.InferenceSession(graph.read_bytes(), options,
+                                             providers=["CPUExecutionProvider"])
+                _sessions[name] = found
+    return found
+
+
+def maxsim_group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
+    """Scores of a ``(n, w, dim)`` float16 block of padded documents against ``query_t``."""
+    return session(GROUP).run(None, {"block": block, "query_t": query_t})[0]
+
+
+def similarities(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``query @ rows.T`` in float32 for float16 ``rows``."""
+    return session(SIMILARITIES).run(None, {"rows": rows, "query": query})[0]
+
+
+def build() -> dict[str, bytes]:
+    """Serialise both graphs (needs the ``onnx`` package)."""
+    from onnx import TensorProto, helper
+
+    def model(graph: Any) -> bytes:
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                  producer_name="colbridge")
+        proto.ir_version = 8
+        return proto.SerializeToString(deterministic=True)
+
+    group = helper.make_graph(
+        [helper.make_node("Cast", ["block"], ["wide"], to=TensorProto.FLOAT),
+         helper.make_node("MatMul", ["wide", "query_t"], ["sims"]),
+         helper.make_node("ReduceMax", ["sims"], ["best"], axes=[1], keepdims=0),
+         helper.make_node("ReduceSum", ["best", "last_axis"], ["scores"], keepdims=0)],
+        GROUP,
+        [helper.make_tensor_value_info("block", TensorProto.FLOAT16, ["n", "w", "dim"]),
+         helper.make_tensor_value_info("query_t", TensorProto.FLOAT, ["dim", "q"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
+        initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
+    sims = helper.make_graph(
+        [helper.make_node("Cast", ["rows"], ["wide"], to=TensorProto.FLOAT),
+         helper.make_node("Gemm", ["query", "wide"], ["out"], transB=1)],
+        SIMILARITIES,
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT16, ["t", "dim"]),
+         helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", "dim"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["q", "t"])])
+    return {GROUP: model(group), SIMILARITIES: model(sims)}
