@@ -93,6 +93,7 @@ class ResidualCodec:
         self.weights = weights
         self._centroids32 = self.centroids.astype(np.float32)
         self._table = _byte_table(weights, bits)
+        self._byte_offsets = np.arange(self.dim * bits // 8, dtype=np.intp) << 8
 
     # -- shape of the codes -------------------------------------------------------------------
 
@@ -199,14 +200,14 @@ class ResidualCodec:
             )
         if len(codes) and (codes.min() < 0 or codes.max() >= self.n_centroids):
             raise InvalidInputError(f"codes must be centroid ids in [0, {self.n_centroids})")
-        n_bytes = self.residual_bytes
         # One gather: row (byte position * 256 + byte value) of the table holds that byte's
         # dimensions' weights, so the residual is read without unpacking bits.
-        flat = residuals.astype(np.intp) + (np.arange(n_bytes, dtype=np.intp) << 8)
+        flat = residuals.astype(np.intp)
+        flat += self._byte_offsets
         vectors = np.take(self._table, flat, axis=0).reshape(len(codes), self.dim)
         vectors += self._centroids32[codes]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors /= np.maximum(norms, 1e-12)
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        vectors /= np.maximum(norms, 1e-12)[:, None]
         return vectors.astype(out_dtype, copy=False)
 
     # -- persistence --------------------------------------------------------------------------
