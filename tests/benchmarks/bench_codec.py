@@ -56,7 +56,9 @@ def timed(fn, *args, **kwargs):
 
 
 def run(data_path: Path, *, model_name: str, limit_docs: int | None, bits_list: list[int],
-        centroid_counts: list[int | None], iterations: int, out: Path | None) -> dict:
+        centroid_counts: list[int | None], iterations: int, out: Path | None,
+        first_stage: tuple[int, int | None] | None = None,
+        probes: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
     data = load_beir(data_path, "test", limit_docs=limit_docs)
     model = ColBERTModel(model_name)
     emb = load_or_encode(data, model, ROOT / ".colbridge-cache" / "embeddings")
@@ -107,12 +109,57 @@ def run(data_path: Path, *, model_name: str, limit_docs: int | None, bits_list: 
             }
             report["codecs"].append(row)
             print(json.dumps(row), flush=True)
+            if first_stage is not None and (bits, n_centroids) == first_stage:
+                report["first_stage"] = inverted_file_study(
+                    codec, codes, decoded, lengths, emb, reference, qrels, probes)
     report["load_average_at_end"] = os.getloadavg()[0]
     print(markdown(report))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def inverted_file_study(codec: ResidualCodec, codes: np.ndarray, decoded: np.ndarray,
+                        lengths: np.ndarray, emb, reference: dict[str, list[str]],
+                        qrels: dict, probes: tuple[int, ...]) -> dict:
+    """A PLAID-style first stage over the codec's centroids: each centroid lists the documents
+    with a token assigned to it; a query takes the ``nprobe`` nearest centroids of each of its
+    tokens, and the union of their lists is rescored by exact MaxSim over decoded vectors."""
+    n_docs, k = len(lengths), codec.n_centroids
+    doc_of_token = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of_token)  # by centroid, then doc
+    docs = (pairs % n_docs).astype(np.int32)
+    offsets = np.searchsorted(pairs // n_docs, np.arange(k + 1)).astype(np.int64)
+    ivf_bytes = docs.nbytes + offsets.nbytes
+    centroids = codec.centroids.astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    results = {p: {"runs": {}, "candidates": [], "tokens": [], "seconds": []} for p in probes}
+    for qid, query in zip(emb.query_ids, emb.queries, strict=True):
+        scores = maxsim_packed(query, decoded, lengths)
+        order = np.argsort(-(query @ centroids.T), axis=1)
+        for p in probes:
+            started = time.perf_counter()
+            probed = np.unique(order[:, :p])
+            candidates = np.unique(np.concatenate(
+                [docs[offsets[c]:offsets[c + 1]] for c in probed.tolist()]))
+            results[p]["seconds"].append(time.perf_counter() - started)
+            top = candidates[np.argsort(-scores[candidates], kind="stable")[:100]]
+            results[p]["runs"][qid] = [emb.doc_ids[i] for i in top]
+            results[p]["candidates"].append(len(candidates))
+            results[p]["tokens"].append(int(lengths[candidates].sum()))
+    rows = []
+    for p, r in results.items():
+        rows.append({
+            "nprobe": p, "mean_candidate_documents": float(np.mean(r["candidates"])),
+            "mean_candidate_tokens": float(np.mean(r["tokens"])),
+            "candidate_seconds_p50": float(np.median(r["seconds"])),
+            "agreement@10": agreement_at(r["runs"], reference, 10),
+            "ndcg@10": quality(r["runs"], qrels)["ndcg@10"],
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return {"bits": codec.bits, "centroids": k, "doc_centroid_pairs": len(docs),
+            "ivf_bytes_per_token": ivf_bytes / len(codes), "probes": rows}
 
 
 def markdown(report: dict) -> str:
@@ -157,11 +204,16 @@ def main() -> None:
     parser.add_argument("--centroids", nargs="+", default=["1024", "4096", "suggested"],
                         help="codebook sizes; 'suggested' is PLAID's rule for the collection")
     parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--first-stage", nargs=2, metavar=("BITS", "CENTROIDS"),
+                        default=["4", "suggested"],
+                        help="the configuration whose centroids are studied as an inverted file")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "codec.json")
     args = parser.parse_args()
     counts = [None if c == "suggested" else int(c) for c in args.centroids]
+    bits, size = args.first_stage
     run(args.data, model_name=args.model, limit_docs=args.limit_docs, bits_list=args.bits,
-        centroid_counts=counts, iterations=args.iterations, out=args.out)
+        centroid_counts=counts, iterations=args.iterations, out=args.out,
+        first_stage=(int(bits), None if size == "suggested" else int(size)))
 
 
 if __name__ == "__main__":

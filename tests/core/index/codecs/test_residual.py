@@ -85,6 +85,23 @@ def test_every_weight_lies_in_its_bucket(codecs):
         assert (codec.weights[:, -1] >= codec.cutoffs[:, -1] - 1e-7).all()
 
 
+@pytest.mark.parametrize("bits", [2, 4])
+def test_buckets_beat_colbertv2_quantile_buckets(vectors, codecs, bits):
+    """ColBERTv2 cuts at the residuals' quantiles and decodes to each bucket's mean; the codec's
+    least-squares buckets, learned on fewer (held-out) vectors, must still do better."""
+    codec, levels = codecs[bits], 1 << bits
+    centroids = codec.centroids.astype(np.float32)
+    residuals = vectors - centroids[codec.encode(vectors)[0].astype(np.int64)]
+    cutoffs = np.quantile(residuals, np.arange(1, levels) / levels, axis=0).T
+    buckets = (residuals[:, :, None] > cutoffs[None]).sum(axis=2)
+    weights = np.array([[residuals[buckets[:, d] == j, d].mean() for j in range(levels)]
+                        for d in range(DIM)])
+    quantile = ResidualCodec(codec.centroids, cutoffs, weights, bits)
+    unseen = SAMPLE[3000:]
+    errors = [np.mean(1 - cosines(c.decode(*c.encode(unseen)), unseen)) for c in (codec, quantile)]
+    assert errors[0] < 0.95 * errors[1]
+
+
 def test_decode_float16_and_nothing(codecs, vectors):
     codec = codecs[4]
     ids, residuals = codec.encode(vectors[:10])
