@@ -49,6 +49,12 @@ def ranked(vectors: np.ndarray, lengths: np.ndarray, ids: list[str], queries: np
     return runs
 
 
+def contained(runs: dict[str, list[str]], reference: dict[str, list[str]], n: int) -> float:
+    """Mean share of each query's exact top 10 found in the run's top ``n``."""
+    return float(np.mean([len(set(ref[:10]) & set(runs[q][:n])) / len(ref[:10])
+                          for q, ref in reference.items()]))
+
+
 def timed(fn, *args, **kwargs):
     started = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -102,6 +108,10 @@ def run(data_path: Path, *, model_name: str, limit_docs: int | None, bits_list: 
                 "agreement@10": agreement_at(runs, reference, 10),
                 "agreement@100": agreement_at(runs, reference, 100),
                 "ndcg@10": quality(runs, qrels)["ndcg@10"],
+                # Rescoring the decoded top n with the float16 vectors recovers exactly the part
+                # of the exact top 10 that the decoded top n holds.
+                **{f"exact_top10_in_decoded_top{n}": contained(runs, reference, n)
+                   for n in (20, 50, 100)},
                 "train_seconds": train_s,
                 "encode_vectors_per_second": n_tokens / encode_s,
                 "decode_vectors_per_second_float32": n_tokens / decode_s,
