@@ -139,6 +139,17 @@ def test_packing_is_exact(bits):
                                rtol=1e-6, atol=1e-7)
 
 
+def test_encoding_in_blocks_changes_nothing(codecs, vectors, monkeypatch):
+    from colbridge.index.codecs import residual
+
+    whole = codecs[4].encode(vectors)
+    monkeypatch.setattr(residual, "_ENCODE_ROWS", 7)
+    for a, b in zip(codecs[4].encode(vectors), whole, strict=True):
+        np.testing.assert_array_equal(a, b)
+    half = codecs[4].encode(vectors.astype(np.float16))  # float16 input, widened block by block
+    assert half[1].shape == whole[1].shape and (half[0] == whole[0]).mean() > 0.99
+
+
 # -- determinism ------------------------------------------------------------------------------
 
 def test_same_seed_same_codec_and_global_random_state_untouched(vectors):

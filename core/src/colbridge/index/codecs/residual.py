@@ -44,6 +44,7 @@ _MAX_UINT16_CENTROIDS = 1 << 16
 # Rows per block while encoding: bounds the (rows, n_centroids) similarity matrix to 64 MB.
 _BLOCK_ELEMENTS = 1 << 24
 _LLOYD_ROUNDS = 10
+_ENCODE_ROWS = 1 << 16
 
 
 def suggested_centroids(n_vectors: int) -> int:
@@ -105,6 +106,7 @@ class ResidualCodec:
 
     @property
     def n_centroids(self) -> int:
+        """Number of centroids in the codebook."""
         return int(self.centroids.shape[0])
 
     @property
@@ -134,11 +136,11 @@ class ResidualCodec:
             bits: bits per dimension of the residual, 2 or 4.
             n_centroids: codebook size; by default :func:`suggested_centroids` of ``n``.
             sample_size: vectors drawn (without replacement) for k-means; by default all of them,
-                up to 256 per centroid. Before that, a twentieth of them (at least half, up
-                to 10,000; at most 100,000) is held out to learn the residual buckets (none when
-                k-means would then have too few).
+                up to 256 per centroid. First, ``max(n // 20, min(n // 2, 10_000))`` vectors (at
+                most 100,000) are held out to learn the residual buckets from; none when
+                k-means would then have fewer vectors than centroids.
             iterations: k-means (Lloyd) iterations.
-            seed: the same seed and vectors give the same codec.
+            seed: the same seed and vectors give the same codec (on one machine).
         """
         if bits not in BITS:
             raise InvalidInputError(f"bits must be one of {BITS}, got {bits!r}")
@@ -175,14 +177,20 @@ class ResidualCodec:
     def encode(self, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
         """Codes of ``(n, dim)`` vectors: ``(centroid ids (n,) of code_dtype, residuals (n,
         residual_bytes) uint8)``. Refuses an empty array, a wrong dimension, NaN or infinity."""
-        data = _check_vectors(vectors, self.dim)
-        ids = _nearest(data, self._centroids32)
-        residuals = data - self._centroids32[ids]
-        # Bucket j of dimension d holds residuals in (cutoffs[d, j-1], cutoffs[d, j]].
-        buckets = np.zeros(residuals.shape, dtype=np.uint8)
-        for j in range(self.cutoffs.shape[1]):
-            buckets += residuals > self.cutoffs[:, j]
-        return ids.astype(self.code_dtype), _pack(buckets, self.bits)
+        data = _check_vectors(vectors, self.dim, widen=False)
+        ids = np.empty(len(data), dtype=self.code_dtype)
+        packed = np.empty((len(data), self.residual_bytes), dtype=np.uint8)
+        for start in range(0, len(data), _ENCODE_ROWS):  # bounds the float32 scratch arrays
+            block = np.asarray(data[start:start + _ENCODE_ROWS], dtype=np.float32)
+            nearest = _nearest(block, self._centroids32)
+            residuals = block - self._centroids32[nearest]
+            # Bucket j of dimension d holds residuals in (cutoffs[d, j-1], cutoffs[d, j]].
+            buckets = np.zeros(residuals.shape, dtype=np.uint8)
+            for j in range(self.cutoffs.shape[1]):
+                buckets += residuals > self.cutoffs[:, j]
+            ids[start:start + len(block)] = nearest
+            packed[start:start + len(block)] = _pack(buckets, self.bits)
+        return ids, packed
 
     def decode(self, codes: Any, residuals: Any, *, dtype: Any = np.float16) -> np.ndarray:
         """L2-normalised ``(n, dim)`` vectors of ``dtype`` (float16 or float32) from the output
