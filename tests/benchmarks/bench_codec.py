@@ -201,8 +201,9 @@ def test_codec_benchmark():
         pytest.skip("needs ../shared/data/scifact")
     report = run(data, model_name="offline-minilm", limit_docs=1500, bits_list=[2, 4],
                  centroid_counts=[None], iterations=4, out=None)
-    for row in report["codecs"]:
-        assert row["agreement@10"] >= 0.9
+    for row in report["codecs"]:  # bars a little under docs/compression.md's figures
+        assert row["agreement@10"] >= {2: 0.8, 4: 0.9}[row["bits"]]
+        assert row["exact_top10_in_decoded_top50"] >= 0.99
 
 
 def main() -> None:
