@@ -431,22 +431,60 @@ def test_flipped_bits_in_the_graph_never_reach_voyager(damaged, seed):
     assert child.returncode == 0 and "searched" in child.stdout, child.stderr[-2000:]
 
 
-def test_a_folder_without_checksums_opens_and_records_them(damaged):
-    """Folders written before checksums were recorded: their graph and means are not trusted
-    (not loaded), but rebuilt from the vectors, and saved with checksums at close."""
-    conn = sqlite3.connect(damaged / "documents.sqlite")
+def _forget_checksums(path):
+    """Make the folder look as an older colbridge left it: no checksum of any cache file."""
+    conn = sqlite3.connect(path / "documents.sqlite")
     conn.execute("DROP TABLE checksums")
     conn.commit()
     conn.close()
-    (segment,) = damaged.glob("lexical-*")
+    (segment,) = path.glob("lexical-*")
     meta = json.loads((segment / "colbridge.json").read_text())
     del meta["files"]
     (segment / "colbridge.json").write_text(json.dumps(meta))
+
+
+def _rows_added_to_graphs(monkeypatch) -> list[int]:
+    from colbridge.index.graph import TokenGraph
+
+    added: list[int] = []
+    original = TokenGraph.add_documents
+
+    def counting(self, matrix, starts, counts, *args, **kwargs):
+        added.append(int(np.asarray(counts).sum()))
+        return original(self, matrix, starts, counts, *args, **kwargs)
+
+    monkeypatch.setattr(TokenGraph, "add_documents", counting)
+    return added
+
+
+def test_a_folder_without_checksums_opens_and_records_them(damaged, monkeypatch):
+    """Folders written before checksums were recorded: the graph (minutes to rebuild on a large
+    index) is used once a child process has loaded and searched it, the means and lexical
+    segment (seconds) are rebuilt, and every checksum is recorded at close."""
+    _forget_checksums(damaged)
     report = check_index(damaged)
     assert report.ok and sum("no checksum recorded" in n for n in report.notes) == 3, report.notes
+    added = _rows_added_to_graphs(monkeypatch)
     with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
         assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
         assert ix.search(doc_text("doc-99", 0), k=1, mode="bm25")[0].id == "doc-99"
+    assert added == [], "the old graph was rebuilt instead of probed and used"
+    after = check_index(damaged)
+    assert after.ok and after.notes == [], after.notes
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_an_unrecorded_graph_that_fails_its_probe_is_rebuilt(damaged, monkeypatch, damage):
+    _forget_checksums(damaged)
+    graph = _graph(damaged)
+    if damage == "truncated":
+        graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 3])
+    else:
+        graph.write_bytes(np.random.default_rng(0).bytes(graph.stat().st_size))
+    added = _rows_added_to_graphs(monkeypatch)
+    with EmbeddedIndex(damaged, model=HashEncoder(), create=False) as ix:
+        assert sum(added) > 0, "a graph that failed its probe was loaded"
+        assert ix.search(doc_text("doc-99", 0), k=1, exact_threshold=0)[0].id == "doc-99"
     after = check_index(damaged)
     assert after.ok and after.notes == [], after.notes
 

@@ -49,7 +49,7 @@ from ..models import ColBERTModel
 from ..scoring import fuse_scores, maxsim_ranges, rows_of, token_similarities
 from .base import MODES, BaseIndex, SearchMode
 from .docstore import DocStore, NewDocument
-from .graph import TokenGraph, checkpoints, graph_file_name
+from .graph import TokenGraph, checkpoints, graph_file_name, probe_unrecorded
 from .lexical import LexicalIndex
 from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
 from .means import load_latest, mean_vectors, means_file_name, means_from_rows, save_means
@@ -167,6 +167,7 @@ class EmbeddedIndex(BaseIndex):
         self._write_lock = threading.RLock()
         self._closed = False
         self._means_unsaved = False
+        self._probed: dict[str, tuple[int, str]] = {}  # unrecorded checkpoints that passed
         self._requested_model = model
         self.manifest: Manifest | None = None  # type: ignore[assignment]
         # Until an index exists here, nothing is created: the first add creates it, and any
@@ -338,14 +339,31 @@ class EmbeddedIndex(BaseIndex):
     def _recorded_checkpoint(self, generation: int, rows: int
                              ) -> tuple[Path, int, tuple[int, str]] | None:
         """The newest graph checkpoint with a recorded checksum, with its rows and checksum.
-        Newer ones without a record (an older colbridge's, or a save interrupted before its
-        record) are passed over: the rows they cover are re-added from the vectors."""
+        One without a record (an older colbridge's, or a save interrupted before its record)
+        is used only if a child process could load and search it (its checksum is recorded at
+        the next flush or close); otherwise it is passed over and its rows are re-added from
+        the vectors."""
         for path, covered in checkpoints(self.path, generation, rows):
             recorded = self._store.checksum(path.name)
             if recorded is not None:
                 return path, covered, recorded
-            logger.info("%s has no checksum recorded; not loaded", path.name)
+            probed = probe_unrecorded(path, self.dimension)
+            if probed is not None:
+                logger.info("%s has no checksum recorded; a child process loaded and searched "
+                            "it, so it is used", path.name)
+                self._probed[path.name] = probed
+                return path, covered, probed
+            logger.info("%s has no checksum recorded and failed its probe; not loaded", path.name)
         return None
+
+    def _record_probed(self) -> None:
+        """Record the checksums of unrecorded checkpoints that passed their probe (while
+        holding the write lock, as every record is written)."""
+        present = {name: digest for name, digest in self._probed.items()
+                   if (self.path / name).exists()}
+        if present:
+            self._store.record_checksums(present)
+        self._probed.clear()
 
     def _record_checksums(self, *names: str) -> None:
         self._store.record_checksums({name: file_digest(self.path / name) for name in names})
@@ -472,6 +490,7 @@ class EmbeddedIndex(BaseIndex):
         self._remove_stale_files()
 
     def _checkpoint_if_behind(self) -> None:
+        self._record_probed()
         if self._graph.rows > self._saved_rows and len(self._graph):
             self._checkpoint()
         elif self._means_unsaved and self._saved_rows:

@@ -38,6 +38,43 @@ def checkpoints(folder: Path, generation: int, max_rows: int) -> list[tuple[Path
     return sorted(found, key=lambda c: c[1], reverse=True)
 
 
+# A checkpoint with no recorded checksum (written by colbridge before checksums existed) is
+# loaded and searched in a child process first: if damage makes Voyager crash, the child dies,
+# not the caller, and the graph is rebuilt from the vectors instead (minutes on a large index,
+# where the child takes about a second).
+_PROBE = """
+import sys
+import numpy as np
+import voyager
+index = voyager.Index.load(sys.argv[1])
+if index.num_dimensions != int(sys.argv[2]):
+    sys.exit(3)
+if len(index):
+    queries = np.random.default_rng(0).standard_normal((256, index.num_dimensions))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    try:
+        index.query(queries, k=min(32, len(index)), query_ef=128)
+    except voyager.RecallError:
+        pass
+"""
+
+
+def probe_unrecorded(path: Path, dimension: int, timeout: float = 300.0) -> tuple[int, str] | None:
+    """``(bytes, sha256)`` of the checkpoint at ``path`` if a child process could load it and
+    answer 256 searches with it, else None (the caller rebuilds the graph)."""
+    import subprocess
+    import sys
+
+    try:
+        before = file_digest(path)
+        child = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(dimension)],
+                               capture_output=True, timeout=timeout, check=False)
+        after = file_digest(path)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return before if child.returncode == 0 and before == after else None
+
+
 class TokenGraph:
     """A Voyager index with a lock: Voyager's query holds the GIL and is not documented as
     safe against a concurrent ``add_items``, so one thread uses the graph at a time."""
