@@ -49,8 +49,9 @@ def test_a_copy_of_a_model_is_the_model(tiny_model):
     assert copy.deepcopy({"m": tiny_model})["m"] is tiny_model
 
 
-def test_a_model_around_an_in_memory_pylate_model_refuses_to_pickle(tiny_model):
-    wrapped = ColBERTModel(tiny_model.load(), name="in-memory")
+def test_a_model_around_an_in_memory_pylate_model_refuses_to_pickle(tiny_model_path):
+    pylate_model = ColBERTModel(tiny_model_path, backend="torch").load()
+    wrapped = ColBERTModel(pylate_model, name="in-memory")
     with pytest.raises(TypeError, match=r"in-memory PyLate model.*save"):
         pickle.dumps(wrapped)
 

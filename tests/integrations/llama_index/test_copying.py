@@ -72,9 +72,10 @@ def test_rerank_copies(tiny_model, tiny_model_path: Path, clone) -> None:
             (n.node.node_id, round(n.score, 4)) for n in rerank.postprocess_nodes(nodes, bundle)]
 
 
-def test_rerank_around_an_in_memory_model_says_why_it_cannot_pickle(tiny_model) -> None:
+def test_rerank_around_an_in_memory_model_says_why_it_cannot_pickle(tiny_model_path) -> None:
     from colbridge import ColBERTModel
 
-    rerank = ColBERTRerank(top_n=2, model=ColBERTModel(tiny_model.load(), name="in-memory"))
+    in_memory = ColBERTModel(tiny_model_path, backend="torch").load()  # a pylate.models.ColBERT
+    rerank = ColBERTRerank(top_n=2, model=ColBERTModel(in_memory, name="in-memory"))
     with pytest.raises(TypeError, match="in-memory PyLate model"):
         pickle.dumps(rerank)
