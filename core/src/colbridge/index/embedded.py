@@ -63,6 +63,11 @@ HYBRID_DEPTH = 100
 """Candidates each ranking contributes to a hybrid search (ColBERT's best, BM25's best)."""
 
 
+def _no_index_message(path: Path) -> str:
+    return (f"no colbridge index at {path}: check the path (nothing was created; adding "
+            "documents creates the index there)")
+
+
 @dataclass(frozen=True)
 class SearchOptions:
     """Candidate-breadth knobs of the embedded index's search.
@@ -176,10 +181,7 @@ class EmbeddedIndex(BaseIndex):
         if not (self.path / "manifest.json").exists():
             self._check_creatable()
             if not create:
-                raise IndexNotFoundError(
-                    f"no colbridge index at {self.path}: check the path (add documents to "
-                    "create one there)"
-                )
+                raise IndexNotFoundError(_no_index_message(self.path))
             self.model = model or ColBERTModel()
             self._pending = graph or GraphParams()
             return
@@ -243,22 +245,13 @@ class EmbeddedIndex(BaseIndex):
 
     def _require_index(self) -> None:
         """Raise unless an index exists here; open one another handle created since."""
-        self._check_open()
-        if self._pending is None:
-            return
-        with self._write_lock:
-            if self._pending is None:
-                return
-            if not (self.path / "manifest.json").exists():
-                raise IndexNotFoundError(
-                    f"no colbridge index at {self.path} (nothing was created: check the path, "
-                    "or add documents to create the index there)"
-                )
-            self._open(self._requested_model)
-            self._pending = None
+        self._settle_pending(create=False)
 
     def _create_if_pending(self) -> None:
         """The first write creates the index (unless another handle did meanwhile)."""
+        self._settle_pending(create=True)
+
+    def _settle_pending(self, *, create: bool) -> None:
         self._check_open()
         if self._pending is None:
             return
@@ -267,6 +260,8 @@ class EmbeddedIndex(BaseIndex):
                 return
             if (self.path / "manifest.json").exists():  # created by another handle meanwhile
                 self._open(self._requested_model)
+            elif not create:
+                raise IndexNotFoundError(_no_index_message(self.path))
             else:
                 self._check_creatable()
                 self._create(self.model, self._pending)
