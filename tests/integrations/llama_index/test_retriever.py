@@ -531,3 +531,15 @@ async def test_retrieval_events_and_spans(sample_index, instrumentation, span_na
     assert starts[0].span_id.startswith("ColBERTRetriever.retrieve-")
     assert starts[1].span_id.startswith("ColBERTRetriever.aretrieve-")
 
+
+
+def test_similarity_top_k_accepts_an_integral_numpy_scalar(tiny_model, tmp_path) -> None:
+    import numpy as np
+
+    nodes = [TextNode(id_=f"n{i}", text=f"passage {i} about tides") for i in range(4)]
+    with ColBERTRetriever.from_nodes(nodes, tmp_path / "ix", model=tiny_model,
+                                     similarity_top_k=np.int64(2)) as retriever:
+        assert retriever.similarity_top_k == 2 and type(retriever.similarity_top_k) is int
+        assert len(retriever.retrieve("tides")) == 2
+    with pytest.raises(ValueError, match="similarity_top_k"):
+        ColBERTRetriever(tmp_path / "ix", model=tiny_model, similarity_top_k=np.float64(2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,7 @@ class ColBERTRetriever(BaseRetriever):
         object_map: dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
-        _check_top_k(similarity_top_k)
+        similarity_top_k = _check_top_k(similarity_top_k)
         to_core_filter(filters)  # reject unsupported filters now, not at the first query
         _check_mode(mode, index)
         _check_hybrid_weight(hybrid_weight)
@@ -287,9 +288,11 @@ def _creating(index: object, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"create": True, **kwargs} if isinstance(index, (str, os.PathLike)) else kwargs
 
 
-def _check_top_k(k: object) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
+def _check_top_k(k: object) -> int:
+    """``k`` as an int (integral NumPy scalars included, booleans not) from 1 to ``_MAX_K``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= _MAX_K:
         raise ValueError(f"similarity_top_k must be an integer from 1 to {_MAX_K}, got {k!r}")
+    return int(k)
 
 
 def _check_mode(mode: object, index: object) -> None:
