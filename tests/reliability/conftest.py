@@ -184,6 +184,23 @@ def check_clean(path: Path) -> list[str]:
     return check_index(path).problems
 
 
+SAMPLE_IDS = [f"doc-{i}" for i in range(300)]
+
+
+def build_sample_index(path: Path) -> Path:
+    """300 hash-encoded documents at ``path``: 10 deleted and compacted away (generation 1),
+    then 10 more deleted, so the folder holds dead rows as a living index does."""
+    from colbridge import EmbeddedIndex, GraphParams
+
+    ids = SAMPLE_IDS
+    with EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32)) as ix:
+        ix.add([doc_text(i, 0) for i in ids], ids=ids, metadatas=[doc_metadata(i, 0) for i in ids])
+        ix.delete(ids[:10])
+        ix.compact()
+        ix.delete(ids[10:20])
+    return path
+
+
 @pytest.fixture
 def hash_index(tmp_path):
     """An empty index folder created with the hash encoder."""

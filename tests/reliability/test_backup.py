@@ -9,15 +9,16 @@ import subprocess
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from colbridge import EmbeddedIndex, GraphParams, IndexNotFoundError, InvalidInputError
+from colbridge import EmbeddedIndex, IndexNotFoundError, InvalidInputError
 from colbridge.backup import recover_index
 from colbridge.check import check_index
 from colbridge.cli import app
+from typer.testing import CliRunner
 
 from .conftest import (
+    SAMPLE_IDS,
     HashEncoder,
+    build_sample_index,
     check_clean,
     doc_metadata,
     doc_text,
@@ -27,18 +28,12 @@ from .conftest import (
     writer_command,
 )
 
-IDS = [f"doc-{i}" for i in range(300)]
+IDS = SAMPLE_IDS
 
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
-    path = tmp_path_factory.mktemp("original") / "index"
-    with EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32)) as ix:
-        ix.add([doc_text(i, 0) for i in IDS], ids=IDS, metadatas=[doc_metadata(i, 0) for i in IDS])
-        ix.delete(IDS[:10])
-        ix.compact()
-        ix.delete(IDS[10:20])  # dead rows: the copy takes the committed state, as it is
-    return path
+    return build_sample_index(tmp_path_factory.mktemp("original") / "index")
 
 
 @pytest.fixture

@@ -14,26 +14,19 @@ import sqlite3
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from colbridge import EmbeddedIndex, GraphParams, IndexCorruptError, InvalidInputError
+from colbridge import EmbeddedIndex, IndexCorruptError, InvalidInputError
 from colbridge.check import check_index
 from colbridge.cli import app
+from typer.testing import CliRunner
 
-from .conftest import HashEncoder, doc_metadata, doc_text
+from .conftest import SAMPLE_IDS, HashEncoder, build_sample_index, doc_text
 
-IDS = [f"doc-{i}" for i in range(300)]
+IDS = SAMPLE_IDS
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pristine") / "index"
-    with EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32)) as ix:
-        ix.add([doc_text(i, 0) for i in IDS], ids=IDS, metadatas=[doc_metadata(i, 0) for i in IDS])
-        ix.delete(IDS[:10])
-        ix.compact()  # generation 1: the cases below name its files
-        ix.delete(IDS[10:20])  # some dead rows, as in any living index
-    return path
+    return build_sample_index(tmp_path_factory.mktemp("pristine") / "index")
 
 
 @pytest.fixture
