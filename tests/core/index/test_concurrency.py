@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from .conftest import synthetic_docs
 
 
@@ -54,6 +56,27 @@ async def test_query_encoding_is_off_the_loop_too(small_index, monkeypatch):
     assert len(hits) == 2 and ticks >= 20
 
 
+@pytest.mark.parametrize("hook, call", [
+    ("_upsert", lambda ix, emb: ix.aadd_encoded([emb], ["slow text"], ids=["slow"])),
+    ("_search", lambda ix, emb: ix.asearch_encoded(emb, k=2)),
+    ("_delete", lambda ix, emb: ix.adelete(["d1"])),
+    ("_get", lambda ix, emb: ix.aget(["d2"])),
+    ("_count", lambda ix, emb: ix.acount()),
+])
+async def test_every_async_hook_runs_its_sync_hook_off_the_loop(small_index, monkeypatch,
+                                                                 hook, call):
+    sync_hook = getattr(small_index, hook)
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return sync_hook(*args, **kwargs)
+
+    monkeypatch.setattr(small_index, hook, slow)
+    embedding = small_index.model.encode_query("alpha")
+    ticks, _ = await _ticks_during(call(small_index, embedding))
+    assert ticks >= 20
+
+
 async def test_async_twins_match_sync(small_index):
     sync_hits = small_index.search("beta gamma", k=4)
     async_hits = await small_index.asearch("beta gamma", k=4)
@@ -84,7 +107,7 @@ def test_threads_search_while_one_thread_writes(tmp_path, tiny_model):
                 hits = index.search("alpha omega", k=5, exact_threshold=0 if searches % 2 else 512)
                 assert {h.id for h in hits} <= ever_written
                 searches += 1
-            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            except BaseException as e:  # collected and asserted below
                 errors.append(e)
                 return
 

@@ -284,6 +284,36 @@ async def test_async_methods_run_on_the_async_client(tiny_model, monkeypatch):
     await index.aclose()
 
 
+async def test_encoded_async_paths_run_on_the_async_client(tiny_model, monkeypatch):
+    client, async_client = QdrantClient(":memory:"), AsyncQdrantClient(":memory:")
+    async_client._client.collections = client._client.collections  # one store, two clients
+    index = QdrantIndex(client, "docs", model=tiny_model, async_client=async_client)
+    texts, ids, metadatas = synthetic_docs(8)
+    embeddings = tiny_model.encode_documents(texts)
+    query = tiny_model.encode_query("alpha river")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sync client was used by an async method")
+
+    awaited = []
+    for method in ("upsert", "query_points"):
+        monkeypatch.setattr(client, method, refuse)
+        original = getattr(async_client, method)
+
+        async def spy(*args, _original=original, _method=method, **kwargs):
+            awaited.append(_method)
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(async_client, method, spy)
+    assert await index.aadd_encoded(embeddings, texts, ids=ids, metadatas=metadatas) == ids
+    hits = await index.asearch_encoded(query, k=3, filter={"even": True})
+    assert awaited == ["upsert", "query_points"]
+    monkeypatch.undo()
+    assert [(h.id, h.score) for h in hits] == [
+        (h.id, h.score) for h in index.search_encoded(query, k=3, filter={"even": True})]
+    await index.aclose()
+
+
 async def test_local_mode_without_an_async_client_works_in_threads(tiny_model):
     async with QdrantIndex(":memory:", "docs", model=tiny_model) as index:
         assert index.async_client is None

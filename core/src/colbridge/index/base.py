@@ -10,6 +10,11 @@ twins — lives here, written once. Backends implement five hooks:
 * ``_count() -> int``;
 * ``_search(query_embedding, k, conditions, options, mode) -> [(id, score, text, metadata)]``.
 
+Each hook has an async twin (``_aupsert``, ``_adelete``, ``_aget``, ``_acount``, ``_asearch``)
+that by default runs the sync hook in a worker thread; a backend with an async client of its own
+overrides those. The public ``a*`` methods are written once, here, over the async hooks, so they
+differ from their sync twins only where they await.
+
 Searches run in one of three modes (see ``docs/hybrid.md``): ``colbert`` (MaxSim, the default),
 ``bm25`` (lexical) and ``hybrid`` (both, fused). A backend lists the modes it supports in
 ``search_modes``; the others are refused before any work.
@@ -133,10 +138,14 @@ class BaseIndex(ABC):
         *,
         pool_factor: int = 1,
     ) -> list[str]:
-        """Async :meth:`add`."""
-        return await run_off_loop(
-            self.add, texts, ids, metadatas, pool_factor=pool_factor, show_progress=False
-        )
+        """Async :meth:`add`: encoding runs in a worker thread, storing in :meth:`_aupsert`."""
+        texts, ids, metadatas = self._check_new(texts, ids, metadatas)
+        if not texts:
+            return []
+        embeddings = await self.model.aencode_documents(texts, pool_factor=pool_factor)
+        self._check_dimension(embeddings)
+        await self._aupsert(ids, texts, metadatas, embeddings)
+        return ids
 
     def add_encoded(
         self,
@@ -149,26 +158,7 @@ class BaseIndex(ABC):
 
         The vectors must come from this index's model; they are L2-normalised here.
         """
-        texts, ids, metadatas = self._check_new(texts, ids, metadatas)
-        if len(embeddings) != len(texts):
-            raise InvalidInputError(f"got {len(embeddings)} embeddings for {len(texts)} texts")
-        checked = []
-        for position, emb in enumerate(embeddings):
-            emb = np.asarray(emb, dtype=np.float32)
-            if emb.ndim != 2 or len(emb) == 0 or not np.isfinite(emb).all():
-                raise InvalidInputError(
-                    f"embeddings[{position}] must be a finite (n_tokens, dim) array, got shape "
-                    f"{emb.shape}"
-                )
-            norms = _row_norms(emb)
-            zero = np.flatnonzero(norms[:, 0] < _TINY)
-            if len(zero):  # it has no direction, so no cosine: nothing could score or check it
-                raise InvalidInputError(
-                    f"embeddings[{position}] row {zero[0]} is all zeros ({len(zero)} such row(s)); "
-                    "every token vector needs a direction"
-                )
-            checked.append((emb / norms).astype(np.float32))
-        self._check_dimension(checked)
+        texts, ids, metadatas, checked = self._check_encoded(embeddings, texts, ids, metadatas)
         if texts:
             self._upsert(ids, texts, metadatas, checked)
         return ids
@@ -180,8 +170,12 @@ class BaseIndex(ABC):
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[str]:
-        """Async :meth:`add_encoded`."""
-        return await run_off_loop(self.add_encoded, embeddings, texts, ids, metadatas)
+        """Async :meth:`add_encoded`: the vectors are checked in a worker thread."""
+        texts, ids, metadatas, checked = await run_off_loop(
+            self._check_encoded, embeddings, texts, ids, metadatas)
+        if texts:
+            await self._aupsert(ids, texts, metadatas, checked)
+        return ids
 
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
         """Delete documents by id; returns how many were deleted.
@@ -194,7 +188,8 @@ class BaseIndex(ABC):
 
     async def adelete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
         """Async :meth:`delete`."""
-        return await run_off_loop(self.delete, ids, missing_ok=missing_ok)
+        ids = check_ids(ids)
+        return await self._adelete(ids, missing_ok) if ids else 0
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
@@ -208,7 +203,8 @@ class BaseIndex(ABC):
 
     async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
         """Async :meth:`get`."""
-        return await run_off_loop(self.get, ids, missing_ok=missing_ok)
+        ids = check_ids(ids)
+        return self._assemble_get(ids, await self._aget(ids) if ids else {}, missing_ok)
 
     def count(self) -> int:
         """Number of documents stored."""
@@ -216,7 +212,7 @@ class BaseIndex(ABC):
 
     async def acount(self) -> int:
         """Async :meth:`count`."""
-        return await run_off_loop(self.count)
+        return await self._acount()
 
     def __len__(self) -> int:
         return self.count()
@@ -268,7 +264,7 @@ class BaseIndex(ABC):
         query = check_text(query, "query")
         k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
         embedding = None if how.name == "bm25" else await self.model.aencode_query(query)
-        found = await run_off_loop(self._search_checked, embedding, k, conditions, options, how)
+        found = await self._asearch_checked(embedding, k, conditions, options, how)
         return self._finish(found, embedding, how)
 
     def search_encoded(
@@ -307,11 +303,12 @@ class BaseIndex(ABC):
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search_encoded`."""
-        return await run_off_loop(
-            lambda: self.search_encoded(query_embedding, k, filter=filter, mode=mode,
-                                        hybrid_weight=hybrid_weight, query_text=query_text,
-                                        **options)
-        )
+        embedding = _unit_query(query_embedding, self.dimension)
+        if query_text is not None:
+            query_text = check_text(query_text, "query_text")
+        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query_text)
+        found = await self._asearch_checked(embedding, k, conditions, options, how)
+        return self._finish(found, embedding, how)
 
     # -- shared helpers ---------------------------------------------------------------------
     def _check_search(
@@ -331,7 +328,8 @@ class BaseIndex(ABC):
             )
         if (isinstance(hybrid_weight, bool) or not isinstance(hybrid_weight, (int, float))
                 or not math.isfinite(hybrid_weight) or not 0 <= hybrid_weight <= 1):
-            raise InvalidInputError(f"hybrid_weight must be a number in [0, 1], got {hybrid_weight!r}")
+            raise InvalidInputError(
+                f"hybrid_weight must be a number in [0, 1], got {hybrid_weight!r}")
         if mode != "colbert" and text is None:
             raise InvalidInputError(f"{mode} search needs the query text: pass query_text=...")
         return k, conditions, SearchMode(mode, text, float(hybrid_weight))
@@ -354,6 +352,14 @@ class BaseIndex(ABC):
             self._check_dimension([embedding])
         return self._search(embedding, k, conditions, options, mode)
 
+    async def _asearch_checked(
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        if embedding is not None:
+            self._check_dimension([embedding])
+        return await self._asearch(embedding, k, conditions, options, mode)
+
     @staticmethod
     def _finish(
         found: list[tuple[str, float, str, dict[str, Any]]], embedding: np.ndarray | None,
@@ -361,7 +367,8 @@ class BaseIndex(ABC):
     ) -> list[Hit]:
         if mode.name == "colbert":
             raw = np.array([s for _, s, _, _ in found], dtype=np.float64)
-            normalized = np.atleast_1d(normalize_score(raw, len(embedding))).tolist() if found else []
+            normalized = (np.atleast_1d(normalize_score(raw, len(embedding))).tolist()
+                          if found else [])
         elif mode.name == "bm25":  # BM25 has no fixed scale: relative to the best hit
             best = max((s for _, s, _, _ in found), default=0.0)
             normalized = [float(s / best) if best > 0 else 0.0 for _, s, _, _ in found]
@@ -369,7 +376,7 @@ class BaseIndex(ABC):
             normalized = [float(min(max(s, 0.0), 1.0)) for _, s, _, _ in found]
         return [
             Hit(id=i, score=float(s), normalized_score=n, text=t, metadata=m)
-            for (i, s, t, m), n in zip(found, normalized)
+            for (i, s, t, m), n in zip(found, normalized, strict=True)
         ]
 
     def _check_new(
@@ -382,6 +389,32 @@ class BaseIndex(ABC):
             ids = check_ids(ids, expected=len(texts))
         metadata_json = [dump_metadata(m) for m in check_metadatas(metadatas, len(texts))]
         return texts, ids, metadata_json
+
+    def _check_encoded(
+        self, embeddings: Any, texts: Any, ids: Any, metadatas: Any
+    ) -> tuple[list[str], list[str], list[str], list[np.ndarray]]:
+        """:meth:`_check_new`, plus the vectors checked and L2-normalised (``add_encoded``)."""
+        texts, ids, metadatas = self._check_new(texts, ids, metadatas)
+        if len(embeddings) != len(texts):
+            raise InvalidInputError(f"got {len(embeddings)} embeddings for {len(texts)} texts")
+        checked = []
+        for position, emb in enumerate(embeddings):
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 2 or len(emb) == 0 or not np.isfinite(emb).all():
+                raise InvalidInputError(
+                    f"embeddings[{position}] must be a finite (n_tokens, dim) array, got shape "
+                    f"{emb.shape}"
+                )
+            norms = _row_norms(emb)
+            zero = np.flatnonzero(norms[:, 0] < _TINY)
+            if len(zero):  # it has no direction, so no cosine: nothing could score or check it
+                raise InvalidInputError(
+                    f"embeddings[{position}] row {zero[0]} is all zeros ({len(zero)} such row(s)); "
+                    "every token vector needs a direction"
+                )
+            checked.append((emb / norms).astype(np.float32))
+        self._check_dimension(checked)
+        return texts, ids, metadatas, checked
 
     def _check_dimension(self, embeddings: Sequence[np.ndarray]) -> None:
         for emb in embeddings:
@@ -433,3 +466,25 @@ class BaseIndex(ABC):
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]: ...
+
+    # -- async hooks: the sync hook in a worker thread, unless a backend awaits its own I/O ----
+    async def _aupsert(
+        self, ids: list[str], texts: list[str], metadata_json: list[str],
+        embeddings: list[np.ndarray],
+    ) -> None:
+        await run_off_loop(self._upsert, ids, texts, metadata_json, embeddings)
+
+    async def _adelete(self, ids: list[str], missing_ok: bool) -> int:
+        return await run_off_loop(self._delete, ids, missing_ok)
+
+    async def _aget(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        return await run_off_loop(self._get, ids)
+
+    async def _acount(self) -> int:
+        return await run_off_loop(self._count)
+
+    async def _asearch(
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        return await run_off_loop(self._search, embedding, k, conditions, options, mode)

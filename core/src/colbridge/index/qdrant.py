@@ -12,8 +12,9 @@ Collection layout (``docs/scaling.md`` has the details)::
                "query_length": ..., "document_length": ...}}  (collection metadata, Qdrant >= 1.16)
 
 Every operation is written once, as a generator that yields the client calls it needs and
-receives their results; :meth:`QdrantIndex._run` drives it with the ``QdrantClient`` and
-:meth:`QdrantIndex._arun` with the ``AsyncQdrantClient``. Argument checks come from
+receives their results; :meth:`QdrantIndex._run` drives it with the ``QdrantClient`` (the sync
+hooks) and :meth:`QdrantIndex._arun` with the ``AsyncQdrantClient`` (the async hooks). The
+public methods and their async twins, argument checks included, come from
 :class:`~colbridge.index.base.BaseIndex`, shared with every backend.
 """
 
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .._validate import check_ids, check_text
+from .._aio import run_off_loop
 from ..errors import (
     ColbridgeError,
     DocumentNotFoundError,
@@ -41,7 +42,6 @@ from ..errors import (
 )
 from ..filters import Condition
 from ..models import ColBERTModel
-from ..types import Hit, StoredDocument
 from ._qdrant_payload import (
     ID,
     METADATA,
@@ -51,7 +51,7 @@ from ._qdrant_payload import (
     read_payload,
     to_qdrant_filter,
 )
-from .base import DEFAULT_HYBRID_WEIGHT, BaseIndex, SearchMode
+from .base import BaseIndex, SearchMode
 from .manifest import ModelInfo
 
 if TYPE_CHECKING:
@@ -298,6 +298,8 @@ class QdrantIndex(BaseIndex):
             result = self._call(method, **kwargs)
 
     async def _arun(self, plan: Plan[T]) -> T:
+        if self.async_client is None:  # local mode: its one client, in a worker thread
+            return await run_off_loop(self._run, plan)
         result = None
         while True:
             try:
@@ -444,67 +446,27 @@ class QdrantIndex(BaseIndex):
             found.append((doc_id, float(point.score), text, metadata))
         return found
 
-    # -- async twins on the AsyncQdrantClient ---------------------------------------------------
-    async def aadd(
-        self,
-        texts: Sequence[str],
-        ids: Sequence[str] | None = None,
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-        *,
-        pool_factor: int = 1,
-    ) -> list[str]:
-        """Async :meth:`add`: encoding runs in a worker thread, writing on the async client."""
-        if self.async_client is None:
-            return await super().aadd(texts, ids, metadatas, pool_factor=pool_factor)
-        texts, ids, metadata_json = self._check_new(texts, ids, metadatas)
-        if not texts:
-            return []
-        embeddings = await self.model.aencode_documents(texts, pool_factor=pool_factor)
-        self._check_dimension(embeddings)
+    # -- the same hooks, each the same plan driven by the async client --------------------------
+    async def _aupsert(
+        self, ids: list[str], texts: list[str], metadata_json: list[str],
+        embeddings: list[np.ndarray],
+    ) -> None:
         await self._arun(self._upsert_plan(ids, texts, metadata_json, embeddings))
-        return ids
 
-    async def adelete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
-        """Async :meth:`delete`."""
-        if self.async_client is None:
-            return await super().adelete(ids, missing_ok=missing_ok)
-        ids = check_ids(ids)
-        return await self._arun(self._delete_plan(ids, missing_ok)) if ids else 0
+    async def _adelete(self, ids: list[str], missing_ok: bool) -> int:
+        return await self._arun(self._delete_plan(ids, missing_ok))
 
-    async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
-        """Async :meth:`get`."""
-        if self.async_client is None:
-            return await super().aget(ids, missing_ok=missing_ok)
-        ids = check_ids(ids)
-        return self._assemble_get(ids, await self._arun(self._get_plan(ids)) if ids else {},
-                                  missing_ok)
+    async def _aget(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        return await self._arun(self._get_plan(ids))
 
-    async def acount(self) -> int:
-        """Async :meth:`count`."""
-        if self.async_client is None:
-            return await super().acount()
+    async def _acount(self) -> int:
         return await self._arun(self._count_plan())
 
-    async def asearch(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        filter: Mapping[str, Any] | None = None,
-        mode: str = "colbert",
-        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
-        **options: Any,
-    ) -> list[Hit]:
-        """Async :meth:`search`: concurrent calls share encoder batches; Qdrant is awaited."""
-        if self.async_client is None:
-            return await super().asearch(query, k, filter=filter, mode=mode,
-                                         hybrid_weight=hybrid_weight, **options)
-        query = check_text(query, "query")
-        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
-        embedding = await self.model.aencode_query(query)
-        self._check_dimension([embedding])
-        found = await self._arun(self._search_plan(embedding, k, conditions, options))
-        return self._finish(found, embedding, how)
+    async def _asearch(
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
+    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+        return await self._arun(self._search_plan(embedding, k, conditions, options))
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
