@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 _EXPORTS = {
     "ColBERTModel": "colbridge.models",
@@ -28,6 +28,8 @@ _EXPORTS = {
     "RerankResult": "colbridge.types",
     "StoredDocument": "colbridge.types",
     "ColbridgeError": "colbridge.errors",
+    "BackendError": "colbridge.errors",
+    "IndexClosedError": "colbridge.errors",
     "InvalidInputError": "colbridge.errors",
     "DocumentNotFoundError": "colbridge.errors",
     "ModelLoadError": "colbridge.errors",
@@ -41,8 +43,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .errors import (
+        BackendError,
         ColbridgeError,
         DocumentNotFoundError,
+        IndexClosedError,
         IndexCorruptError,
         IndexLockedError,
         IndexMismatchError,

@@ -4,13 +4,15 @@ Every error derives from :class:`ColbridgeError`, so ``except ColbridgeError`` c
 everything the library raises on purpose::
 
     ColbridgeError
-    ├── InvalidInputError        bad argument: empty text, duplicate ids, k <= 0, bad filter (also a ValueError)
+    ├── InvalidInputError        bad argument: empty text, duplicate ids, k <= 0 (also a ValueError)
+    │   └── IndexClosedError     a call on an index after close()
     ├── DocumentNotFoundError    ids that are not in the index (also a KeyError)
-    ├── ModelLoadError           a model that cannot be loaded: unknown id, offline, not a model folder
+    ├── ModelLoadError           a model that cannot be loaded: unknown id, offline, no model
     ├── IndexMismatchError       an index opened with a model of another identity or dimension
     ├── IndexCorruptError        a folder that is not a colbridge index, or a damaged one
     │   └── IndexNotFoundError   no index at the path (yet): nothing was created
-    └── IndexLockedError         another writer holds the index's write lock
+    ├── IndexLockedError         another writer holds the index's write lock
+    └── BackendError             a storage backend's call failed (a Qdrant server down or refusing)
 
 Messages say what was found, what was expected, and how to fix it.
 """
@@ -24,6 +26,10 @@ class ColbridgeError(Exception):
 
 class InvalidInputError(ColbridgeError, ValueError):
     """An argument was rejected before anything was changed."""
+
+
+class IndexClosedError(InvalidInputError):
+    """The index was used after :meth:`~colbridge.BaseIndex.close`; open it again."""
 
 
 class DocumentNotFoundError(ColbridgeError, KeyError):
@@ -60,3 +66,8 @@ class IndexNotFoundError(IndexCorruptError):
 
 class IndexLockedError(ColbridgeError):
     """Another writer holds the index's write lock."""
+
+
+class BackendError(ColbridgeError):
+    """A call to a storage backend (such as a Qdrant server) failed; the message names the
+    call and the collection, and ``__cause__`` holds the client's own error."""

@@ -15,6 +15,7 @@ from colbridge import (
     DocumentNotFoundError,
     EmbeddedIndex,
     GraphParams,
+    IndexClosedError,
     IndexMismatchError,
 )
 from colbridge.scoring import maxsim
@@ -244,6 +245,19 @@ def test_model_is_taken_from_the_manifest(small_index, tiny_model_path):
     assert not index.model.loaded  # nothing was encoded yet
     assert index.count() == 40
     index.close()
+
+
+async def test_a_closed_index_says_so_in_its_own_error_type(small_index):
+    small_index.close()
+    calls = [lambda: small_index.count(), lambda: small_index.search("alpha", k=2),
+             lambda: small_index.get(["d1"]), lambda: small_index.add(["new"], ids=["new"])]
+    for call in calls:
+        with pytest.raises(IndexClosedError, match="closed"):
+            call()
+    with pytest.raises(IndexClosedError, match="closed"):
+        await small_index.asearch("alpha", k=2)
+    with pytest.raises(IndexClosedError, match="closed"):
+        await small_index.acount()
 
 
 def test_stats(small_index):

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from colbridge import (
+    BackendError,
     ColBERTModel,
-    ColbridgeError,
     EmbeddedIndex,
+    IndexClosedError,
     IndexCorruptError,
     IndexLockedError,
     IndexMismatchError,
@@ -166,23 +167,35 @@ def test_without_qdrant_client_the_error_names_the_extra(monkeypatch, tiny_model
 
 def test_server_failures_are_wrapped_with_the_cause(index, client):
     client.delete_collection("docs")
-    with pytest.raises(ColbridgeError, match="query_points on collection 'docs'") as caught:
+    with pytest.raises(BackendError, match="query_points on collection 'docs'") as caught:
         index.search("alpha", k=3)
     assert caught.value.__cause__ is not None
 
 
 def test_an_unreachable_server_fails_with_a_hint(tiny_model):
     unreachable = QdrantClient(url="http://127.0.0.1:9", check_compatibility=False)
-    with pytest.raises(ColbridgeError, match="reachable") as caught:
+    with pytest.raises(BackendError, match="reachable") as caught:
         QdrantIndex(unreachable, "docs", model=tiny_model)
     assert "127.0.0.1:9" in str(caught.value)
 
 
 def test_closing_leaves_a_passed_client_open(index, client):
     index.close()
-    with pytest.raises(InvalidInputError, match="closed"):
+    with pytest.raises(IndexClosedError, match="closed"):
         index.count()
     assert client.count("docs").count == 40
+
+
+async def test_a_closed_index_refuses_async_calls_too(tiny_model):
+    client, async_client = QdrantClient(":memory:"), AsyncQdrantClient(":memory:")
+    async_client._client.collections = client._client.collections
+    for index in (QdrantIndex(client, "docs", model=tiny_model, async_client=async_client),
+                  QdrantIndex(":memory:", "docs", model=tiny_model)):
+        await index.aclose()
+        with pytest.raises(IndexClosedError, match="closed"):
+            await index.acount()
+        with pytest.raises(IndexClosedError, match="closed"):
+            await index.asearch("alpha", k=3)
 
 
 def test_upserts_are_split_into_bounded_requests(client, tiny_model, monkeypatch):

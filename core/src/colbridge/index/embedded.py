@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._aio import run_off_loop
 from .._files import file_digest, refuse_links
+from .._version import __version__
 from ..errors import (
+    IndexClosedError,
     IndexCorruptError,
     IndexLockedError,
     IndexMismatchError,
@@ -771,7 +772,7 @@ class EmbeddedIndex(BaseIndex):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise InvalidInputError(f"the index at {self.path} is closed")
+            raise IndexClosedError(f"the index at {self.path} is closed")
 
     def __repr__(self) -> str:
         return f"EmbeddedIndex({str(self.path)!r}, model={self.model.name!r})"

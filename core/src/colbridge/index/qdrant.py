@@ -33,8 +33,10 @@ import numpy as np
 
 from .._aio import run_off_loop
 from ..errors import (
+    BackendError,
     ColbridgeError,
     DocumentNotFoundError,
+    IndexClosedError,
     IndexCorruptError,
     IndexLockedError,
     IndexMismatchError,
@@ -256,7 +258,7 @@ class QdrantIndex(BaseIndex):
         try:
             self._call("create_collection", vectors_config=vectors, metadata=metadata,
                        **dict(create_options or {}))
-        except ColbridgeError:
+        except BackendError:
             if not self._call("collection_exists"):  # not a race lost to another creator
                 raise
 
@@ -324,7 +326,7 @@ class QdrantIndex(BaseIndex):
             raise
         except Exception as e:
             hint = "" if self.local else "; check that the Qdrant server is up and reachable"
-            raise ColbridgeError(
+            raise BackendError(
                 f"Qdrant {method} on collection {self.collection_name!r} at {self._where} "
                 f"failed: {e}{hint}"
             ) from e
@@ -497,7 +499,7 @@ class QdrantIndex(BaseIndex):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise InvalidInputError(f"the index on collection {self.collection_name!r} is closed")
+            raise IndexClosedError(f"the index on collection {self.collection_name!r} is closed")
 
     def __repr__(self) -> str:
         return (f"QdrantIndex({self.collection_name!r} at {self._where!r}, "
