@@ -95,3 +95,12 @@ async def test_async_rerank_matches_sync(tiny_model):
     sync = reranker.rerank("capital of France", DOCS, top_n=3)
     async_ = await reranker.arerank("capital of France", DOCS, top_n=3)
     assert [(r.index, round(r.score, 5)) for r in async_] == [(r.index, round(r.score, 5)) for r in sync]
+
+
+def test_pre_encoded_documents_of_any_scale_are_normalised_not_zeroed(tiny_model):
+    """Squares of float32 values past ~1.8e19 overflow float32: the norm must not."""
+    vectors = tiny_model.encode_documents([DOCS[1]])[0]
+    scaled = [vectors, vectors * 1e20, vectors * 1e-20]
+    results = Reranker(tiny_model).rerank("capital city", scaled)
+    assert results[0].score > 0
+    assert [r.score for r in results] == pytest.approx([results[0].score] * 3, rel=1e-5)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._aio import run_off_loop
+from ._linalg import l2_normalize
 from ._validate import check_k, check_text
 from .errors import InvalidInputError
 from .models import ColBERTModel, Encoder
@@ -29,7 +30,8 @@ class Reranker:
 
     Example:
         >>> reranker = Reranker("offline-minilm")  # doctest: +SKIP
-        >>> ranked = reranker.rerank("capital of France", ["Berlin is...", "Paris is..."])  # doctest: +SKIP
+        >>> documents = ["Berlin is...", "Paris is..."]
+        >>> ranked = reranker.rerank("capital of France", documents)  # doctest: +SKIP
         >>> [r.index for r in ranked]  # doctest: +SKIP
         [1, 0]
     """
@@ -125,7 +127,7 @@ class Reranker:
     def _embed(self, documents: Sequence[str | np.ndarray]) -> list[np.ndarray]:
         """Arrays pass through; texts come from the cache or one batched encoder call."""
         result: list[np.ndarray | None] = [
-            _normalized(d) if isinstance(d, np.ndarray) else None for d in documents
+            l2_normalize(d) if isinstance(d, np.ndarray) else None for d in documents
         ]
         keys = {i: _key(d) for i, d in enumerate(documents) if isinstance(d, str)}
         if self.cache_size:
@@ -138,7 +140,8 @@ class Reranker:
         todo = [i for i in keys if result[i] is None]
         unique_texts = list(dict.fromkeys(documents[i] for i in todo))  # type: ignore[misc]
         if unique_texts:
-            encoded = dict(zip(unique_texts, self.model.encode_documents(unique_texts)))
+            vectors = self.model.encode_documents(unique_texts)
+            encoded = dict(zip(unique_texts, vectors, strict=True))
             for i in todo:
                 result[i] = encoded[documents[i]]  # type: ignore[index]
             if self.cache_size:
@@ -149,11 +152,6 @@ class Reranker:
                     while len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         return result  # type: ignore[return-value]
-
-
-def _normalized(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _key(text: str) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._aio import run_off_loop
+from .._linalg import TINY, l2_normalize, row_norms
 from .._validate import check_ids, check_k, check_metadatas, check_text, check_texts, dump_metadata
 from ..errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError
 from ..filters import Condition, parse_filter
@@ -42,10 +43,6 @@ from ..types import Hit, StoredDocument
 MODES = ("colbert", "bm25", "hybrid")
 DEFAULT_HYBRID_WEIGHT = 0.5
 """Share of the ColBERT score in a hybrid score (the rest is BM25's)."""
-
-
-_TINY = float(np.finfo(np.float32).tiny)
-"""Vectors shorter than this have no usable direction."""
 
 
 def _unit_query(query_embedding: Any, dimension: int) -> np.ndarray:
@@ -60,19 +57,14 @@ def _unit_query(query_embedding: Any, dimension: int) -> np.ndarray:
         )
     if not np.isfinite(embedding).all():
         raise InvalidInputError("the query embedding holds NaN or infinite values")
-    norms = _row_norms(embedding)
-    if (norms < _TINY).any():
-        row = int(np.flatnonzero(norms[:, 0] < _TINY)[0])
+    norms = row_norms(embedding)
+    if (norms < TINY).any():
+        row = int(np.flatnonzero(norms[:, 0] < TINY)[0])
         raise InvalidInputError(f"the query embedding's row {row} is all zeros")
     # Leave the model's own (unit) queries bit for bit as they are.
     if not np.allclose(norms, 1.0, rtol=0.0, atol=1e-4):
-        embedding = (embedding / norms).astype(np.float32)
+        embedding = l2_normalize(embedding, norms=norms)
     return embedding
-
-
-def _row_norms(vectors: np.ndarray) -> np.ndarray:
-    """``(rows, 1)`` L2 norms, summed in float64 so that large float32 values cannot overflow."""
-    return np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -405,14 +397,14 @@ class BaseIndex(ABC):
                     f"embeddings[{position}] must be a finite (n_tokens, dim) array, got shape "
                     f"{emb.shape}"
                 )
-            norms = _row_norms(emb)
-            zero = np.flatnonzero(norms[:, 0] < _TINY)
+            norms = row_norms(emb)
+            zero = np.flatnonzero(norms[:, 0] < TINY)
             if len(zero):  # it has no direction, so no cosine: nothing could score or check it
                 raise InvalidInputError(
                     f"embeddings[{position}] row {zero[0]} is all zeros ({len(zero)} such row(s)); "
                     "every token vector needs a direction"
                 )
-            checked.append((emb / norms).astype(np.float32))
+            checked.append(l2_normalize(emb, norms=norms))
         self._check_dimension(checked)
         return texts, ids, metadatas, checked
 

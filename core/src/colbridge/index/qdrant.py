@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .._aio import run_off_loop
+from .._linalg import l2_normalize
 from ..errors import (
     BackendError,
     ColbridgeError,
@@ -508,8 +509,7 @@ class QdrantIndex(BaseIndex):
 
 def pooled(vectors: np.ndarray) -> np.ndarray:
     """The unit-length mean of a ``(n, dim)`` set of token vectors: the first-stage vector."""
-    mean = np.asarray(vectors, dtype=np.float32).mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return l2_normalize(np.asarray(vectors, dtype=np.float32).mean(axis=0), eps=1e-12)
 
 
 def _is_local(client: Any) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._linalg import l2_normalize
 from ..config import cache_dir
 from ..errors import ModelLoadError
 
@@ -37,6 +38,7 @@ EXPORT_VERSION = 1
 _SPEC = "encoder.json"
 _GRAPH = "model.onnx"
 _TOKENIZER = "tokenizer.json"
+_TORCH_EPS = 1e-12  # the rows are normalised as torch.nn.functional.normalize does
 _ACTIVATIONS = ("Gelu", "BiasGelu", "FastGelu", "QuickGelu")
 # Mean token-vector cosine with PyTorch that an export must reach on the probe batches.
 _MIN_COSINE = {False: 0.9999, True: 0.99}
@@ -155,7 +157,7 @@ class OnnxRuntime:
             vectors = self._run(ids, mask)
             for i in range(len(chunk)):
                 keep = slice(None) if expand else mask[i].astype(bool)
-                out.append(_normalized(vectors[i][keep]))
+                out.append(l2_normalize(vectors[i][keep], eps=_TORCH_EPS))
         return out
 
     def encode_documents(self, texts: list[str], *, length: int, batch_size: int
@@ -174,15 +176,8 @@ class OnnxRuntime:
             vectors = self._run(ids, mask)
             keep = mask.astype(bool) & ~np.isin(ids, self._skiplist)
             for j, i in enumerate(chunk):
-                out[i] = _normalized(vectors[j][keep[j]])
+                out[i] = l2_normalize(vectors[j][keep[j]], eps=_TORCH_EPS)
         return out, truncated  # type: ignore[return-value]
-
-
-def _normalized(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows as ``torch.nn.functional.normalize`` does (eps 1e-12)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(vectors / norms)
 
 
 def available_cores() -> int:
