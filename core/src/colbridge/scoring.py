@@ -74,9 +74,9 @@ def token_similarities(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
     """``query @ packed.T`` in float32, ``(q, tokens)``.
 
     Float16 token vectors (what the index stores) are widened and multiplied by the
-    :func:`kernel` of this process: ONNX Runtime or PyTorch widen about 8× faster than NumPy
-    and multiply the tall matrix faster on CPU (measured on SciFact-sized candidate sets: 60k
-    vectors in 11 ms instead of 30). Float32 input, and float16 without either, go to NumPy.
+    :func:`kernel` of this process: ONNX Runtime or PyTorch widen and multiply the tall matrix
+    much faster than NumPy on CPU (docs/benchmarks.md, "What we changed"). Float32 input, and
+    float16 without either, go to NumPy.
     """
     q = np.asarray(query, dtype=np.float32)
     chosen = kernel() if packed.dtype == np.float16 and len(packed) else "numpy"
@@ -100,9 +100,9 @@ def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
     :func:`kernel` (ONNX Runtime or PyTorch), documents are taken in groups of similar length,
     each padded to its longest by repeating its last token (a repeated token cannot change a
     maximum), so one gather, one widening, one product and one max over a
-    ``(documents, tokens, query tokens)`` block score the whole group inside the CPU cache:
-    about 3× faster than gathering every row first (on SciFact, 1,024 candidates in 36 ms
-    instead of 120). Otherwise NumPy scores chunks of gathered rows.
+    ``(documents, tokens, query tokens)`` block score the whole group inside the CPU cache,
+    several times faster than gathering every row first (docs/benchmarks.md, "What we
+    changed"). Otherwise NumPy scores chunks of gathered rows.
 
     Args:
         query: ``(q, dim)`` query token vectors.
@@ -186,8 +186,7 @@ def _scratch(torch, size: int):
     """This thread's scratch tensors (float16, float32, float32) of at least ``size`` elements.
 
     Per thread, not shared behind a lock: concurrent searches then overlap their scoring, which
-    measured 1.40 to 1.59× the sequential throughput for 32 concurrent searches against 1.24 to
-    1.29× when one search at a time scored (docs/benchmarks.md)."""
+    raised the throughput of concurrent searches (docs/benchmarks.md, "Against the targets")."""
     held = getattr(_buffers, "tensors", None)
     if held is None or held[0].numel() < size:
         held = (torch.empty(size, dtype=torch.float16), torch.empty(size), torch.empty(size))

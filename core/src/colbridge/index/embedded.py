@@ -80,9 +80,9 @@ class SearchOptions:
         exact_threshold: when at most this many documents (after filtering) are searched,
             all of them are scored exactly and the graph is skipped.
 
-    The defaults were chosen on all of SciFact (docs/benchmarks.md): 0.98 of the exact top 10,
-    nDCG@10 equal to exact MaxSim's, in a twentieth of PyLate's search time. ``token_k`` 192 with
-    ``max_candidates`` 704 keeps 0.99 for about a quarter more time.
+    The defaults were chosen on all of SciFact; docs/benchmarks.md ("Defaults") has their
+    agreement with exact MaxSim, their speed, and the broader settings that trade time for
+    agreement.
     """
 
     token_k: int = 128

