@@ -25,8 +25,10 @@ EXPECTED = [
     "QdrantIndex",
     "RerankResult",
     "Reranker",
+    "SearchMode",
     "SearchOptions",
     "StoredDocument",
+    "mmr",
 ]
 
 

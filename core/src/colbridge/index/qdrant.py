@@ -340,6 +340,27 @@ class QdrantIndex(BaseIndex):
     def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         return self._run(self._get_plan(ids))
 
+    def _get_with_vectors(
+        self, ids: list[str]
+    ) -> dict[str, tuple[str, dict[str, Any], np.ndarray]]:
+        return self._run(self._get_plan(ids, with_vectors=True))
+
+    def _ids(self, conditions: list[Condition]) -> list[str]:
+        return self._run(self._ids_plan(conditions))
+
+    def _export(
+        self, batch_size: int
+    ) -> Iterator[list[tuple[str, str, dict[str, Any], np.ndarray]]]:
+        offset = None
+        while True:
+            records, offset = self._call("scroll", limit=batch_size, offset=offset,
+                                         with_payload=[ID, TEXT, METADATA],
+                                         with_vectors=[TOKENS_VECTOR])
+            if records:
+                yield [(*read_payload(r.payload), _token_vectors(r)) for r in records]
+            if offset is None:
+                return
+
     def _count(self) -> int:
         return self._run(self._count_plan())
 
@@ -397,19 +418,37 @@ class QdrantIndex(BaseIndex):
             yield "delete", {"points_selector": selector, "wait": True}
         return len(present)
 
-    def _get_plan(self, ids: list[str]) -> Plan[dict[str, tuple[str, dict[str, Any]]]]:
-        found: dict[str, tuple[str, dict[str, Any]]] = {}
+    def _get_plan(self, ids: list[str], with_vectors: bool = False) -> Plan[dict[str, tuple]]:
+        """``{id: (text, metadata)}``, or ``(text, metadata, vectors)`` ``with_vectors``."""
+        found: dict[str, tuple] = {}
         wanted = set(ids)
         for begin in range(0, len(ids), READ_BATCH):
             records = yield "retrieve", {
                 "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
-                "with_payload": [ID, TEXT, METADATA], "with_vectors": False,
+                "with_payload": [ID, TEXT, METADATA],
+                "with_vectors": [TOKENS_VECTOR] if with_vectors else False,
             }
             for record in records:
                 doc_id, text, metadata = read_payload(record.payload)
                 if doc_id in wanted:
-                    found[doc_id] = (text, metadata)
+                    found[doc_id] = ((text, metadata, _token_vectors(record)) if with_vectors
+                                     else (text, metadata))
         return found
+
+    def _ids_plan(self, conditions: list[Condition]) -> Plan[list[str]]:
+        query_filter = to_qdrant_filter(conditions, self._models)
+        if query_filter is NEVER:
+            return []
+        ids: list[str] = []
+        offset = None
+        while True:
+            records, offset = yield "scroll", {
+                "scroll_filter": query_filter, "limit": READ_BATCH, "offset": offset,
+                "with_payload": [ID], "with_vectors": False,
+            }
+            ids.extend(r.payload[ID] for r in records)
+            if offset is None:
+                return ids
 
     def _count_plan(self) -> Plan[int]:
         response = yield "count", {"exact": True}
@@ -464,17 +503,22 @@ class QdrantIndex(BaseIndex):
         await self._arun(self._upsert_plan(ids, texts, metadata_json, embeddings))
         return ids
 
-    async def adelete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
+    async def adelete(
+        self, ids: Sequence[str] | None = None, *, filter: Mapping[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> int:
         """Async :meth:`delete`."""
-        if self.async_client is None:
-            return await super().adelete(ids, missing_ok=missing_ok)
+        if self.async_client is None or ids is None or filter is not None:
+            return await super().adelete(ids, filter=filter, missing_ok=missing_ok)
         ids = check_ids(ids)
         return await self._arun(self._delete_plan(ids, missing_ok)) if ids else 0
 
-    async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
+    async def aget(
+        self, ids: Sequence[str], *, missing_ok: bool = False, with_vectors: bool = False
+    ) -> list[StoredDocument]:
         """Async :meth:`get`."""
-        if self.async_client is None:
-            return await super().aget(ids, missing_ok=missing_ok)
+        if self.async_client is None or with_vectors:
+            return await super().aget(ids, missing_ok=missing_ok, with_vectors=with_vectors)
         ids = check_ids(ids)
         return self._assemble_get(ids, await self._arun(self._get_plan(ids)) if ids else {},
                                   missing_ok)
@@ -540,6 +584,11 @@ class QdrantIndex(BaseIndex):
     def __repr__(self) -> str:
         return (f"QdrantIndex({self.collection_name!r} at {self._where!r}, "
                 f"model={getattr(getattr(self, 'model', None), 'name', None)!r})")
+
+
+def _token_vectors(record: Any) -> np.ndarray:
+    """A retrieved point's stored token vectors, ``(n_tokens, dim)`` float32."""
+    return np.asarray(record.vector[TOKENS_VECTOR], dtype=np.float32)
 
 
 def pooled(vectors: np.ndarray) -> np.ndarray:
