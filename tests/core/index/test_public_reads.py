@@ -125,7 +125,8 @@ async def test_async_twins_of_the_public_reads(filled):
     assert [d.id for d in exported] == [d.id for d in filled.export(batch_size=9)]
     assert all(d.vectors is not None for d in exported)
     (document,) = await filled.aget(["d4"], with_vectors=True)
-    np.testing.assert_array_equal(document.vectors, filled.get(["d4"], with_vectors=True)[0].vectors)
+    (expected,) = filled.get(["d4"], with_vectors=True)
+    np.testing.assert_array_equal(document.vectors, expected.vectors)
     assert await filled.adelete(filter={"group": "g4"}) == 2
     assert filled.count() == 38
     with pytest.raises(InvalidInputError):
