@@ -30,8 +30,10 @@ EXPECTED = [
     "QdrantIndex",
     "RerankResult",
     "Reranker",
+    "SearchMode",
     "SearchOptions",
     "StoredDocument",
+    "mmr",
 ]
 
 

@@ -23,6 +23,8 @@ _EXPORTS = {
     "GraphParams": "colbridge.index",
     "QdrantIndex": "colbridge.index",
     "SearchOptions": "colbridge.index",
+    "SearchMode": "colbridge.types",
+    "mmr": "colbridge.diversity",
     "Reranker": "colbridge.rerank",
     "Hit": "colbridge.types",
     "RerankResult": "colbridge.types",
@@ -54,10 +56,11 @@ if TYPE_CHECKING:
         InvalidInputError,
         ModelLoadError,
     )
+    from .diversity import mmr
     from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
     from .models import ColBERTModel, Encoder
     from .rerank import Reranker
-    from .types import Hit, RerankResult, StoredDocument
+    from .types import Hit, RerankResult, SearchMode, StoredDocument
 
 
 def __getattr__(name: str) -> Any:

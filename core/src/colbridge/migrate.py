@@ -1,8 +1,10 @@
-"""Copy an embedded index into a Qdrant collection, reusing its stored token vectors.
+"""Copy an index into another, reusing its stored token vectors: an embedded index into a
+Qdrant collection (the command line's ``colbridge migrate``), or between any two open indexes.
 
-Nothing is re-encoded: each document's float16 rows go to Qdrant as they are, so the scores
-after the move equal the scores before it. The copy goes in batches and skips ids the
-collection already holds, so an interrupted migration resumes where it stopped when run again.
+Nothing is re-encoded: the copy reads documents with their vectors through the source's public
+``export()`` and writes them with the target's ``add_encoded``, so the scores after the move
+equal the scores before it. The copy goes in batches and skips ids the target already holds, so
+an interrupted migration resumes where it stopped when run again.
 
 Targets are written as URLs:
 
@@ -22,16 +24,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
-
-from ._validate import dump_metadata
-from .errors import IndexMismatchError, InvalidInputError
+from .errors import IndexMismatchError, IndexNotFoundError, InvalidInputError
+from .index.base import BaseIndex
 from .index.embedded import EmbeddedIndex
-from .index.manifest import Manifest, ModelInfo
+from .index.manifest import ModelInfo
 from .index.qdrant import QdrantIndex
 from .models import ColBERTModel
 
@@ -91,20 +90,20 @@ class MigrationResult:
 
 
 def migrate_index(
-    source: str | os.PathLike[str],
-    target: str | QdrantIndex,
+    source: str | os.PathLike[str] | BaseIndex,
+    target: str | BaseIndex,
     *,
     api_key: str | None = None,
     batch_size: int = 256,
     create_options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MigrationResult:
-    """Copy the embedded index at ``source`` into a Qdrant collection, without re-encoding.
+    """Copy the index ``source`` into ``target``, without re-encoding.
 
     Args:
-        source: an embedded index folder.
-        target: a target URL (:meth:`QdrantTarget.parse`) or an open :class:`QdrantIndex`
-            built for the same model.
+        source: an embedded index folder, or an open index of any backend.
+        target: a Qdrant target URL (:meth:`QdrantTarget.parse`), or an open index of any
+            backend built for the same model.
         api_key: the server's API key, for a URL target.
         batch_size: documents per round trip.
         create_options: ``create_collection`` arguments when the collection is created, e.g.
@@ -112,58 +111,63 @@ def migrate_index(
         progress: called after each batch with the documents handled so far and the total.
 
     Returns:
-        How many documents were copied, and how many were skipped because the collection held
-        their ids already (a resumed run). Writers to ``source`` wait until the copy is done,
-        so it is a consistent snapshot.
+        How many documents were copied, and how many were skipped because the target held
+        their ids already (a resumed run). Writers to ``source`` are not blocked: documents
+        written while the copy runs may be missed (see :meth:`BaseIndex.export`), so stop them
+        for an exact copy. Indexes given open stay open.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    info = Manifest.read(Path(source)).model
-    # Only names are needed: neither index encodes anything, so no weights are loaded.
-    model = ColBERTModel(info.name, query_length=info.query_length,
-                         document_length=info.document_length)
-    with EmbeddedIndex(source, model=model, create=False) as src:
-        owned = not isinstance(target, QdrantIndex)
-        dest = _open_target(target, model, info, api_key, create_options) if owned else target
+    # Opened with the model that built it, by name only: nothing is encoded, no weights load.
+    src = source if isinstance(source, BaseIndex) else EmbeddedIndex(source, create=False)
+    try:
+        dest = target if isinstance(target, BaseIndex) else _open_target(
+            target, src, api_key, create_options)
         try:
-            if (dest.model.name, dest.dimension) != (info.name, info.dimension):
+            if (dest.model.name, dest.dimension) != (src.model.name, src.dimension):
                 raise IndexMismatchError(
-                    f"the target collection is for {dest.dimension}-d vectors of the model "
-                    f"{dest.model.name!r}, the source index holds {info.dimension}-d vectors of "
-                    f"{info.name!r}"
+                    f"the target is for {dest.dimension}-d vectors of the model "
+                    f"{dest.model.name!r}, the source holds {src.dimension}-d vectors of "
+                    f"{src.model.name!r}"
                 )
-            with src._writing():  # a consistent snapshot: writers wait for the copy
-                return _copy(src, dest, batch_size, progress)
+            return _copy(src, dest, batch_size, progress)
         finally:
-            if owned:
+            if dest is not target:
                 dest.close()
+    finally:
+        if src is not source:
+            src.close()
 
 
-def _open_target(target: str, model: ColBERTModel, info: ModelInfo, api_key: str | None,
+def _open_target(target: str, src: BaseIndex, api_key: str | None,
                  create_options: dict[str, Any] | None) -> QdrantIndex:
     where = QdrantTarget.parse(target)
     remote = where.location.startswith(("http://", "https://"))  # local mode takes no key
+    manifest = getattr(src, "manifest", None)
+    info = manifest.model if manifest is not None else ModelInfo(
+        src.model.name, src.dimension, src.model.query_length, src.model.document_length)
+    # The source's model is known by name only: the collection takes its dimension from the
+    # source's record rather than from weights that would have to be loaded.
+    model = ColBERTModel(info.name, query_length=info.query_length,
+                         document_length=info.document_length)
     return QdrantIndex._for_model_info(where.location, where.collection, model, info,
                                        api_key=api_key if remote else None,
                                        create_options=create_options)
 
 
-def _copy(src: EmbeddedIndex, dest: QdrantIndex, batch_size: int,
+def _copy(src: BaseIndex, dest: BaseIndex, batch_size: int,
           progress: Callable[[int, int], None] | None) -> MigrationResult:
-    matrix = src._vectors.matrix
     documents = src.count()
     copied = skipped = total = 0
-    for batch in _batches(src._store.iter_documents(), batch_size):
-        present = dest._run(dest._present_plan([doc[0] for doc in batch]))
-        todo = [doc for doc in batch if doc[0] not in present]
+    for batch in _batches(src.export(batch_size=batch_size), batch_size):
+        try:
+            present = {d.id for d in dest.get([d.id for d in batch], missing_ok=True)}
+        except IndexNotFoundError:  # an embedded target whose first add creates it
+            present = set()
+        todo = [d for d in batch if d.id not in present]
         if todo:
-            dest._upsert(
-                [doc_id for doc_id, *_ in todo],
-                [text for _, text, *_ in todo],
-                [dump_metadata(metadata) for _, _, metadata, _, _ in todo],
-                [np.asarray(matrix[start : start + count], dtype=np.float32)
-                 for *_, start, count in todo],
-            )
+            dest.add_encoded([d.vectors for d in todo], [d.text for d in todo],
+                             [d.id for d in todo], [d.metadata for d in todo])
         copied += len(todo)
         skipped += len(batch) - len(todo)
         total += len(batch)

@@ -1,18 +1,47 @@
-"""The values colbridge hands back: stored documents, search hits, rerank results."""
+"""The values colbridge hands back (stored documents, search hits, rerank results) and the
+search modes it takes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class SearchMode(str, Enum):
+    """How a search ranks; accepted wherever a mode string is (``mode="bm25"`` works as well).
+
+    * ``COLBERT``: MaxSim between the query's and the documents' token vectors (the default);
+    * ``BM25``: BM25 over the stored texts (the query is not encoded);
+    * ``HYBRID``: candidates from both rankings, each scored both ways, the scores fused.
+
+    >>> SearchMode.HYBRID == "hybrid", str(SearchMode.BM25)
+    (True, 'bm25')
+    """
+
+    COLBERT = "colbert"
+    BM25 = "bm25"
+    HYBRID = "hybrid"
+
+    __str__ = str.__str__  # "bm25", not "SearchMode.BM25", in messages and f-strings
 
 
 @dataclass(frozen=True)
 class StoredDocument:
-    """A document as the index holds it."""
+    """A document as the index holds it.
+
+    ``vectors`` is the document's ``(n_tokens, dim)`` float32 token vectors when they were
+    asked for (``get(..., with_vectors=True)``, ``export()``), else None. They are not part of
+    equality: two documents compare by id, text and metadata.
+    """
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 from colbridge import BaseIndex, ColBERTModel
 from langchain_core.callbacks import (
@@ -12,11 +12,9 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from ._documents import hit_to_document
-
-SearchMode = Literal["colbert", "bm25", "hybrid"]
 
 
 class ColBERTRetriever(BaseRetriever):
@@ -42,8 +40,8 @@ class ColBERTRetriever(BaseRetriever):
         search_options: the index's search-breadth knobs, e.g. ``{"token_k": 128}`` (for the
             embedded index: ``token_k``, ``ef``, ``max_candidates``, ``exact_threshold``);
             keyword arguments to ``invoke`` override them one by one.
-        mode: how documents are ranked (default ``"colbert"``); ``invoke(query, mode=...)``
-            overrides it for one call.
+        mode: how documents are ranked (default ``"colbert"``; a ``colbridge.SearchMode`` or
+            its string); ``invoke(query, mode=...)`` overrides it for one call.
 
             * ``"colbert"``: MaxSim between the query's and the documents' token vectors;
             * ``"bm25"``: BM25 over the stored texts (the query is not encoded; only documents
@@ -52,10 +50,13 @@ class ColBERTRetriever(BaseRetriever):
               scores min-max normalised and mixed (see ``docs/hybrid.md``).
 
             ``bm25`` and ``hybrid`` need an index that supports them (``index.search_modes``:
-            the embedded index does, ``QdrantIndex`` does not); the retriever refuses a mode
-            its index lacks when it is built.
+            the embedded index does, ``QdrantIndex`` does not).
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1] (default
             0.5; the rest is BM25's); ``invoke(query, hybrid_weight=...)`` overrides it.
+
+    The index checks every search argument: an unknown mode, a mode the index lacks, a weight
+    outside [0, 1], a ``k`` below 1 or a malformed filter raise ``colbridge.InvalidInputError``
+    (a ``ValueError``) when the retriever runs.
 
     Example:
         ```python
@@ -69,23 +70,13 @@ class ColBERTRetriever(BaseRetriever):
     """
 
     index: BaseIndex
-    k: int = Field(default=4, ge=1)
+    k: int = 4
     filter: dict[str, Any] | None = None
     search_options: dict[str, Any] = Field(default_factory=dict)
-    mode: SearchMode = "colbert"
-    hybrid_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    mode: str = "colbert"
+    hybrid_weight: float = 0.5
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    @model_validator(mode="after")
-    def _index_supports_mode(self) -> ColBERTRetriever:
-        supported = self.index.search_modes
-        if self.mode not in supported:
-            raise ValueError(
-                f"{type(self.index).__name__} searches in the modes {supported}, not "
-                f"{self.mode!r}; bm25 and hybrid search need the embedded index"
-            )
-        return self
 
     @classmethod
     def from_path(

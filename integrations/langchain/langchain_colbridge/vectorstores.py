@@ -12,13 +12,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit, InvalidInputError
+from colbridge import (
+    BaseIndex,
+    ColBERTModel,
+    EmbeddedIndex,
+    Hit,
+    InvalidInputError,
+    StoredDocument,
+    mmr,
+)
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
-from . import _mmr
 from ._documents import hit_to_document, stored_to_document
 
 
@@ -60,9 +67,10 @@ class ColBERTVectorStore(VectorStore):
       min-max normalised over the candidates and mixed, ``hybrid_weight`` (default 0.5) being
       ColBERT's share. Both score kinds are that fused score, in [0, 1].
 
-    ``bm25`` and ``hybrid`` need an index that supports them (``index.search_modes``: the
-    embedded index does, ``QdrantIndex`` does not and raises ``colbridge.InvalidInputError``,
-    as it does for an unknown mode or a weight outside [0, 1]). See ``docs/hybrid.md``.
+    ``mode`` may also be a ``colbridge.SearchMode``. ``bm25`` and ``hybrid`` need an index that
+    supports them (``index.search_modes``: the embedded index does, ``QdrantIndex`` does not and
+    raises ``colbridge.InvalidInputError``, as it does for an unknown mode or a weight outside
+    [0, 1]). See ``docs/hybrid.md``.
 
     Args:
         index: the colbridge index holding the documents (kept as ``store.index``; close it
@@ -358,10 +366,9 @@ class ColBERTVectorStore(VectorStore):
         """``k`` documents that are relevant to ``query`` and different from each other.
 
         The ``fetch_k`` best documents by MaxSim are candidates. Relevance is their normalised
-        MaxSim; the similarity between two candidates is MaxSim between their token vectors
-        (normalised, averaged over both directions), so no single-vector embedding is involved.
-        The candidates' texts are encoded again for that: colbridge does not hand stored token
-        vectors out.
+        MaxSim; the similarity between two candidates is MaxSim between their stored token
+        vectors (normalised, averaged over both directions: ``colbridge.mmr``), so no
+        single-vector embedding is involved and nothing is encoded again.
 
         ``mode="bm25"`` or ``"hybrid"`` (keyword arguments, with ``hybrid_weight``) changes how
         candidates are found and what their relevance is (the mode's normalised score, see the
@@ -375,7 +382,6 @@ class ColBERTVectorStore(VectorStore):
             filter: a metadata filter.
             **kwargs: ``mode``, ``hybrid_weight`` and the index's search options.
         """
-        _check_lambda(lambda_mult)
         hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)
         return self._diverse(hits, k, lambda_mult)
 
@@ -390,7 +396,6 @@ class ColBERTVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search`."""
-        _check_lambda(lambda_mult)
         hits = await self.index.asearch(query, max(fetch_k, k), filter=filter, **kwargs)
         return await self._adiverse(hits, k, lambda_mult)
 
@@ -439,7 +444,6 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[Document]:
         """:meth:`max_marginal_relevance_search` for a query encoded already, a
         ``(query_tokens, dim)`` matrix (see :meth:`similarity_search_by_vector`)."""
-        _check_lambda(lambda_mult)
         matrix = _query_matrix(embedding)
         hits = self.index.search_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
         return self._diverse(hits, k, lambda_mult)
@@ -455,34 +459,33 @@ class ColBERTVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search_by_vector`."""
-        _check_lambda(lambda_mult)
         matrix = _query_matrix(embedding)
         hits = await self.index.asearch_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
         return await self._adiverse(hits, k, lambda_mult)
 
     def _diverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
-        """MMR over the candidates ``hits`` (their texts are encoded again)."""
-        if not hits:
-            return []
-        vectors = self.index.model.encode_documents([h.text for h in hits], show_progress=False)
-        return _pick(hits, _mmr.document_similarities(vectors), k, lambda_mult)
+        """MMR over the candidates ``hits``, with their stored token vectors."""
+        stored = self.index.get([h.id for h in hits], missing_ok=True, with_vectors=True)
+        return _pick(hits, stored, k, lambda_mult)
 
     async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
-        if not hits:
-            return []
-        vectors = await self.index.model.aencode_documents([h.text for h in hits])
-        similarity = await asyncio.to_thread(_mmr.document_similarities, vectors)
-        return _pick(hits, similarity, k, lambda_mult)
+        stored = await self.index.aget([h.id for h in hits], missing_ok=True, with_vectors=True)
+        return await asyncio.to_thread(_pick, hits, stored, k, lambda_mult)
 
     def __repr__(self) -> str:
         return f"ColBERTVectorStore({self.index!r})"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _pick(hits: list[Hit], similarity: np.ndarray, k: int, lambda_mult: float) -> list[Document]:
-    relevance = np.array([h.normalized_score for h in hits], dtype=np.float64)
-    chosen = _mmr.select(relevance, similarity, k, lambda_mult)
-    return [hit_to_document(hits[i], with_score=False) for i in chosen]
+def _pick(hits: list[Hit], stored: list[StoredDocument], k: int, lambda_mult: float
+          ) -> list[Document]:
+    """The MMR choice among ``hits`` (those deleted since the search, absent from ``stored``,
+    are left out)."""
+    vectors = {s.id: s.vectors for s in stored}
+    kept = [h for h in hits if h.id in vectors]
+    chosen = mmr([h.normalized_score for h in kept], [vectors[h.id] for h in kept], k,
+                 lambda_mult=lambda_mult)
+    return [hit_to_document(kept[i], with_score=False) for i in chosen]
 
 
 def _query_matrix(embedding: Any) -> np.ndarray:
@@ -500,11 +503,6 @@ def _query_matrix(embedding: Any) -> np.ndarray:
             "search by text with similarity_search"
         )
     return matrix
-
-
-def _check_lambda(lambda_mult: float) -> None:
-    if not 0.0 <= lambda_mult <= 1.0:
-        raise ValueError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
 
 
 def _unpack(

@@ -422,6 +422,23 @@ def test_migrating_into_an_open_index(source, client, tiny_model):
     assert target.count() == 55
 
 
+def test_migration_from_qdrant_into_an_embedded_index(source, client, tmp_path, tiny_model):
+    qdrant = QdrantIndex(client, "docs", model=tiny_model)
+    migrate_index(source, qdrant)
+    before = _results(qdrant, QUERIES)
+    with EmbeddedIndex(tmp_path / "copy", model=tiny_model) as copy:
+        result = migrate_index(qdrant, copy, batch_size=16)
+        assert (result.copied, result.skipped, result.total) == (55, 0, 55)
+        _assert_same_results(before, _results(copy, QUERIES))
+        stored = {d.id: d.vectors for d in qdrant.export()}
+        copied = {d.id: d.vectors for d in copy.export()}
+        assert copied.keys() == stored.keys()
+        for doc_id, vectors in copied.items():
+            np.testing.assert_allclose(vectors, stored[doc_id], atol=1e-3)
+        assert migrate_index(qdrant, copy).skipped == 55
+    assert qdrant.count() == 55  # an index given open is left open
+
+
 @pytest.mark.parametrize(("url", "location", "collection"), [
     ("qdrant://localhost/docs", "http://localhost:6333", "docs"),
     ("qdrant://qdrant.internal:7000/my-docs", "http://qdrant.internal:7000", "my-docs"),

@@ -115,11 +115,17 @@ async def test_retriever_hybrid_weight_in_constructor_and_per_call(parts_index):
 
 
 async def test_retriever_refuses_invalid_modes_and_weights(parts_index):
-    with pytest.raises(ValidationError, match="mode"):
-        ColBERTRetriever(index=parts_index, mode="semantic")
+    """The index checks them (its typed error is a ValueError), given at construction or per
+    call; the retriever only passes them on."""
+    with pytest.raises(InvalidInputError, match="mode must be one of"):
+        ColBERTRetriever(index=parts_index, mode="semantic").invoke(QUERY)
     for weight in (-0.1, 1.5):
-        with pytest.raises(ValidationError, match="hybrid_weight"):
-            ColBERTRetriever(index=parts_index, mode="hybrid", hybrid_weight=weight)
+        with pytest.raises(InvalidInputError, match="hybrid_weight"):
+            ColBERTRetriever(index=parts_index, mode="hybrid", hybrid_weight=weight).invoke(QUERY)
+    with pytest.raises(InvalidInputError, match="k must be at least 1"):
+        ColBERTRetriever(index=parts_index, k=0).invoke(QUERY)
+    with pytest.raises(ValidationError, match="k"):  # pydantic still checks the field's type
+        ColBERTRetriever(index=parts_index, k="many")
     retriever = ColBERTRetriever(index=parts_index)
     with pytest.raises(InvalidInputError, match="mode must be one of"):
         retriever.invoke(QUERY, mode="semantic")
@@ -135,8 +141,8 @@ def test_modes_a_backend_lacks_are_refused(tiny_model):
 
     with QdrantIndex(":memory:", "modes", model=tiny_model) as index:
         index.add([PARTS["pump"][0]], ids=["pump"])
-        with pytest.raises(ValidationError, match="QdrantIndex searches in the modes"):
-            ColBERTRetriever(index=index, mode="bm25")
+        with pytest.raises(InvalidInputError, match="QdrantIndex searches in the modes"):
+            ColBERTRetriever(index=index, mode="bm25").invoke(QUERY)
         assert ids(ColBERTRetriever(index=index).invoke(QUERY)) == ["pump"]
         with pytest.raises(InvalidInputError, match="hybrid"):
             ColBERTVectorStore(index).similarity_search(QUERY, mode="hybrid")

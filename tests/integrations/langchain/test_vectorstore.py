@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from colbridge import EmbeddedIndex, InvalidInputError
-from langchain_colbridge import ColBERTVectorStore, _mmr
+from colbridge import EmbeddedIndex, InvalidInputError, mmr
+from langchain_colbridge import ColBERTVectorStore
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import VectorStore
@@ -152,22 +152,7 @@ async def test_empty_store_searches_return_nothing(store):
 
 
 # -- maximal marginal relevance --------------------------------------------------------------
-def test_mmr_selection_on_hand_built_scores():
-    relevance = np.array([0.9, 0.88, 0.5])
-    similarity = np.array([[1.0, 0.99, 0.1], [0.99, 1.0, 0.1], [0.1, 0.1, 1.0]])
-    assert _mmr.select(relevance, similarity, 2, lambda_mult=1.0) == [0, 1]
-    assert _mmr.select(relevance, similarity, 2, lambda_mult=0.5) == [0, 2]
-    assert _mmr.select(relevance, similarity, 5, lambda_mult=0.5) == [0, 2, 1]
-
-
-def test_document_similarity_is_symmetric_with_unit_diagonal(tiny_model):
-    vectors = tiny_model.encode_documents(["a short one", "a somewhat longer document here"])
-    sims = _mmr.document_similarities(vectors)
-    np.testing.assert_allclose(sims, sims.T)
-    np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-5)
-    assert 0.0 <= sims[0, 1] < 1.0
-
-
+# (colbridge.mmr itself is tested in tests/core/test_diversity.py)
 @pytest.fixture
 def eiffel_store(tmp_path, offline_model):
     store = ColBERTVectorStore.from_texts(list(EIFFEL.values()), offline_model,
@@ -191,6 +176,22 @@ async def test_mmr_trades_relevance_for_diversity(eiffel_store):
     assert [d.id for d in mmr.invoke(EIFFEL_QUERY)] == [d.id for d in diverse[:2]]
     with pytest.raises(ValueError, match="lambda_mult"):
         eiffel_store.max_marginal_relevance_search(EIFFEL_QUERY, lambda_mult=1.5)
+
+
+async def test_mmr_uses_the_stored_vectors_and_encodes_only_the_query(eiffel_store, monkeypatch):
+    model = eiffel_store.index.model
+    encoded: list[tuple[bool, int]] = []
+    encode = model._encode
+    monkeypatch.setattr(model, "_encode", lambda texts, **kw: encoded.append(
+        (kw["is_query"], len(texts))) or encode(texts, **kw))
+    found = eiffel_store.max_marginal_relevance_search(EIFFEL_QUERY, k=3, fetch_k=6)
+    afound = await eiffel_store.amax_marginal_relevance_search(EIFFEL_QUERY, k=3, fetch_k=6)
+    assert afound == found and len(found) == 3
+    assert [is_query for is_query, _ in encoded] == [True, True]  # the two queries, no document
+    hits = eiffel_store.index.search(EIFFEL_QUERY, k=6)
+    stored = eiffel_store.index.get([h.id for h in hits], with_vectors=True)
+    expected = mmr([h.normalized_score for h in hits], [d.vectors for d in stored], 3)
+    assert [d.id for d in found] == [hits[i].id for i in expected]
 
 
 # -- construction ----------------------------------------------------------------------------

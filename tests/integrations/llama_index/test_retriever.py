@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from colbridge import ColBERTModel, EmbeddedIndex, Reranker
+from colbridge import ColBERTModel, EmbeddedIndex, InvalidInputError, Reranker
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import (
@@ -236,13 +236,13 @@ def test_unsupported_filters_are_rejected(tiny_index, filters: MetadataFilters) 
         retriever.retrieve("music")
 
 
-def test_filter_value_shapes_are_checked(tiny_index) -> None:
-    with pytest.raises(ValueError, match="needs a list"):
-        ColBERTRetriever(tiny_index, filters=MetadataFilters(
-            filters=[MetadataFilter(key="topic", value="music", operator=FilterOperator.IN)]))
-    with pytest.raises(ValueError, match="single value"):
-        ColBERTRetriever(tiny_index, filters=MetadataFilters(
-            filters=[MetadataFilter(key="topic", value=["a"], operator=FilterOperator.EQ)]))
+def test_filter_value_shapes_are_checked_by_the_index(tiny_index) -> None:
+    for value, operator, message in [("music", FilterOperator.IN, "needs a list"),
+                                     (["a"], FilterOperator.EQ, "got list")]:
+        retriever = ColBERTRetriever(tiny_index, filters=MetadataFilters(
+            filters=[MetadataFilter(key="topic", value=value, operator=operator)]))
+        with pytest.raises(InvalidInputError, match=message):
+            retriever.retrieve("music")
 
 
 # -- what comes back --------------------------------------------------------------------------
@@ -353,6 +353,23 @@ def test_insert_then_delete_by_ref_doc(tmp_path: Path, tiny_model) -> None:
         assert retriever.delete_ref_doc("never-indexed") == 0
 
 
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_delete_ref_doc_lists_nodes_by_filter_without_encoding(
+    tmp_path: Path, tiny_model, monkeypatch, use_async: bool
+) -> None:
+    nodes = [TextNode(id_=f"n{i}", text=f"Node {i} about the tides.", relationships={
+        NodeRelationship.SOURCE: RelatedNodeInfo(node_id="a" if i % 3 else "b")}) for i in range(9)]
+    with ColBERTRetriever.from_nodes(nodes, tmp_path / "index", model=tiny_model) as retriever:
+        encoded: list[list[str]] = []
+        encode = tiny_model._encode
+        monkeypatch.setattr(tiny_model, "_encode",
+                            lambda texts, **kw: encoded.append(list(texts)) or encode(texts, **kw))
+        deleted = (await retriever.adelete_ref_doc("a") if use_async
+                   else retriever.delete_ref_doc("a"))
+        assert deleted == 6 and encoded == []
+        assert retriever.index.ids() == ["n0", "n3", "n6"]
+
+
 def test_insert_nodes_upserts_by_node_id(tmp_path: Path, tiny_model) -> None:
     with ColBERTRetriever.from_nodes(
         [TextNode(id_="x", text="old text")], tmp_path / "index", model=tiny_model
@@ -401,9 +418,9 @@ def test_a_folder_without_an_index_fails_at_construction(tmp_path: Path, tiny_mo
 def test_rejected_inputs(tmp_path: Path, tiny_model, tiny_index) -> None:
     with pytest.raises(ValueError, match="only with an index folder"):
         ColBERTRetriever(tiny_index, model=tiny_model)
-    for bad_k in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="similarity_top_k"):
-            ColBERTRetriever(tiny_index, similarity_top_k=bad_k)
+    for bad_k in (0, -1, 2.5, True, 100_001):
+        with pytest.raises(InvalidInputError, match="k must be"):
+            ColBERTRetriever(tiny_index, similarity_top_k=bad_k).retrieve("music")
     with pytest.raises(TypeError, match="colbridge index or a folder"):
         ColBERTRetriever(42)  # type: ignore[arg-type]
     with ColBERTRetriever(tmp_path / "index", model=tiny_model, create=True) as retriever:
@@ -539,7 +556,7 @@ def test_similarity_top_k_accepts_an_integral_numpy_scalar(tiny_model, tmp_path)
     nodes = [TextNode(id_=f"n{i}", text=f"passage {i} about tides") for i in range(4)]
     with ColBERTRetriever.from_nodes(nodes, tmp_path / "ix", model=tiny_model,
                                      similarity_top_k=np.int64(2)) as retriever:
-        assert retriever.similarity_top_k == 2 and type(retriever.similarity_top_k) is int
         assert len(retriever.retrieve("tides")) == 2
-    with pytest.raises(ValueError, match="similarity_top_k"):
-        ColBERTRetriever(tmp_path / "ix", model=tiny_model, similarity_top_k=np.float64(2))
+    with (ColBERTRetriever(tmp_path / "ix", model=tiny_model, similarity_top_k=np.float64(2))
+          as retriever, pytest.raises(InvalidInputError, match="k must be an integer")):
+        retriever.retrieve("tides")

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from colbridge import EmbeddedIndex, InvalidInputError
+from colbridge import EmbeddedIndex, InvalidInputError, SearchMode
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.types import (
     FilterOperator,
@@ -123,24 +123,29 @@ def test_mode_with_an_index_folder(tmp_path: Path, tiny_model) -> None:
         assert ids(retriever.retrieve(QUERY)) == LEXICAL
 
 
-async def test_invalid_modes_and_weights_are_refused(parts_index, tmp_path: Path,
-                                                     tiny_model) -> None:
+async def test_invalid_modes_and_weights_are_refused_by_the_index(parts_index) -> None:
+    """The adapter passes mode and weight through: the index's typed error (a ValueError)
+    comes at query time, whether they were given at construction or set afterwards."""
     for bad in ("semantic", "BM25", None, 1):
-        with pytest.raises(ValueError, match="mode must be one of"):
-            ColBERTRetriever(parts_index, mode=bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mode must be one of"):
-        ColBERTRetriever(tmp_path / "never", model=tiny_model, mode="semantic")
-    assert not (tmp_path / "never").exists()  # refused before the folder was created
+        retriever = ColBERTRetriever(parts_index, mode=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="mode must be one of"):
+            retriever.retrieve(QUERY)
+        with pytest.raises(InvalidInputError, match="mode must be one of"):
+            await retriever.aretrieve(QUERY)
     for bad in (-0.1, 1.5, math.nan, True, "0.5"):
-        with pytest.raises(ValueError, match="hybrid_weight"):
-            ColBERTRetriever(parts_index, mode="hybrid", hybrid_weight=bad)  # type: ignore[arg-type]
-    # Changed after construction, the mode is checked by the index at query time.
+        retriever = ColBERTRetriever(parts_index, mode="hybrid", hybrid_weight=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="hybrid_weight"):
+            retriever.retrieve(QUERY)
     retriever = ColBERTRetriever(parts_index)
     retriever.mode = "semantic"
     with pytest.raises(InvalidInputError, match="mode must be one of"):
         retriever.retrieve(QUERY)
-    with pytest.raises(InvalidInputError, match="mode must be one of"):
-        await retriever.aretrieve(QUERY)
+
+
+def test_the_search_mode_enum_works_as_its_string(parts_index) -> None:
+    by_enum = ColBERTRetriever(parts_index, similarity_top_k=5, mode=SearchMode.BM25)
+    by_string = ColBERTRetriever(parts_index, similarity_top_k=5, mode="bm25")
+    assert ids(by_enum.retrieve(QUERY)) == ids(by_string.retrieve(QUERY)) == LEXICAL
 
 
 def test_modes_a_backend_lacks_are_refused(tiny_model) -> None:
@@ -148,8 +153,8 @@ def test_modes_a_backend_lacks_are_refused(tiny_model) -> None:
     from colbridge import QdrantIndex
 
     with QdrantIndex(":memory:", "li-modes", model=tiny_model) as index:
-        with pytest.raises(ValueError, match="for QdrantIndex"):
-            ColBERTRetriever(index, mode="bm25")
+        with pytest.raises(InvalidInputError, match="QdrantIndex searches in the modes"):
+            ColBERTRetriever(index, mode="bm25").retrieve(QUERY)
         retriever = ColBERTRetriever.from_nodes([TextNode(id_="pump", text=PARTS["pump"][0])],
                                                 index)
         assert ids(retriever.retrieve(QUERY)) == ["pump"]

@@ -2,11 +2,14 @@
 
 A backend stores documents with their token vectors and finds the best ones for a query
 embedding. Everything else — argument checks, id generation, encoding, hit assembly, the async
-twins — lives here, written once. Backends implement five hooks:
+twins — lives here, written once. Backends implement these hooks:
 
 * ``_upsert(ids, texts, metadatas, embeddings)``: insert or replace, atomically;
 * ``_delete(ids, missing_ok) -> int``;
 * ``_get(ids) -> {id: (text, metadata)}``;
+* ``_get_with_vectors(ids) -> {id: (text, metadata, vectors)}``;
+* ``_ids(conditions) -> [id]``: the ids of the documents matching a filter;
+* ``_export(batch_size) -> iterator of [(id, text, metadata, vectors)]``, in bounded memory;
 * ``_count() -> int``;
 * ``_search(query_embedding, k, conditions, options, mode) -> [(id, score, text, metadata)]``.
 
@@ -25,8 +28,9 @@ from __future__ import annotations
 import math
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -169,34 +173,99 @@ class BaseIndex(ABC):
             await self._aupsert(ids, texts, metadatas, checked)
         return ids
 
-    def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
-        """Delete documents by id; returns how many were deleted.
+    def delete(
+        self, ids: Sequence[str] | None = None, *, filter: Mapping[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> int:
+        """Delete documents by id, or every document matching ``filter``; returns how many
+        were deleted.
 
-        Unknown ids raise :class:`~colbridge.DocumentNotFoundError` and delete nothing, unless
-        ``missing_ok`` is set. Deleted documents stop appearing in results at once.
+        Pass exactly one of ``ids`` and ``filter`` (:class:`~colbridge.InvalidInputError`
+        otherwise). Unknown ids raise :class:`~colbridge.DocumentNotFoundError` and delete
+        nothing, unless ``missing_ok`` is set. A filter that matches nothing deletes nothing; a
+        filter with no condition (``{}``) is refused rather than read as "delete everything"
+        (``index.delete(index.ids())`` does that). Deleted documents stop appearing in results
+        at once.
         """
+        if (ids is None) == (filter is None):
+            raise InvalidInputError("delete takes either ids or filter=..., "
+                                    f"got {'both' if ids is not None else 'neither'}")
+        if filter is not None:
+            conditions = parse_filter(filter)
+            if not conditions:
+                raise InvalidInputError(
+                    "delete(filter=...) needs at least one condition; to delete every document, "
+                    "pass its ids: index.delete(index.ids())")
+            return self._delete_matching(conditions)
         ids = check_ids(ids)
         return self._delete(ids, missing_ok) if ids else 0
 
-    async def adelete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
+    async def adelete(
+        self, ids: Sequence[str] | None = None, *, filter: Mapping[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> int:
         """Async :meth:`delete`."""
+        if ids is None or filter is not None:
+            return await run_off_loop(self.delete, ids, filter=filter, missing_ok=missing_ok)
         ids = check_ids(ids)
         return await self._adelete(ids, missing_ok) if ids else 0
 
     # -- reads ------------------------------------------------------------------------------
-    def get(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
+    def get(
+        self, ids: Sequence[str], *, missing_ok: bool = False, with_vectors: bool = False
+    ) -> list[StoredDocument]:
         """The stored documents for ``ids``, in the order asked.
 
         Unknown ids raise :class:`~colbridge.DocumentNotFoundError`; with ``missing_ok`` they
-        are left out of the result instead.
+        are left out of the result instead. With ``with_vectors`` each document's
+        ``vectors`` holds its stored token vectors, ``(n_tokens, dim)`` float32 (None
+        otherwise): what MMR or a copy to another index needs, without re-encoding.
         """
         ids = check_ids(ids)
-        return self._assemble_get(ids, self._get(ids) if ids else {}, missing_ok)
+        if not with_vectors:
+            return self._assemble_get(ids, self._get(ids) if ids else {}, missing_ok)
+        found = self._get_with_vectors(ids) if ids else {}
+        missing = [i for i in ids if i not in found]
+        if missing and not missing_ok:
+            raise DocumentNotFoundError(missing)
+        return [StoredDocument(i, *found[i]) for i in ids if i in found]
 
-    async def aget(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[StoredDocument]:
+    async def aget(
+        self, ids: Sequence[str], *, missing_ok: bool = False, with_vectors: bool = False
+    ) -> list[StoredDocument]:
         """Async :meth:`get`."""
+        if with_vectors:
+            return await run_off_loop(self.get, ids, missing_ok=missing_ok, with_vectors=True)
         ids = check_ids(ids)
         return self._assemble_get(ids, await self._aget(ids) if ids else {}, missing_ok)
+
+    def ids(self, filter: Mapping[str, Any] | None = None) -> list[str]:
+        """The ids of the documents matching ``filter`` (all of them without one)."""
+        return self._ids(parse_filter(filter))
+
+    async def aids(self, filter: Mapping[str, Any] | None = None) -> list[str]:
+        """Async :meth:`ids`."""
+        return await run_off_loop(self.ids, filter)
+
+    def export(self, *, batch_size: int = 256) -> Iterator[StoredDocument]:
+        """Every document with its token vectors (``StoredDocument.vectors`` filled), read
+        ``batch_size`` documents at a time, so memory stays bounded whatever the index size.
+
+        Writers are not blocked meanwhile. Each document present for the whole export comes
+        out once; one added or replaced while it runs may come out in its old version, its
+        new one, or both, and one deleted meanwhile may be missing.
+        """
+        batch_size = check_k(batch_size, "batch_size")
+        for batch in self._export(batch_size):
+            for doc_id, text, metadata, vectors in batch:
+                yield StoredDocument(doc_id, text, metadata, vectors)
+
+    async def aexport(self, *, batch_size: int = 256) -> AsyncIterator[StoredDocument]:
+        """Async :meth:`export`: each batch is read off the event loop."""
+        batches = self._export(check_k(batch_size, "batch_size"))
+        while (batch := await run_off_loop(next, batches, None)) is not None:
+            for doc_id, text, metadata, vectors in batch:
+                yield StoredDocument(doc_id, text, metadata, vectors)
 
     def count(self) -> int:
         """Number of documents stored."""
@@ -311,6 +380,8 @@ class BaseIndex(ABC):
         """Validate the arguments every search variant takes; returns ``(k, conditions, mode)``."""
         k, conditions = check_k(k), parse_filter(filter)
         self._check_options(options)
+        if isinstance(mode, Enum):  # colbridge.SearchMode, a str Enum: its plain value
+            mode = mode.value
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
         if mode not in self.search_modes:
@@ -449,6 +520,24 @@ class BaseIndex(ABC):
 
     @abstractmethod
     def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    def _get_with_vectors(
+        self, ids: list[str]
+    ) -> dict[str, tuple[str, dict[str, Any], np.ndarray]]: ...
+
+    @abstractmethod
+    def _ids(self, conditions: list[Condition]) -> list[str]: ...
+
+    @abstractmethod
+    def _export(
+        self, batch_size: int
+    ) -> Iterator[list[tuple[str, str, dict[str, Any], np.ndarray]]]: ...
+
+    def _delete_matching(self, conditions: list[Condition]) -> int:
+        """Delete the documents matching ``conditions`` (at least one); how many were."""
+        ids = self._ids(conditions)
+        return self._delete(ids, True) if ids else 0
 
     @abstractmethod
     def _count(self) -> int: ...

@@ -300,6 +300,14 @@ class DocStore:
         return np.array([r[0] for r in rows.fetchall()], dtype=np.int64)
 
     @_damage_is_corruption
+    def ids_matching(self, conditions: list[Condition]) -> list[str]:
+        """The ids of the documents matching ``conditions``, in insertion order."""
+        where, params = to_sql(conditions)
+        rows = self._conn().execute(f"SELECT id FROM documents WHERE {where} ORDER BY doc_no",
+                                    params)
+        return [r[0] for r in rows.fetchall()]
+
+    @_damage_is_corruption
     def absent_fields(self, names: Iterable[str]) -> list[str]:
         """Those of the metadata fields ``names`` that no document has (a scan per absent one)."""
         query = ("SELECT 1 FROM documents WHERE EXISTS "

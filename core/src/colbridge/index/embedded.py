@@ -597,6 +597,43 @@ class EmbeddedIndex(BaseIndex):
         self._require_index()  # the store is always current: no snapshot needed
         return self._store.fetch_by_ids(ids)
 
+    def _get_with_vectors(
+        self, ids: list[str]
+    ) -> dict[str, tuple[str, dict[str, Any], np.ndarray]]:
+        for _ in range(3):  # a write of another process may land between the two reads
+            snap = self._fresh_snapshot()
+            numbers = self._store.doc_nos_for_ids(ids)
+            if all(n < len(snap.counts) and snap.counts[n] for n in numbers.values()):
+                break
+        else:  # writers keep landing: read with theirs held off
+            with self._writing():
+                snap, numbers = self._snap, self._store.doc_nos_for_ids(ids)
+        found = _documents_at(self._store, snap, np.fromiter(numbers.values(), np.int64))
+        return {doc_id: (text, metadata, vectors) for doc_id, text, metadata, vectors in found}
+
+    def _ids(self, conditions: list[Condition]) -> list[str]:
+        self._require_index()
+        return self._store.ids_matching(conditions)
+
+    def _delete_matching(self, conditions: list[Condition]) -> int:
+        with self._writing():  # no write slips in between listing the matches and deleting them
+            ids = self._store.ids_matching(conditions)
+            return self._delete(ids, True) if ids else 0
+
+    def _export(
+        self, batch_size: int
+    ) -> Iterator[list[tuple[str, str, dict[str, Any], np.ndarray]]]:
+        # Document numbers only grow, so walking them upwards from a fresh snapshot per batch
+        # reaches every document written meanwhile too, and never one twice.
+        last = -1
+        while True:
+            snap = self._fresh_snapshot()
+            batch = snap.live[np.searchsorted(snap.live, last, side="right"):][:batch_size]
+            if not len(batch):
+                return
+            yield _documents_at(self._store, snap, batch)
+            last = int(batch[-1])
+
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchMode,
@@ -828,6 +865,19 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.ndarray:
     """Exact MaxSim of ``query`` against each document in ``doc_nos``."""
     return maxsim_ranges(query, snap.vectors, snap.starts[doc_nos], snap.counts[doc_nos])
+
+
+def _documents_at(store: DocStore, snap: _Snapshot, doc_nos: np.ndarray
+                  ) -> list[tuple[str, str, dict[str, Any], np.ndarray]]:
+    """``(id, text, metadata, float32 vectors)`` of the documents ``doc_nos`` of ``snap``, in
+    that order; those deleted since the snapshot are left out."""
+    documents = store.fetch_by_doc_nos(doc_nos.tolist())
+    counts = snap.counts[doc_nos]
+    rows = np.asarray(snap.vectors[rows_of(snap.starts[doc_nos], counts)], dtype=np.float32)
+    ends = np.cumsum(counts)
+    return [(*documents[n], rows[end - count : end])
+            for n, count, end in zip(doc_nos.tolist(), counts.tolist(), ends.tolist(), strict=True)
+            if n in documents]
 
 
 def _chunks_of(snap: _Snapshot, doc_nos: np.ndarray) -> Iterator[np.ndarray]:

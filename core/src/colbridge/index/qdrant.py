@@ -345,6 +345,27 @@ class QdrantIndex(BaseIndex):
     def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         return self._run(self._get_plan(ids))
 
+    def _get_with_vectors(
+        self, ids: list[str]
+    ) -> dict[str, tuple[str, dict[str, Any], np.ndarray]]:
+        return self._run(self._get_plan(ids, with_vectors=True))
+
+    def _ids(self, conditions: list[Condition]) -> list[str]:
+        return self._run(self._ids_plan(conditions))
+
+    def _export(
+        self, batch_size: int
+    ) -> Iterator[list[tuple[str, str, dict[str, Any], np.ndarray]]]:
+        offset = None
+        while True:
+            records, offset = self._call("scroll", limit=batch_size, offset=offset,
+                                         with_payload=[ID, TEXT, METADATA],
+                                         with_vectors=[TOKENS_VECTOR])
+            if records:
+                yield [(*read_payload(r.payload), _token_vectors(r)) for r in records]
+            if offset is None:
+                return
+
     def _count(self) -> int:
         return self._run(self._count_plan())
 
@@ -402,19 +423,37 @@ class QdrantIndex(BaseIndex):
             yield "delete", {"points_selector": selector, "wait": True}
         return len(present)
 
-    def _get_plan(self, ids: list[str]) -> Plan[dict[str, tuple[str, dict[str, Any]]]]:
-        found: dict[str, tuple[str, dict[str, Any]]] = {}
+    def _get_plan(self, ids: list[str], with_vectors: bool = False) -> Plan[dict[str, tuple]]:
+        """``{id: (text, metadata)}``, or ``(text, metadata, vectors)`` ``with_vectors``."""
+        found: dict[str, tuple] = {}
         wanted = set(ids)
         for begin in range(0, len(ids), READ_BATCH):
             records = yield "retrieve", {
                 "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
-                "with_payload": [ID, TEXT, METADATA], "with_vectors": False,
+                "with_payload": [ID, TEXT, METADATA],
+                "with_vectors": [TOKENS_VECTOR] if with_vectors else False,
             }
             for record in records:
                 doc_id, text, metadata = read_payload(record.payload)
                 if doc_id in wanted:
-                    found[doc_id] = (text, metadata)
+                    found[doc_id] = ((text, metadata, _token_vectors(record)) if with_vectors
+                                     else (text, metadata))
         return found
+
+    def _ids_plan(self, conditions: list[Condition]) -> Plan[list[str]]:
+        query_filter = to_qdrant_filter(conditions, self._models)
+        if query_filter is NEVER:
+            return []
+        ids: list[str] = []
+        offset = None
+        while True:
+            records, offset = yield "scroll", {
+                "scroll_filter": query_filter, "limit": READ_BATCH, "offset": offset,
+                "with_payload": [ID], "with_vectors": False,
+            }
+            ids.extend(r.payload[ID] for r in records)
+            if offset is None:
+                return ids
 
     def _count_plan(self) -> Plan[int]:
         response = yield "count", {"exact": True}
@@ -505,6 +544,11 @@ class QdrantIndex(BaseIndex):
     def __repr__(self) -> str:
         return (f"QdrantIndex({self.collection_name!r} at {self._where!r}, "
                 f"model={getattr(getattr(self, 'model', None), 'name', None)!r})")
+
+
+def _token_vectors(record: Any) -> np.ndarray:
+    """A retrieved point's stored token vectors, ``(n_tokens, dim)`` float32."""
+    return np.asarray(record.vector[TOKENS_VECTOR], dtype=np.float32)
 
 
 def pooled(vectors: np.ndarray) -> np.ndarray:

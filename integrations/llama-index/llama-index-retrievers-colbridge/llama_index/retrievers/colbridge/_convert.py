@@ -136,11 +136,4 @@ def _translate_one(item: MetadataFilter) -> dict[str, Any]:
         )
     if item.key.startswith(RESERVED_PREFIX):
         raise ValueError(f"metadata keys starting with {RESERVED_PREFIX!r} are reserved")
-    value = item.value
-    if op in ("$in", "$nin") and not isinstance(value, list):
-        raise ValueError(f"the {item.operator.value!r} filter on {item.key!r} needs a list")
-    if op not in ("$in", "$nin") and isinstance(value, list):
-        raise ValueError(
-            f"the {item.operator.value!r} filter on {item.key!r} needs a single value, got a list"
-        )
-    return {item.key: {op: value}}
+    return {item.key: {op: item.value}}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,9 +31,6 @@ if TYPE_CHECKING:
 
 dispatcher = instrument.get_dispatcher(__name__)
 
-# colbridge caps k per search; deleting a larger document takes several rounds.
-_MAX_K = 100_000
-
 
 class ColBERTRetriever(BaseRetriever):
     """Retrieve nodes from a colbridge index by ColBERT late interaction (MaxSim), BM25, or
@@ -50,22 +45,26 @@ class ColBERTRetriever(BaseRetriever):
             default model).
         create: only with a folder: create an empty index in it when it is missing or empty
             (``from_documents``/``from_nodes`` set it).
-        similarity_top_k: how many nodes to return.
+        similarity_top_k: how many nodes to return (1 to 100,000).
         filters: LlamaIndex ``MetadataFilters`` applied to every query. Supported operators
             ``==``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``in``, ``nin``, under the ``and``
-            condition (also nested); others raise ``ValueError``.
+            condition (also nested); others raise ``ValueError`` here.
         normalize_scores: give the normalised score in [0, 1] (for MaxSim,
             ``score / query_length``) instead of the raw score.
         mode: how nodes are ranked: ``"colbert"`` (default) by MaxSim; ``"bm25"`` by BM25
             over the stored texts (the query is not encoded, and only nodes sharing a term
             with the query come back, so possibly fewer than ``similarity_top_k``);
             ``"hybrid"`` gathers candidates both ways, scores each with both and mixes the
-            min-max normalised scores (see ``docs/hybrid.md``). ``bm25`` and ``hybrid`` need
-            an index that supports them (``index.search_modes``: the embedded index does,
-            ``QdrantIndex`` does not); another mode raises ``ValueError``.
+            min-max normalised scores (see ``docs/hybrid.md``). A ``colbridge.SearchMode``
+            works too. ``bm25`` and ``hybrid`` need an index that supports them
+            (``index.search_modes``: the embedded index does, ``QdrantIndex`` does not).
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score, in [0, 1]
             (default 0.5; the rest is BM25's).
         callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
+
+    The index checks the search arguments: a ``similarity_top_k``, mode or weight it cannot
+    take, or a filter value of the wrong shape, raises ``colbridge.InvalidInputError`` (a
+    ``ValueError``) when the retriever runs.
 
     Scores depend on the mode. ``colbert``: exact MaxSim, the sum over query tokens of the
     best cosine similarity among the node's tokens (normalised: divided by the query's token
@@ -98,10 +97,7 @@ class ColBERTRetriever(BaseRetriever):
         object_map: dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
-        similarity_top_k = _check_top_k(similarity_top_k)
         to_core_filter(filters)  # reject unsupported filters now, not at the first query
-        _check_mode(mode, index)
-        _check_hybrid_weight(hybrid_weight)
         if isinstance(index, BaseIndex):
             if model is not None or create:
                 raise ValueError("pass model or create only with an index folder; an index "
@@ -207,33 +203,14 @@ class ColBERTRetriever(BaseRetriever):
 
         Returns how many nodes were deleted (0 when none came from it).
         """
-        query, ref_filter = _ref_doc_query(ref_doc_id)
-        deleted = 0
-        while True:
-            k = min(self.index.count(), _MAX_K)
-            if k == 0:
-                return deleted
-            hits = self.index.search(query, k, filter=ref_filter)
-            deleted += self.index.delete([h.id for h in hits], missing_ok=True)
-            if len(hits) < k:
-                return deleted
+        return self.index.delete(filter=_ref_doc_filter(ref_doc_id))
 
     async def adelete_ref_doc(self, ref_doc_id: str) -> int:
         """Async :meth:`delete_ref_doc`."""
-        query, ref_filter = _ref_doc_query(ref_doc_id)
-        deleted = 0
-        while True:
-            k = min(await self.index.acount(), _MAX_K)
-            if k == 0:
-                return deleted
-            hits = await self.index.asearch(query, k, filter=ref_filter)
-            deleted += await self.index.adelete([h.id for h in hits], missing_ok=True)
-            if len(hits) < k:
-                return deleted
+        return await self.index.adelete(filter=_ref_doc_filter(ref_doc_id))
 
     # -- retrieval ------------------------------------------------------------------------
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        _check_top_k(self.similarity_top_k)
         hits = self.index.search(
             query_bundle.query_str,
             self.similarity_top_k,
@@ -245,7 +222,6 @@ class ColBERTRetriever(BaseRetriever):
 
     @dispatcher.span
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        _check_top_k(self.similarity_top_k)
         hits = await self.index.asearch(
             query_bundle.query_str,
             self.similarity_top_k,
@@ -288,33 +264,6 @@ def _creating(index: object, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"create": True, **kwargs} if isinstance(index, (str, os.PathLike)) else kwargs
 
 
-def _check_top_k(k: object) -> int:
-    """``k`` as an int (integral NumPy scalars included, booleans not) from 1 to ``_MAX_K``."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= _MAX_K:
-        raise ValueError(f"similarity_top_k must be an integer from 1 to {_MAX_K}, got {k!r}")
-    return int(k)
-
-
-def _check_mode(mode: object, index: object) -> None:
-    """Refuse a mode the index cannot search in (a folder opens as an embedded index)."""
-    if isinstance(index, BaseIndex):
-        supported, kind = index.search_modes, type(index).__name__
-    else:
-        supported, kind = EmbeddedIndex.search_modes, EmbeddedIndex.__name__
-    if not isinstance(mode, str) or mode not in supported:
-        raise ValueError(f"mode must be one of {supported} for {kind}, got {mode!r}")
-
-
-def _check_hybrid_weight(weight: object) -> None:
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, (int, float))
-        or not math.isfinite(weight)
-        or not 0 <= weight <= 1
-    ):
-        raise ValueError(f"hybrid_weight must be a number in [0, 1], got {weight!r}")
-
-
 def _records(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     if isinstance(nodes, BaseNode):
         raise TypeError("insert_nodes takes a list of nodes, got a single node")
@@ -333,9 +282,8 @@ def _transformations(
     return list(transformations) if transformations is not None else Settings.transformations
 
 
-def _ref_doc_query(ref_doc_id: str) -> tuple[str, dict[str, Any]]:
-    """The search that lists a document's nodes: a filter on the reserved ref-doc key, with
-    ``k`` at least the number of matches, so every match comes back whatever the query text."""
+def _ref_doc_filter(ref_doc_id: str) -> dict[str, Any]:
+    """The filter matching a source document's nodes: the reserved ref-doc key."""
     if not isinstance(ref_doc_id, str) or not ref_doc_id:
         raise ValueError(f"ref_doc_id must be a non-empty string, got {ref_doc_id!r}")
-    return ref_doc_id, {REF_DOC_KEY: ref_doc_id}
+    return {REF_DOC_KEY: ref_doc_id}
