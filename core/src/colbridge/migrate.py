@@ -150,7 +150,7 @@ def _open_target(target: str, model: ColBERTModel, info: ModelInfo, api_key: str
 
 def _copy(src: EmbeddedIndex, dest: QdrantIndex, batch_size: int,
           progress: Callable[[int, int], None] | None) -> MigrationResult:
-    matrix = src._vectors.matrix
+    matrix = src._vectors.view()
     documents = src.count()
     copied = skipped = total = 0
     for batch in _batches(src._store.iter_documents(), batch_size):
