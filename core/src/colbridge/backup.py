@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .index.embedded import EmbeddedIndex
 
 _COPY_CHUNK = 1 << 24
-_NORM_TOLERANCE = 0.02  # float16 rows of unit vectors are within 1e-3 of length 1
 
 
 def backup_index(index: EmbeddedIndex, destination: str | os.PathLike[str]) -> Path:
@@ -339,6 +338,7 @@ class _VectorSource:
         generation = _committed_generation(folder)
         if generation not in present:
             generation = present[-1] if present else None
+        self.norm_tolerance = store_type.norm_tolerance
         self.rows = 0
         self.matrix: Any = np.zeros((0, dimension), np.float32)
         held = store_type.held_rows(folder, generation, dimension) if present else None
@@ -386,7 +386,7 @@ def _usable(row: tuple[Any, Any, Any, Any, Any], vectors: _VectorSource, lost: d
         return None
     rows = np.asarray(vectors.matrix[start:start + count], dtype=np.float32)
     norms = np.linalg.norm(rows, axis=1)
-    if not (np.isfinite(norms).all() and (np.abs(norms - 1.0) <= _NORM_TOLERANCE).all()):
+    if not (np.isfinite(norms).all() and (np.abs(norms - 1.0) <= vectors.norm_tolerance).all()):
         _count(lost, "row(s) whose token vectors are damaged")
         return None
     return doc_id, text, parsed, rows
