@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from colbridge import EmbeddedIndex
 from colbridge.check import check_index
 from colbridge.index import layout
@@ -62,7 +61,7 @@ def test_stale_files_with_and_without_the_writers_files(tmp_path):
     # judged by loading them, so only other generations' vectors and graphs and temporaries.
     without = layout.stale_files(tmp_path, 2)
     assert sorted(p.name for p in without) == sorted(
-        ["vectors-1.f16", "graph-1-30.voy"] + temporary)
+        ["vectors-1.f16", "graph-1-30.voy", *temporary])
 
 
 def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from colbridge import EmbeddedIndex, IndexCorruptError
 from colbridge.check import check_index
 from colbridge.index import vectors
@@ -118,7 +117,7 @@ def test_maxsim_ranges_accepts_a_store_or_its_matrix(small_index):
     starts, counts = snap.starts[doc_nos], snap.counts[doc_nos]
     from_store = maxsim_ranges(query, store, starts, counts)
     assert np.array_equal(from_store, maxsim_ranges(query, store.matrix, starts, counts))
-    reference = [maxsim(query, store.matrix[s:s + c]) for s, c in zip(starts, counts)]
+    reference = [maxsim(query, store.matrix[s:s + c]) for s, c in zip(starts, counts, strict=True)]
     np.testing.assert_allclose(from_store, reference, rtol=1e-5)
 
 
