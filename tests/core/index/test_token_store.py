@@ -119,6 +119,9 @@ def test_maxsim_ranges_accepts_a_store_or_its_matrix(small_index):
     assert np.array_equal(from_store, maxsim_ranges(query, store.matrix, starts, counts))
     reference = [maxsim(query, store.matrix[s:s + c]) for s, c in zip(starts, counts, strict=True)]
     np.testing.assert_allclose(from_store, reference, rtol=1e-5)
+    gathered = store.gather(starts[:3], counts[:3])
+    assert np.array_equal(gathered, np.concatenate(
+        [store.matrix[s:s + c] for s, c in zip(starts[:3], counts[:3], strict=True)]))
 
 
 def test_a_registered_codec_serves_the_whole_index(tmp_path, tiny_model, monkeypatch):
@@ -139,6 +142,12 @@ def test_a_registered_codec_serves_the_whole_index(tmp_path, tiny_model, monkeyp
         assert [h.id for h in got][:5] == [h.id for h in want][:5]
         np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=2e-3)
 
+    snap = index._snap
+    some = snap.live[:5]
+    np.testing.assert_allclose(index._vectors.gather(snap.starts[some], snap.counts[some]),
+                               reference._vectors.gather(reference._snap.starts[some],
+                                                         reference._snap.counts[some]),
+                               atol=1e-3)  # the same rows, float32 against float16
     index.delete(ids[:40])
     reference.delete(ids[:40])
     index.compact()
