@@ -140,7 +140,7 @@ def _arm(point: str, hit: int) -> None:
 
     after(vectors.VectorFile, "append", "append")
     after(docstore.DocStore, "commit_write", "commit")
-    after(embedded, "write_vector_file", "compact-vectors")
+    after(vectors.Float16Store, "write_generation", "compact-vectors")
     before(docstore.DocStore, "commit_compaction", "compact-commit-before")
     after(docstore.DocStore, "commit_compaction", "compact-commit-after")
     before(embedded.EmbeddedIndex, "_remove_stale_files", "stale-removal")

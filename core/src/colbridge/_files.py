@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import IndexCorruptError
@@ -26,17 +28,48 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    scratch = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+_SCRATCH_MARK = ".tmp-"
+
+
+def scratch_path(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place: ``.<name>.tmp-<pid>-<thread>``
+    beside it (hidden, and unique to this writer)."""
+    return path.with_name(f".{path.name}{_SCRATCH_MARK}{os.getpid()}-{threading.get_ident()}")
+
+
+def is_scratch(name: str) -> bool:
+    """True for the name of a scratch file or folder (see :func:`scratch_path`)."""
+    return name.startswith(".") and _SCRATCH_MARK in name
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a scratch path for the caller to write ``path``'s new content to; when the block
+    ends, make it durable and rename it over ``path``, so readers see the old file or the new
+    one, never a mix. A failed block leaves ``path`` as it was and removes the scratch file."""
+    scratch = scratch_path(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(scratch)  # a planted link is replaced, never written through
-    with os.fdopen(open_nofollow(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(scratch, path)
+    try:
+        yield scratch
+        fd = open_nofollow(scratch, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(scratch, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(scratch)
+        raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    with atomic_file(path) as scratch, \
+            os.fdopen(open_nofollow(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
+        f.write(data)
 
 
 def file_digest(path: Path) -> tuple[int, str]:

@@ -35,37 +35,36 @@ if TYPE_CHECKING:
     from .index.embedded import EmbeddedIndex
 
 _COPY_CHUNK = 1 << 24
-_NORM_TOLERANCE = 0.02  # float16 rows of unit vectors are within 1e-3 of length 1
 
 
 def backup_index(index: EmbeddedIndex, destination: str | os.PathLike[str]) -> Path:
     """Copy ``index`` to the new folder ``destination`` (see :meth:`EmbeddedIndex.backup`)."""
+    from .index import layout
     from .index.docstore import FILENAME
-    from .index.graph import graph_file_name
     from .index.lexical import saved_segments
-    from .index.means import means_file_name
-    from .index.vectors import vector_file_name
 
     dest = _new_destination(destination, index.path)
     with index._writing():
         index._checkpoint_if_behind()
         index._lexical.checkpoint(index._snap.live)
         vectors = index._vectors
-        keep_whole = {graph_file_name(index._graph_generation, index._saved_rows),
-                      means_file_name(index._graph_generation, index._saved_rows)}
+        keep_whole = {layout.graph_file_name(index._graph_generation, index._saved_rows),
+                      layout.means_file_name(index._graph_generation, index._saved_rows)}
         segments = saved_segments(index.path)
         if segments:
             keep_whole.add(segments[0][1].name)
         scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.backup-", dir=dest.parent))
         try:
             _backup_sqlite(index.path / FILENAME, scratch / FILENAME)
-            _copy_prefix(vectors.path, scratch / vector_file_name(vectors.generation),
-                         vectors.rows * vectors.row_bytes)
+            committed = vectors.committed_files()
+            for path, size in committed:
+                _copy_prefix(path, scratch / path.name, size)
+            copied = {path.name for path, _ in committed}
             for entry in os.scandir(index.path):
                 name = entry.name
-                if _left_out(name) or name == vector_file_name(vectors.generation):
+                if _left_out(name) or name in copied:
                     continue
-                cache = name.startswith(("graph-", "means-", "lexical-", "vectors-"))
+                cache = layout.parse(name) is not None  # vectors, graph, means or lexical
                 if cache and name not in keep_whole:
                     continue  # superseded, or a leftover of an interrupted write
                 if entry.is_dir():
@@ -82,11 +81,10 @@ def backup_index(index: EmbeddedIndex, destination: str | os.PathLike[str]) -> P
 
 
 def _left_out(name: str) -> bool:
-    from .index.docstore import FILENAME
-    from .index.embedded import LOCK_FILE
+    from .index import layout
 
-    return (name == LOCK_FILE or name.startswith(FILENAME) or name.startswith(".")
-            or ".tmp-" in name)
+    return (name == layout.LOCK or name.startswith(layout.DOCUMENTS) or name.startswith(".")
+            or layout.is_temporary(name))
 
 
 def _new_destination(destination: str | os.PathLike[str], source: Path) -> Path:
@@ -202,7 +200,7 @@ def recover_index(source: str | os.PathLike[str], destination: str | os.PathLike
         # Only the name matters: add_encoded stores the given vectors, nothing is encoded.
         model = ColBERTModel(info.name, query_length=info.query_length,
                              document_length=info.document_length)
-        with _VectorSource(folder, info.dimension) as vectors, \
+        with _VectorSource(folder, manifest.codec, info.dimension) as vectors, \
                 EmbeddedIndex(scratch, model=model, create=False) as target:
             batch: list[tuple[str, str, dict[str, Any], np.ndarray]] = []
             saved: set[str] = set()
@@ -327,23 +325,26 @@ def _highest_doc_no(conn: sqlite3.Connection) -> int | None:
 
 
 class _VectorSource:
-    """The damaged index's newest vector file, memory-mapped whole."""
+    """The damaged index's token store of the committed generation (else the newest one
+    present), with every whole row its file holds."""
 
-    def __init__(self, folder: Path, dimension: int) -> None:
-        from .index.vectors import DTYPE
+    def __init__(self, folder: Path, codec: str, dimension: int) -> None:
+        from .index import layout
+        from .index.vectors import store_class
 
-        files = sorted(folder.glob("vectors-*.f16"),
-                       key=lambda p: int(p.stem.split("-")[1]) if p.stem[8:].isdigit() else -1)
+        store_type = store_class(codec)
+        present = sorted(name.generation for name, _ in layout.files_of(folder, layout.VECTORS)
+                         if name.extension == store_type.extension)
         generation = _committed_generation(folder)
-        chosen = [p for p in files if p.name == f"vectors-{generation}.f16"] or files[-1:]
+        if generation not in present:
+            generation = present[-1] if present else None
+        self.norm_tolerance = store_type.norm_tolerance
         self.rows = 0
-        self.matrix = np.zeros((0, dimension), DTYPE)
-        if chosen:
-            size = chosen[0].stat().st_size // (dimension * DTYPE.itemsize)
-            if size:
-                self.rows = size
-                self.matrix = np.memmap(chosen[0], dtype=DTYPE, mode="r",
-                                        shape=(size, dimension))
+        self.matrix: Any = np.zeros((0, dimension), np.float32)
+        held = store_type.held_rows(folder, generation, dimension) if present else None
+        if held:
+            self.rows = held
+            self.matrix = store_type(folder, generation, dimension, held).view()
 
     def __enter__(self) -> _VectorSource:
         return self
@@ -385,7 +386,7 @@ def _usable(row: tuple[Any, Any, Any, Any, Any], vectors: _VectorSource, lost: d
         return None
     rows = np.asarray(vectors.matrix[start:start + count], dtype=np.float32)
     norms = np.linalg.norm(rows, axis=1)
-    if not (np.isfinite(norms).all() and (np.abs(norms - 1.0) <= _NORM_TOLERANCE).all()):
+    if not (np.isfinite(norms).all() and (np.abs(norms - 1.0) <= vectors.norm_tolerance).all()):
         _count(lost, "row(s) whose token vectors are damaged")
         return None
     return doc_id, text, parsed, rows

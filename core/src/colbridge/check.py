@@ -39,21 +39,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._files import refuse_links
 from .errors import IndexCorruptError, IndexLockedError
+from .index import layout
 
-_GRAPH = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
-_VECTORS = re.compile(r"^vectors-(\d+)\.f16$")
-_NORM_TOLERANCE = 0.02  # float16 rows of L2-normalised vectors are within 1e-3 of unit length
+if TYPE_CHECKING:
+    from .index.vectors import TokenStore
+
 _CHUNK_ROWS = 65_536
 
 
@@ -162,7 +163,7 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
             return found
         generation, vector_rows, ranges = state
         dimension = manifest.model.dimension
-        _check_vectors(folder, generation, vector_rows, ranges, dimension, found)
+        _check_vectors(folder, manifest.codec, generation, vector_rows, ranges, dimension, found)
         _check_graphs(folder, generation, vector_rows, dimension, found)
         _check_lexical(folder, found)
         _check_means(folder, dimension, found)
@@ -175,7 +176,7 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
 def _locked(folder: Path, timeout: float) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
-    lock = FileLock(folder / "write.lock", thread_local=False)
+    lock = FileLock(folder / layout.LOCK, thread_local=False)
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
@@ -190,89 +191,60 @@ def _locked(folder: Path, timeout: float) -> Iterator[None]:
 
 def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] | None:
     """Integrity, schema and state of ``documents.sqlite``; its document ranges, sorted by start."""
-    from .index.docstore import (
-        FILENAME,
-        SCHEMA_VERSION,
-        foreign_schema_objects,
-        read_checksums,
-        read_vector_sums,
-    )
+    from .index.docstore import FILENAME, SCHEMA_VERSION, DocStore
 
     report = found.report
-    path = folder / FILENAME
-    if not path.exists():
+    if not (folder / FILENAME).exists():
         report.problems.append(f"{FILENAME} is missing: the documents are gone")
         found.data_damaged = True
         return None
+    store = DocStore.for_inspection(folder)
     try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=rw", uri=True, timeout=30.0)
-    except sqlite3.Error as e:
-        report.problems.append(f"{FILENAME} cannot be opened: {e}")
-        found.data_damaged = True
-        return None
-    try:
+        problem = None
         try:
-            verdict = [line for row in conn.execute("PRAGMA integrity_check(20)").fetchall()
-                       for line in str(row[0]).splitlines()]
-        except sqlite3.DatabaseError as e:
-            verdict = [str(e)]
+            verdict = store.integrity_verdict(20)
+        except sqlite3.Error as e:
+            report.problems.append(f"{FILENAME} cannot be opened: {e}")
+            found.data_damaged = True
+            return None
         if verdict != ["ok"]:
             shown = [line for line in verdict if not line.startswith("***")][:3]
-            report.problems.append(f"{FILENAME} fails SQLite's integrity check: "
-                                   + "; ".join(shown) + (" …" if len(verdict) > 4 else ""))
-            found.data_damaged = True
-            return None
-        foreign = foreign_schema_objects(conn)
-        if foreign:
-            report.problems.append(f"{FILENAME} holds schema objects colbridge did not create: "
-                                   + ", ".join(foreign))
-            found.data_damaged = True
-            return None
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"documents", "state"} <= tables:
-            report.problems.append(f"{FILENAME} lacks the documents or state table")
-            found.data_damaged = True
-            return None
-        state = dict(conn.execute("SELECT key, value FROM state").fetchall())
-        missing = {"schema_version", "generation", "vector_rows", "changes"} - set(state)
-        if missing:
-            report.problems.append(f"{FILENAME} lacks the state entries {sorted(missing)}")
-            found.data_damaged = True
-            return None
-        if state["schema_version"] != SCHEMA_VERSION:
-            report.problems.append(f"{FILENAME} has schema version {state['schema_version']!r}, "
-                                   f"this colbridge reads {SCHEMA_VERSION}")
+            problem = (f"{FILENAME} fails SQLite's integrity check: " + "; ".join(shown)
+                       + (" …" if len(verdict) > 4 else ""))
+        elif foreign := store.foreign_objects():
+            problem = (f"{FILENAME} holds schema objects colbridge did not create: "
+                       + ", ".join(foreign))
+        elif not {"documents", "state"} <= store.table_names():
+            problem = f"{FILENAME} lacks the documents or state table"
+        if problem is None:
+            state = store.raw_state()
+            missing = {"schema_version", "generation", "vector_rows", "changes"} - set(state)
+            if missing:
+                problem = f"{FILENAME} lacks the state entries {sorted(missing)}"
+            elif state["schema_version"] != SCHEMA_VERSION:
+                problem = (f"{FILENAME} has schema version {state['schema_version']!r}, "
+                           f"this colbridge reads {SCHEMA_VERSION}")
+            elif not all(type(state[key]) is int and state[key] >= 0
+                         for key in ("generation", "vector_rows", "changes")):
+                problem = f"{FILENAME} has an impossible state {state}"
+            elif untyped := store.untyped_ranges():
+                problem = f"{untyped} document(s) have vector ranges that are not integers"
+        if problem is not None:
+            report.problems.append(problem)
             found.data_damaged = True
             return None
         generation, rows = state["generation"], state["vector_rows"]
-        if not all(type(state[key]) is int and state[key] >= 0
-                   for key in ("generation", "vector_rows", "changes")):
-            report.problems.append(f"{FILENAME} has an impossible state {state}")
-            found.data_damaged = True
-            return None
-        untyped = conn.execute(
-            "SELECT count(*) FROM documents WHERE typeof(vec_start) != 'integer' "
-            "OR typeof(vec_count) != 'integer' OR typeof(doc_no) != 'integer'").fetchone()[0]
-        if untyped:
-            report.problems.append(f"{untyped} document(s) have vector ranges that are not "
-                                   "integers")
-            found.data_damaged = True
-            return None
-        rows_sql = "SELECT vec_start, vec_count FROM documents ORDER BY vec_start"
-        ranges = np.array(conn.execute(rows_sql).fetchall(), dtype=np.int64).reshape(-1, 2)
-        bad_metadata = conn.execute(
-            "SELECT count(*) FROM documents WHERE NOT json_valid(metadata) "
-            "OR json_type(metadata) != 'object'"
-        ).fetchone()[0]
-        bad_texts = _count_bad_texts(conn)
-        found.checksums = read_checksums(conn)
-        found.vector_sums = read_vector_sums(conn)
+        ranges = store.ranges_by_start()
+        bad_metadata = store.bad_metadata()
+        bad_texts = store.bad_texts()
+        found.checksums = store.recorded_checksums()
+        found.vector_sums = store.recorded_vector_sums()
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be read: {e}")
         found.data_damaged = True
         return None
     finally:
-        conn.close()
+        store.close()
     report.documents, report.vector_rows = len(ranges), rows
     if bad_metadata:
         report.problems.append(f"{bad_metadata} document(s) have metadata that is not a JSON "
@@ -298,66 +270,44 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
     return generation, rows, ranges
 
 
-def _count_bad_texts(conn: sqlite3.Connection) -> int:
-    """Documents whose text is not a valid UTF-8 string (a blob, or undecodable bytes)."""
-    bad = conn.execute("SELECT count(*) FROM documents WHERE typeof(text) != 'text'").fetchone()[0]
-    cursor = conn.execute("SELECT CAST(text AS BLOB) FROM documents WHERE typeof(text) = 'text'")
-    while batch := cursor.fetchmany(10_000):
-        for (raw,) in batch:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                bad += 1
-    return bad
-
-
-def _check_vectors(folder: Path, generation: int, rows: int, ranges: np.ndarray, dimension: int,
-                   found: _Findings) -> None:
-    from .index.vectors import DTYPE, vector_file_name
+def _check_vectors(folder: Path, codec: str, generation: int, rows: int, ranges: np.ndarray,
+                   dimension: int, found: _Findings) -> None:
+    from .index.vectors import store_class
 
     report = found.report
-    path = folder / vector_file_name(generation)
-    row_bytes = dimension * DTYPE.itemsize
-    size = path.stat().st_size if path.exists() else None
-    if size is None:
-        if rows:
-            report.problems.append(f"{path.name} is missing but {rows} rows are committed")
-            found.data_damaged = True
-        return
-    if size < rows * row_bytes:
-        report.problems.append(f"{path.name} holds {size // row_bytes} rows but {rows} are "
-                               "committed: the vector file is truncated")
+    store_type = store_class(codec)  # the manifest was read: its codec is known
+    problems, notes = store_type.file_problems(folder, generation, dimension, rows)
+    report.notes.extend(notes)
+    if problems:
+        report.problems.extend(problems)
         found.data_damaged = True
         return
-    if size > rows * row_bytes:
-        report.notes.append(f"{path.name} has {size - rows * row_bytes} bytes past the committed "
-                            "rows (an interrupted write; cut off by the next one)")
     if not rows or not len(ranges) or found.data_damaged:
         return
     live = np.zeros(rows, dtype=bool)
     for start, count in ranges:
         live[start:start + count] = True
-    matrix = np.memmap(path, dtype=DTYPE, mode="r", shape=(rows, dimension))
+    store = store_type(folder, generation, dimension, rows)
+    view = store.view()
     bad = 0
     for begin in range(0, rows, _CHUNK_ROWS):
-        chunk = np.asarray(matrix[begin:begin + _CHUNK_ROWS], dtype=np.float32)
+        chunk = np.asarray(view[begin:begin + _CHUNK_ROWS], dtype=np.float32)
         norms = np.linalg.norm(chunk, axis=1)
-        wrong = ~np.isfinite(norms) | (np.abs(norms - 1.0) > _NORM_TOLERANCE)
+        wrong = ~np.isfinite(norms) | (np.abs(norms - 1.0) > store.norm_tolerance)
         bad += int((wrong & live[begin:begin + _CHUNK_ROWS]).sum())
-    del matrix
+    del view
     if bad:
-        report.problems.append(f"{bad} live token vector(s) in {path.name} are not finite unit "
-                               "vectors: the vector file is damaged")
+        report.problems.append(f"{bad} live token vector(s) in {store.path.name} are not finite "
+                               "unit vectors: the vector file is damaged")
         found.data_damaged = True
-    _check_vector_sums(path, rows, dimension, found)
+    _check_vector_sums(store, rows, found)
 
 
-def _check_vector_sums(path: Path, rows: int, dimension: int, found: _Findings) -> None:
+def _check_vector_sums(store: TokenStore, rows: int, found: _Findings) -> None:
     """Each run of rows must match the checksum recorded when it was committed; runs without
     a record (written by an older colbridge) are notes, and repair records them."""
-    from .index.vectors import range_digest
-
     report = found.report
+    path = store.path
     mismatched, covered_to = [], 0
     for first, count, digest in found.vector_sums:
         if not (type(first) is int and type(count) is int and first >= 0 and count > 0
@@ -368,7 +318,7 @@ def _check_vector_sums(path: Path, rows: int, dimension: int, found: _Findings) 
             return
         if first > covered_to:
             found.unrecorded_rows.append((covered_to, first - covered_to))
-        if range_digest(path, dimension, first, count) != digest:
+        if store.range_digest(first, count) != digest:
             mismatched.append(f"{first}-{first + count - 1}")
         covered_to = first + count
     if covered_to < rows:
@@ -388,11 +338,8 @@ def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
                   found: _Findings) -> None:
     """The checkpoint an open would load must be sound; impossible ones are problems too."""
     report = found.report
-    checkpoints = []
-    for entry in os.scandir(folder):
-        match = _GRAPH.match(entry.name)
-        if match and int(match.group(1)) == generation:
-            checkpoints.append((int(match.group(2)), Path(entry.path)))
+    checkpoints = [(name.rows, path) for name, path in layout.files_of(folder, layout.GRAPH)
+                   if name.generation == generation]
     usable = sorted((c for c in checkpoints if c[0] <= rows), reverse=True)
     for covered, path in checkpoints:
         if covered > rows:
@@ -444,7 +391,7 @@ def _graph_trouble(path: Path, covered: int, dimension: int, checksum: tuple[int
 def _check_lexical(folder: Path, found: _Findings) -> None:
     """The newest ``lexical-*`` segment must load and agree with the stored texts; older ones
     are superseded leftovers."""
-    from .index.docstore import FILENAME
+    from .index.docstore import DocStore
     from .index.lexical import Segment, UnrecordedSegment, disagreement, saved_segments
 
     def load(path: Path) -> None:
@@ -452,15 +399,13 @@ def _check_lexical(folder: Path, found: _Findings) -> None:
             segment = Segment.load(path)
         except UnrecordedSegment:
             raise _Unrecorded from None
-        conn = sqlite3.connect(f"{(folder / FILENAME).resolve().as_uri()}?mode=ro", uri=True)
+        store = DocStore.for_inspection(folder)
         try:
-            texts = {n: text for n, text in conn.execute(
-                "SELECT doc_no, text FROM documents WHERE doc_no <= ?", (segment.upto,))
-                if isinstance(text, str)}
+            texts = store.texts_up_to(segment.upto)
         except sqlite3.Error:
             return  # the store's own check reports it
         finally:
-            conn.close()
+            store.close()
         trouble = disagreement(segment, texts)
         if trouble:
             raise ValueError(f"{path} {trouble}")
@@ -509,34 +454,31 @@ class _Unrecorded(Exception):
 
 
 def _find_leftovers(folder: Path, generation: int, found: _Findings) -> None:
-    for entry in os.scandir(folder):
-        name = entry.name
-        graph, vectors = _GRAPH.match(name), _VECTORS.match(name)
-        other_generation = (graph and int(graph.group(1)) != generation) or (
-            vectors and int(vectors.group(1)) != generation)
-        temporary = name.startswith(".") and ".tmp-" in name
-        if other_generation or temporary:
-            found.report.notes.append(f"{name} is a leftover of an interrupted write or compaction")
-            found.leftovers.append(Path(entry.path))
+    for path in layout.stale_files(folder, generation):
+        if path not in found.leftovers:
+            found.report.notes.append(f"{path.name} is a leftover of an interrupted write or "
+                                      "compaction")
+            found.leftovers.append(path)
 
 
 # -- repairing ---------------------------------------------------------------------------------
 def _record_vector_sums(folder: Path, findings: _Findings) -> str:
     """Record checksums of committed rows that have none (the check found them sound)."""
-    from .index.docstore import FILENAME, add_vector_sums
+    from .index.docstore import DocStore
     from .index.manifest import Manifest
-    from .index.vectors import range_digest, vector_file_name
+    from .index.vectors import store_class
 
-    dimension = Manifest.read(folder).model.dimension
-    conn = sqlite3.connect(folder / FILENAME, timeout=30.0, isolation_level=None)
+    manifest = Manifest.read(folder)
+    store = DocStore(folder)
     try:
-        generation = conn.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0]
-        path = folder / vector_file_name(generation)
-        sums = [(first, count, range_digest(path, dimension, first, count))
+        state = store.state()
+        vectors = store_class(manifest.codec)(folder, state.generation,
+                                              manifest.model.dimension, state.vector_rows)
+        sums = [(first, count, vectors.range_digest(first, count))
                 for first, count in findings.unrecorded_rows]
-        add_vector_sums(conn, sums)
+        store.record_vector_sums(sums)
     finally:
-        conn.close()
+        store.close()
     rows = sum(count for _, count, _ in sums)
     return f"recorded the checksums of {rows:,} vector rows written by an older colbridge"
 

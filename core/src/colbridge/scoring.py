@@ -21,6 +21,7 @@ import importlib.util
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def token_similarities(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
     return (d @ torch.from_numpy(np.ascontiguousarray(q)).T).T.contiguous().numpy()
 
 
-def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
+def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
                   counts: np.ndarray) -> np.ndarray:
     """MaxSim of one query against documents stored as rows ``matrix[start:start + count]``.
 
@@ -106,12 +107,16 @@ def maxsim_ranges(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
 
     Args:
         query: ``(q, dim)`` query token vectors.
-        matrix: ``(rows, dim)`` token vectors of all documents.
+        matrix: ``(rows, dim)`` token vectors of all documents: an array, an array-like
+            indexable by arrays of rows, or a token store (``colbridge.index.vectors``), whose
+            rows are scored as its codec gives them (the fast kernels for a float16 matrix).
         starts, counts: first row and number of rows of each document (every count >= 1).
 
     Returns:
         ``(n,)`` float32 scores, in the order of ``starts``.
     """
+    if not isinstance(matrix, np.ndarray) and hasattr(matrix, "scoring_rows"):
+        matrix = matrix.scoring_rows()
     starts = np.asarray(starts, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     chosen = kernel() if len(starts) and matrix.dtype == np.float16 else "numpy"

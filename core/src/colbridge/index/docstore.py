@@ -184,8 +184,30 @@ class DocStore:
                 f"{self.path} has schema version {version!r}; this colbridge reads {SCHEMA_VERSION}"
             )
 
+    @classmethod
+    def for_inspection(cls, folder: Path) -> DocStore:
+        """The store of ``folder`` opened as it is, for ``colbridge check`` to report what is
+        wrong with it: none of the constructor's checks run, nothing is created or converted
+        (no journal-mode change), and the inspection methods below raise ``sqlite3.Error`` on
+        a damaged file rather than :class:`~colbridge.IndexCorruptError`."""
+        store = cls.__new__(cls)
+        store.path = folder / FILENAME
+        store._local = threading.local()
+        store._connections = []
+        store._connections_lock = threading.Lock()
+        store._inspecting = True
+        return store
+
+    _inspecting = False
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is None and self._inspecting:
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=rw", uri=True,
+                                   timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
@@ -348,6 +370,80 @@ class DocStore:
     def checksum(self, name: str) -> tuple[int, str] | None:
         """The ``(bytes, sha256)`` recorded for the cache file ``name`` when it was written."""
         return read_checksums(self._conn()).get(name)
+
+    # -- inspection (colbridge check) ------------------------------------------------------------
+    def integrity_verdict(self, limit: int = 20) -> list[str]:
+        """SQLite's ``integrity_check``: ``["ok"]``, or up to ``limit`` lines of damage."""
+        conn = self._conn()  # failing to open is not a verdict: the caller reports it
+        try:
+            rows = conn.execute(f"PRAGMA integrity_check({int(limit)})").fetchall()
+        except sqlite3.DatabaseError as e:
+            return [str(e)]
+        return [line for row in rows for line in str(row[0]).splitlines()]
+
+    def foreign_objects(self) -> list[str]:
+        """Schema objects colbridge did not create (see :func:`foreign_schema_objects`)."""
+        return foreign_schema_objects(self._conn())
+
+    def table_names(self) -> set[str]:
+        return {r[0] for r in self._conn().execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def raw_state(self) -> dict[str, Any]:
+        """The ``state`` table as stored, values unchecked."""
+        return dict(self._conn().execute("SELECT key, value FROM state").fetchall())
+
+    def untyped_ranges(self) -> int:
+        """Documents whose number or vector range is not stored as integers."""
+        return self._conn().execute(
+            "SELECT count(*) FROM documents WHERE typeof(vec_start) != 'integer' "
+            "OR typeof(vec_count) != 'integer' OR typeof(doc_no) != 'integer'").fetchone()[0]
+
+    def ranges_by_start(self) -> np.ndarray:
+        """Every document's ``(vec_start, vec_count)``, ``(n, 2)`` int64, sorted by start."""
+        rows = self._conn().execute(
+            "SELECT vec_start, vec_count FROM documents ORDER BY vec_start").fetchall()
+        return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+    def bad_metadata(self) -> int:
+        """Documents whose metadata is not a JSON object."""
+        return self._conn().execute(
+            "SELECT count(*) FROM documents WHERE NOT json_valid(metadata) "
+            "OR json_type(metadata) != 'object'").fetchone()[0]
+
+    def bad_texts(self) -> int:
+        """Documents whose text is not a valid UTF-8 string (a blob, or undecodable bytes)."""
+        conn = self._conn()
+        bad = conn.execute(
+            "SELECT count(*) FROM documents WHERE typeof(text) != 'text'").fetchone()[0]
+        cursor = conn.execute(
+            "SELECT CAST(text AS BLOB) FROM documents WHERE typeof(text) = 'text'")
+        while batch := cursor.fetchmany(10_000):
+            for (raw,) in batch:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad += 1
+        return bad
+
+    def texts_up_to(self, doc_no: int) -> dict[int, str]:
+        """``{doc_no: text}`` of the documents numbered up to ``doc_no`` whose text is text."""
+        rows = self._conn().execute(
+            "SELECT doc_no, text FROM documents WHERE doc_no <= ?", (int(doc_no),))
+        return {n: text for n, text in rows if isinstance(text, str)}
+
+    def recorded_checksums(self) -> dict[str, tuple[int, str]]:
+        """Every ``{file name: (bytes, sha256)}`` recorded (see :func:`read_checksums`)."""
+        return read_checksums(self._conn())
+
+    def recorded_vector_sums(self) -> list[tuple[int, int, str]]:
+        """Every run of rows' ``(first row, rows, sha256)`` (see :func:`read_vector_sums`)."""
+        return read_vector_sums(self._conn())
+
+    def record_vector_sums(self, sums: Sequence[tuple[int, int, str]]) -> None:
+        """Record checksums of committed runs of rows that have none (see
+        :func:`add_vector_sums`)."""
+        add_vector_sums(self._conn(), sums)
 
     # -- writes -----------------------------------------------------------------------------
     @_damage_is_corruption

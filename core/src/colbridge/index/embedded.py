@@ -4,7 +4,7 @@ Folder layout (all formats documented in ``docs/index-format.md``; none is pickl
 
     manifest.json            what the folder is, which model built it (never changes)
     documents.sqlite         ids, texts, metadata, vector locations, committed state (WAL)
-    vectors-<gen>.f16        every token vector, float16, append-only
+    vectors-<gen>.f16        every token vector, as the manifest's codec stores them (float16)
     graph-<gen>-<rows>.voy   Voyager HNSW checkpoint over the first <rows> token vectors
     means-<gen>-<rows>.npz   each document's mean token vector, saved with the checkpoint
     write.lock               held by the process that is writing
@@ -48,17 +48,18 @@ from ..errors import (
 from ..filters import Condition
 from ..models import ColBERTModel
 from ..scoring import fuse_scores, maxsim_ranges, rows_of, token_similarities
+from . import layout
 from .base import MODES, BaseIndex, SearchMode
 from .docstore import DocStore, NewDocument
 from .graph import TokenGraph, checkpoints, graph_file_name, probe_unrecorded
 from .lexical import LexicalIndex
 from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
 from .means import load_latest, mean_vectors, means_file_name, means_from_rows, save_means
-from .vectors import VectorFile, vector_file_name, write_vector_file
+from .vectors import TokenStore, store_class
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = "write.lock"
+LOCK_FILE = layout.LOCK
 _MAX_TOKEN_K = 4096
 HYBRID_DEPTH = 100
 """Candidates each ranking contributes to a hybrid search (ColBERT's best, BM25's best)."""
@@ -102,7 +103,7 @@ class SearchOptions:
 class _Snapshot:
     """What one search reads; replaced whole (never mutated) by writes."""
 
-    vectors: np.ndarray  # (rows, dim) float16, memory-mapped
+    vectors: Any  # (rows, dim) the token store's view (for float16, its memory map)
     tok2doc: np.ndarray  # (rows,) doc_no owning each row, -1 once deleted
     starts: np.ndarray  # (max doc_no + 1,) first row of each document
     counts: np.ndarray  # (max doc_no + 1,) rows of each document, 0 when absent
@@ -179,7 +180,7 @@ class EmbeddedIndex(BaseIndex):
         # Until an index exists here, nothing is created: the first add creates it, and any
         # other call raises IndexNotFoundError, so a mistyped path leaves no empty index behind.
         self._pending: GraphParams | None = None
-        if not (self.path / "manifest.json").exists():
+        if not (self.path / layout.MANIFEST).exists():
             self._check_creatable()
             if not create:
                 raise IndexNotFoundError(_no_index_message(self.path))
@@ -239,6 +240,7 @@ class EmbeddedIndex(BaseIndex):
                 f"{'onnx-int8' if info.precision == 'int8' else 'onnx'!r}) (or leave the model out)"
             )
         self.model = model
+        self._store_class: type[TokenStore] = store_class(self.manifest.codec)
         self._file_lock = FileLock(self.path / LOCK_FILE, thread_local=False)
         self._store = DocStore(self.path)
         self._lexical = LexicalIndex(self.path, self._store.texts_by_doc_nos)
@@ -259,7 +261,7 @@ class EmbeddedIndex(BaseIndex):
         with self._write_lock:
             if self._pending is None:
                 return
-            if (self.path / "manifest.json").exists():  # created by another handle meanwhile
+            if (self.path / layout.MANIFEST).exists():  # created by another handle meanwhile
                 self._open(self._requested_model)
             elif not create:
                 raise IndexNotFoundError(_no_index_message(self.path))
@@ -288,7 +290,7 @@ class EmbeddedIndex(BaseIndex):
             try:
                 os.rename(scratch, self.path)
             except OSError:
-                if not (self.path / "manifest.json").exists():  # lost a race to another creator?
+                if not (self.path / layout.MANIFEST).exists():  # lost a race to another creator?
                     raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -311,10 +313,10 @@ class EmbeddedIndex(BaseIndex):
     def _load_state(self) -> None:
         state, table = self._store.ranges()
         self._changes_seen = state.changes
-        vectors = VectorFile(self.path, state.generation, self.dimension, state.vector_rows)
+        vectors = self._store_class(self.path, state.generation, self.dimension, state.vector_rows)
         self._vectors = vectors
         self._changes = state.changes
-        self._snap, computed = _build_snapshot(vectors.matrix, table, self._known_means())
+        self._snap, computed = _build_snapshot(vectors.view(), table, self._known_means())
         if computed:
             logger.info("%s: computed %d document means from the vectors", self.path, computed)
             self._means_unsaved = True
@@ -441,7 +443,7 @@ class EmbeddedIndex(BaseIndex):
             self._graph.add_documents(np.concatenate(embeddings), starts - first,
                                       np.array(counts, np.int64), covered_rows=rows, id_offset=first)
             self._snap = _apply_write(
-                self._snap, self._vectors.matrix,
+                self._snap, self._vectors.view(),
                 removed=np.fromiter(replaced.values(), np.int64, len(replaced)),
                 added=np.array(new_nos, np.int64), starts=starts, counts=np.array(counts, np.int64),
                 means=mean_vectors(embeddings, self.dimension),
@@ -463,7 +465,7 @@ class EmbeddedIndex(BaseIndex):
             )
             self._changes += 1
             self._snap = _apply_write(
-                self._snap, self._vectors.matrix,
+                self._snap, self._vectors.view(),
                 removed=np.fromiter(found.values(), np.int64, len(found)),
                 added=np.zeros(0, np.int64), starts=np.zeros(0, np.int64),
                 counts=np.zeros(0, np.int64), means=np.zeros((0, self.dimension), np.float16),
@@ -540,12 +542,12 @@ class EmbeddedIndex(BaseIndex):
         generation = self._vectors.generation + 1
         counts = snap.counts[snap.live]
         new_starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-        path = self.path / vector_file_name(generation)
-        rows, sums = write_vector_file(path, _chunks_of(snap, snap.live))
+        rows, sums = self._vectors.write_generation(generation, snap.starts[snap.live], counts)
         graph = TokenGraph(self.dimension, self.manifest.graph)
         if rows:
-            graph.add_documents(np.memmap(path, dtype="<f2", mode="r", shape=(rows, self.dimension)),
-                                new_starts, counts, covered_rows=rows)
+            written = self._store_class(self.path, generation, self.dimension, rows)
+            graph.add_documents(written.view(), new_starts, counts, covered_rows=rows)
+            del written  # its memory map: the reload below opens the generation again
         graph.rows = rows
         graph.save(self.path, generation)
         self._record_checksums(graph_file_name(generation, rows))
@@ -562,16 +564,13 @@ class EmbeddedIndex(BaseIndex):
 
     def _remove_stale_files(self) -> None:
         """Delete superseded vector files and checkpoints (only while holding the write lock)."""
-        keep = {vector_file_name(self._vectors.generation),
+        keep = {self._vectors.path.name,
                 graph_file_name(self._graph_generation, self._saved_rows),
                 means_file_name(self._graph_generation, self._saved_rows)}
         self._store.record_checksums({}, keep=keep)
-        for entry in os.scandir(self.path):
-            name = entry.name
-            stale = name.startswith(("vectors-", "graph-", "means-")) and name not in keep
-            if stale or (name.startswith(".") and ".tmp-" in name):
-                with contextlib.suppress(OSError):
-                    os.remove(entry.path)
+        for path in layout.stale_files(self.path, self._vectors.generation, keep):
+            with contextlib.suppress(OSError):  # a folder (an interrupted lexical save) stays
+                os.remove(path)
 
     # -- reading ----------------------------------------------------------------------------
     def _check_search(self, *args: Any, **kwargs: Any) -> tuple[int, list[Condition], SearchMode]:
@@ -880,13 +879,7 @@ def _documents_at(store: DocStore, snap: _Snapshot, doc_nos: np.ndarray
             if n in documents]
 
 
-def _chunks_of(snap: _Snapshot, doc_nos: np.ndarray) -> Iterator[np.ndarray]:
-    for begin in range(0, len(doc_nos), 2048):
-        part = doc_nos[begin : begin + 2048]
-        yield np.asarray(snap.vectors[rows_of(snap.starts[part], snap.counts[part])])
-
-
-def _build_snapshot(vectors: np.ndarray, table: np.ndarray,
+def _build_snapshot(vectors: Any, table: np.ndarray,
                     known_means: tuple[np.ndarray, np.ndarray] | None) -> tuple[_Snapshot, int]:
     """The snapshot of the committed ``table`` of ``(doc_no, start, count)``, and how many
     document means had to be computed from the vectors (those not in ``known_means``)."""
@@ -915,7 +908,7 @@ def _build_snapshot(vectors: np.ndarray, table: np.ndarray,
 
 
 def _apply_write(
-    snap: _Snapshot, vectors: np.ndarray, *, removed: np.ndarray, added: np.ndarray,
+    snap: _Snapshot, vectors: Any, *, removed: np.ndarray, added: np.ndarray,
     starts: np.ndarray, counts: np.ndarray, means: np.ndarray,
 ) -> _Snapshot:
     size = max(len(snap.counts), int(added.max()) + 1 if len(added) else 0)

@@ -8,34 +8,25 @@ and written to a temporary name, then renamed, so a crash never leaves a half-wr
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .._files import file_digest, fsync_dir
+from .._files import file_digest
 from ..errors import IndexCorruptError
 from ..scoring import rows_of
+from . import layout
+from .layout import graph_file_name
 from .manifest import GraphParams
 
-_NAME = re.compile(r"^graph-(\d+)-(\d+)\.voy$")
 _ADD_CHUNK = 65_536
-
-
-def graph_file_name(generation: int, rows: int) -> str:
-    return f"graph-{generation}-{rows}.voy"
 
 
 def checkpoints(folder: Path, generation: int, max_rows: int) -> list[tuple[Path, int]]:
     """The checkpoints of ``generation`` covering at most ``max_rows`` rows, newest first."""
-    found = []
-    for entry in os.scandir(folder):
-        match = _NAME.match(entry.name)
-        if match and int(match.group(1)) == generation and int(match.group(2)) <= max_rows:
-            found.append((Path(entry.path), int(match.group(2))))
-    return sorted(found, key=lambda c: c[1], reverse=True)
+    return [(path, name.rows) for name, path in layout.files_of(folder, layout.GRAPH)
+            if name.generation == generation and name.rows <= max_rows]
 
 
 # A checkpoint with no recorded checksum (written by colbridge before checksums existed) is
@@ -166,13 +157,8 @@ class TokenGraph:
 
     def save(self, folder: Path, generation: int) -> Path:
         target = folder / graph_file_name(generation, self.rows)
-        scratch = folder / f".{target.name}.tmp-{os.getpid()}"
-        with self._lock:
+        with layout.atomic_file(target) as scratch, self._lock:
             self._index.save(str(scratch))
-        with open(scratch, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(scratch, target)
-        fsync_dir(folder)
         return target
 
 

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -40,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import file_digest, fsync_dir
+from .._files import file_digest, fsync_dir, scratch_path
+from . import layout
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ FORMAT_VERSION = 1
 TOKENIZER = {"lower": True, "stopwords": "en", "stemmer": "english"}
 """How texts become terms: lowercase, bm25s's English stopwords, Snowball English stemming."""
 
-_NAME = re.compile(r"^lexical-(\d+)$")
 
 TextsByDocNo = Callable[[Sequence[int]], dict[int, str]]
 
@@ -127,8 +126,8 @@ class Segment:
 
     def save(self, folder: Path) -> Path:
         """Write this segment as ``lexical-<upto>/``: built aside, renamed into place."""
-        target = folder / f"lexical-{self.upto}"
-        scratch = folder / f".lexical-{self.upto}.tmp-{os.getpid()}-{threading.get_ident()}"
+        target = folder / layout.lexical_folder_name(self.upto)
+        scratch = scratch_path(target)
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir()
         self.retriever.save(str(scratch), show_progress=False)
@@ -256,12 +255,8 @@ def disagreement(segment: Segment, texts: dict[int, str]) -> str | None:
 
 def saved_segments(folder: Path) -> list[tuple[int, Path]]:
     """``(upto, path)`` of every ``lexical-<upto>`` folder, newest first."""
-    found = []
-    for entry in os.scandir(folder):
-        match = _NAME.match(entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), Path(entry.path)))
-    return sorted(found, reverse=True)
+    return [(name.rows, path) for name, path in layout.files_of(folder, layout.LEXICAL)
+            if path.is_dir()]
 
 
 class LexicalIndex:
@@ -345,7 +340,7 @@ class LexicalIndex:
             if upto != self._saved_upto:
                 shutil.rmtree(path, ignore_errors=True)
         for entry in os.scandir(self.folder):
-            if entry.name.startswith(".lexical-") and ".tmp-" in entry.name:
+            if entry.name.startswith(".lexical-") and layout.is_temporary(entry.name):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
     # -- internals ---------------------------------------------------------------------------

@@ -12,8 +12,13 @@ Format (version 1)::
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
-                "pool": 2}
+                "pool": 2},
+      "codec": "float16"
     }
+
+``codec`` names how the token vectors are stored (see :mod:`colbridge.index.vectors`). It was
+added without a format-version bump: colbridge releases before it ignore it, and a manifest
+without it means ``float16``, the only codec those releases wrote.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any
 
 from .._files import atomic_write_bytes
 from ..errors import IndexCorruptError, InvalidInputError
+from .layout import MANIFEST
+from .vectors import DEFAULT_CODEC, store_class
 
 FORMAT = "colbridge-index"
 FORMAT_VERSION = 1
-FILENAME = "manifest.json"
+FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
 
 
@@ -77,6 +84,8 @@ class Manifest:
     model: ModelInfo
     graph: GraphParams
     created_by: str
+    codec: str = "float16"
+    """The token-vector codec (a name registered in :mod:`colbridge.index.vectors`)."""
 
     def to_json(self) -> bytes:
         body = {
@@ -87,6 +96,7 @@ class Manifest:
             "model": {k: v for k, v in asdict(self.model).items()
                       if not (k == "precision" and v == "float32")},
             "graph": asdict(self.graph),
+            "codec": self.codec,
         }
         return (json.dumps(body, indent=2) + "\n").encode()
 
@@ -128,7 +138,13 @@ class Manifest:
                     raise ValueError(f"model.{name} must be a positive integer, got {value!r}")
         except (KeyError, TypeError, ValueError) as e:  # InvalidInputError is a ValueError
             raise IndexCorruptError(f"{path} is incomplete or malformed: {e}") from e
-        return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")))
+        codec = body.get("codec", DEFAULT_CODEC)
+        try:
+            store_class(codec)
+        except IndexCorruptError as e:
+            raise IndexCorruptError(f"{path}: {e}") from None
+        return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")),
+                   codec=codec)
 
 
 _ORIGINAL_GRAPH = {"pool": 1}

@@ -17,47 +17,35 @@ missing or unreadable) are computed from the vector file when the index opens.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .._files import file_digest, fsync_dir
+from .._files import file_digest
+from ..scoring import rows_of
+from . import layout
+from .layout import means_file_name
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^means-(\d+)-(\d+)\.npz$")
 _BLOCK_DOCS = 1024
-
-
-def means_file_name(generation: int, rows: int) -> str:
-    return f"means-{generation}-{rows}.npz"
 
 
 def saved_means(folder: Path) -> list[tuple[int, int, Path]]:
     """Every means file in ``folder`` as ``(generation, rows, path)``, newest first."""
-    found = []
-    for entry in os.scandir(folder):
-        match = _NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), int(match.group(2)), Path(entry.path)))
-    return sorted(found, reverse=True)
+    return [(name.generation, name.rows, path)
+            for name, path in layout.files_of(folder, layout.MEANS)]
 
 
 def save_means(folder: Path, generation: int, rows: int, doc_nos: np.ndarray,
                means: np.ndarray) -> Path:
     """Write the means of ``doc_nos`` atomically (temporary name, fsync, rename)."""
     target = folder / means_file_name(generation, rows)
-    scratch = folder / f".{target.name}.tmp-{os.getpid()}"
-    with open(scratch, "wb") as f:
+    with layout.atomic_file(target) as scratch, open(scratch, "wb") as f:
         np.savez(f, doc_nos=np.asarray(doc_nos, np.int64), means=np.asarray(means, np.float16))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(scratch, target)
-    fsync_dir(folder)
     return target
 
 
@@ -111,14 +99,17 @@ def mean_vectors(documents: list[np.ndarray], dimension: int) -> np.ndarray:
     return _normalised(sums)
 
 
-def means_from_rows(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Means of documents stored as ``matrix[start:start + count]`` (every count >= 1)."""
+def means_from_rows(matrix: Any, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Means of documents stored as ``matrix[start:start + count]`` (every count >= 1);
+    ``matrix`` is anything indexable by an array of rows, such as a token store's view."""
     out = np.zeros((len(starts), matrix.shape[1]), np.float16)
     for begin in range(0, len(starts), _BLOCK_DOCS):
-        part_starts = starts[begin:begin + _BLOCK_DOCS]
         part_counts = counts[begin:begin + _BLOCK_DOCS]
-        out[begin:begin + len(part_starts)] = mean_vectors(
-            [matrix[s:s + c] for s, c in zip(part_starts.tolist(), part_counts.tolist())],
+        rows = np.asarray(matrix[rows_of(starts[begin:begin + _BLOCK_DOCS], part_counts)],
+                          dtype=np.float32)
+        ends = np.cumsum(part_counts).tolist()
+        out[begin:begin + len(part_counts)] = mean_vectors(
+            [rows[end - count:end] for end, count in zip(ends, part_counts.tolist())],
             matrix.shape[1],
         )
     return out

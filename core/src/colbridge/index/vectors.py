@@ -1,49 +1,226 @@
-"""The token-vector file: every document's token vectors, float16, one row per token.
+"""Token stores: every document's token vectors, one row per token, behind one class.
 
-``vectors-<generation>.f16`` holds raw little-endian float16 values, ``dimension`` per row, with
-no header (the manifest gives the dimension; the store gives the committed row count). Rows are
-only ever appended; rows past the committed count are leftovers of an interrupted write and are
-cut off before the next append. Compaction writes a new generation and switches to it in one
-SQLite transaction. The file is memory-mapped for reading, copy-on-write: the rows are never
-written through the map, but a writable array lets PyTorch score them without a copy.
+A :class:`TokenStore` holds the rows of one generation (compaction starts the next): it gathers
+the rows of given documents, appends rows (returning the first row and a digest the store
+records), writes the live rows into the next generation, and exposes the committed row count.
+How rows are kept on disk is its codec's business; the manifest names the codec (``"codec"``,
+absent in folders written before codecs existed, which means ``float16``). Everything else —
+graph building, document means, exact scoring, ``colbridge check`` — reads rows through the
+store, never a file. Adding a codec is one module with a :class:`TokenStore` subclass and a
+:func:`register_codec` call for it (see ``docs/index-format.md``).
+
+The first codec, :class:`Float16Store`: ``vectors-<generation>.f16`` holds raw little-endian
+float16 values, ``dimension`` per row, with no header (the manifest gives the dimension; the
+store gives the committed row count). Rows are only ever appended; rows past the committed
+count are leftovers of an interrupted write and are cut off before the next append. Compaction
+writes a new generation and switches to it in one SQLite transaction. The file is memory-mapped
+for reading, copy-on-write: the rows are never written through the map, but a writable array
+lets PyTorch score them without a copy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .._files import fsync_dir, open_nofollow
 from ..errors import IndexCorruptError
+from ..scoring import rows_of
+from . import layout
 
 DTYPE = np.dtype("<f2")
+DEFAULT_CODEC = "float16"
+"""The codec of a manifest that names none."""
+
+_COMPACT_DOCS = 2048  # documents per run of rows (and checksum record) written by compaction
 
 
-def vector_file_name(generation: int) -> str:
-    return f"vectors-{generation}.f16"
+class TokenStore(ABC):
+    """The token vectors of one generation of an index folder, ``dimension`` wide.
 
+    Args:
+        folder: the index folder.
+        generation: which generation's rows (the store's ``generation`` state).
+        dimension: width of a row (the manifest's ``model.dimension``).
+        rows: the committed row count; reads see these rows only.
 
-class VectorFile:
-    """Append-only float16 rows of width ``dimension``; reads see the first ``rows`` of them."""
+    Raises :class:`~colbridge.IndexCorruptError` when the folder holds fewer rows than are
+    committed. Subclasses set :attr:`codec` and :attr:`extension` and implement the abstract
+    methods; the rest is shared.
+    """
+
+    codec: ClassVar[str]
+    """The name the manifest records."""
+    extension: ClassVar[str]
+    """The extension of the generation's file, ``vectors-<generation>.<extension>``."""
+    norm_tolerance: ClassVar[float] = 0.02
+    """How far from 1 a stored row's length may be (``colbridge check``'s unit-norm rule)."""
 
     def __init__(self, folder: Path, generation: int, dimension: int, rows: int) -> None:
-        self.path = folder / vector_file_name(generation)
+        self.folder = folder
         self.generation = generation
         self.dimension = dimension
-        self.row_bytes = dimension * DTYPE.itemsize
-        if rows and not self.path.exists():
-            raise IndexCorruptError(f"{self.path} is missing: the token vectors are gone")
-        if self.path.exists() and self.path.stat().st_size < rows * self.row_bytes:
-            raise IndexCorruptError(
-                f"{self.path} holds {self.path.stat().st_size // self.row_bytes} rows but "
-                f"{rows} are committed: the vector file is truncated"
-            )
+        problems, _ = self.file_problems(folder, generation, dimension, rows)
+        if problems:
+            raise IndexCorruptError(f"{folder}: {problems[0]}")
         self.rows = rows
-        self.matrix = self._map(rows)
+
+    @classmethod
+    def file_name(cls, generation: int) -> str:
+        return layout.vector_file_name(generation, cls.extension)
+
+    @property
+    def path(self) -> Path:
+        """The file holding this generation's rows."""
+        return self.folder / self.file_name(self.generation)
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def matrix(self) -> np.ndarray | None:
+        """The committed rows as one float16 array (memory-mapped), for codecs that store them
+        so; None otherwise. Exact scoring uses its fast kernel on it."""
+        return None
+
+    def view(self) -> Any:
+        """The committed rows as an array-like of shape ``(rows, dimension)``, indexable by an
+        array of rows or a slice, and fixed: later appends do not change it."""
+        return DecodedRows(self, self.rows)
+
+    def scoring_rows(self) -> Any:
+        """What :func:`colbridge.scoring.maxsim_ranges` scores: the float16 matrix when there
+        is one, else :meth:`view`."""
+        matrix = self.matrix
+        return matrix if matrix is not None else self.view()
+
+    def gather(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Rows ``start`` to ``start + count - 1`` of each document, concatenated."""
+        return np.asarray(self.view()[rows_of(np.asarray(starts), np.asarray(counts))])
+
+    @abstractmethod
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        """The token vectors (float32) of the committed ``rows`` (a 1-D array of row numbers)."""
+
+    # -- writing ------------------------------------------------------------------------------
+    @abstractmethod
+    def append(self, arrays: Sequence[np.ndarray]) -> tuple[int, str]:
+        """Write arrays after the committed rows and make them durable; returns the first row
+        and the SHA-256 of what was written (for the store to record with the commit).
+
+        The new rows stay invisible to readers until :meth:`expose` is called after the store
+        has committed them.
+        """
+
+    def expose(self, rows: int) -> None:
+        """Make the first ``rows`` rows readable (after the store committed them)."""
+        self.rows = rows
+
+    @abstractmethod
+    def write_generation(self, generation: int, starts: np.ndarray, counts: np.ndarray
+                         ) -> tuple[int, list[tuple[int, int, str]]]:
+        """Write the rows of documents ``(starts, counts)``, in that order, as the complete
+        file(s) of ``generation`` (compaction); returns the row count and each run's
+        ``(first row, rows, SHA-256)``."""
+
+    # -- integrity ----------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def held_rows(cls, folder: Path, generation: int, dimension: int) -> int | None:
+        """Whole rows the generation's file holds (committed or not); None when it is missing."""
+
+    @classmethod
+    def file_problems(cls, folder: Path, generation: int, dimension: int, rows: int
+                      ) -> tuple[list[str], list[str]]:
+        """``(problems, notes)`` about the file(s) holding ``rows`` committed rows: missing or
+        truncated files are problems; bytes past the committed rows are a note."""
+        held = cls.held_rows(folder, generation, dimension)
+        name = cls.file_name(generation)
+        if held is None:
+            if rows:
+                return [f"{name} is missing but {rows} rows are committed: the token vectors "
+                        "are gone"], []
+            return [], []
+        if held < rows:
+            return [f"{name} holds {held} rows but {rows} are committed: the vector file is "
+                    "truncated"], []
+        return [], []
+
+    @abstractmethod
+    def range_digest(self, first: int, rows: int) -> str:
+        """SHA-256 of rows ``first`` to ``first + rows - 1`` as stored (what :meth:`append`
+        and :meth:`write_generation` return)."""
+
+    @abstractmethod
+    def committed_files(self) -> list[tuple[Path, int]]:
+        """``(path, bytes)`` of what holds the committed rows: a backup copies these prefixes."""
+
+
+class DecodedRows:
+    """The first ``rows`` rows of a store without a float16 matrix, decoded on access."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, store: TokenStore, rows: int) -> None:
+        self._store = store
+        self.shape = (rows, store.dimension)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(self.shape[0]))
+        rows = np.asarray(key, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"rows outside the {self.shape[0]} committed rows")
+        return self._store.decode(rows.ravel()).reshape(*rows.shape, self.shape[1])
+
+
+class Float16Store(TokenStore):
+    """The ``float16`` codec: append-only float16 rows in ``vectors-<generation>.f16``."""
+
+    codec = "float16"
+    extension = "f16"
+
+    def __init__(self, folder: Path, generation: int, dimension: int, rows: int) -> None:
+        super().__init__(folder, generation, dimension, rows)
+        self.row_bytes = dimension * DTYPE.itemsize
+        self._matrix = self._map(rows)
+
+    @classmethod
+    def held_rows(cls, folder: Path, generation: int, dimension: int) -> int | None:
+        path = folder / cls.file_name(generation)
+        try:
+            return path.stat().st_size // (dimension * DTYPE.itemsize)
+        except FileNotFoundError:
+            return None
+
+    @classmethod
+    def file_problems(cls, folder: Path, generation: int, dimension: int, rows: int
+                      ) -> tuple[list[str], list[str]]:
+        problems, notes = super().file_problems(folder, generation, dimension, rows)
+        path = folder / cls.file_name(generation)
+        if not problems and path.exists():
+            extra = path.stat().st_size - rows * dimension * DTYPE.itemsize
+            if extra > 0:
+                notes.append(f"{path.name} has {extra} bytes past the committed rows (an "
+                             "interrupted write; cut off by the next one)")
+        return problems, notes
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._matrix
+
+    def view(self) -> np.ndarray:
+        return self._matrix
+
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._matrix[rows], dtype=np.float32)
 
     def _map(self, rows: int) -> np.ndarray:
         if rows == 0:
@@ -51,12 +228,6 @@ class VectorFile:
         return np.memmap(self.path, dtype=DTYPE, mode="c", shape=(rows, self.dimension))
 
     def append(self, arrays: Sequence[np.ndarray]) -> tuple[int, str]:
-        """Write arrays after the committed rows and make them durable; returns the first row
-        and the SHA-256 of the bytes written (for the store to record with the commit).
-
-        The new rows stay invisible to readers until :meth:`expose` is called after the store
-        has committed them.
-        """
         digest = hashlib.sha256()
         fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         with os.fdopen(fd, "r+b") as f:
@@ -72,9 +243,55 @@ class VectorFile:
         return self.rows, digest.hexdigest()
 
     def expose(self, rows: int) -> None:
-        """Make the first ``rows`` rows readable (after the store committed them)."""
         self.rows = rows
-        self.matrix = self._map(rows)
+        self._matrix = self._map(rows)
+
+    def write_generation(self, generation: int, starts: np.ndarray, counts: np.ndarray
+                         ) -> tuple[int, list[tuple[int, int, str]]]:
+        chunks = (self._matrix[rows_of(starts[begin:begin + _COMPACT_DOCS],
+                                       counts[begin:begin + _COMPACT_DOCS])]
+                  for begin in range(0, len(starts), _COMPACT_DOCS))
+        return write_vector_file(self.folder / self.file_name(generation), chunks)
+
+    def range_digest(self, first: int, rows: int) -> str:
+        return range_digest(self.path, self.dimension, first, rows)
+
+    def committed_files(self) -> list[tuple[Path, int]]:
+        return [(self.path, self.rows * self.row_bytes)]
+
+
+VectorFile = Float16Store
+"""The float16 store's name before the codec seam existed."""
+
+_CODECS: dict[str, type[TokenStore]] = {}
+
+
+def register_codec(store: type[TokenStore]) -> type[TokenStore]:
+    """Make ``store`` the class that opens folders whose manifest names ``store.codec``
+    (usable as a class decorator)."""
+    _CODECS[store.codec] = store
+    return store
+
+
+def codec_names() -> tuple[str, ...]:
+    """The codecs this colbridge can open, sorted."""
+    return tuple(sorted(_CODECS))
+
+
+def store_class(codec: str) -> type[TokenStore]:
+    """The store registered for ``codec``; :class:`~colbridge.IndexCorruptError` naming the
+    known codecs when there is none."""
+    try:
+        return _CODECS[codec]
+    except (KeyError, TypeError):
+        raise IndexCorruptError(
+            f"the index stores its token vectors with the codec {codec!r}, which this colbridge "
+            f"does not know (it knows {', '.join(codec_names())}): it was written by a newer "
+            "colbridge (upgrade colbridge) or its manifest is damaged"
+        ) from None
+
+
+register_codec(Float16Store)
 
 
 def write_vector_file(path: Path, chunks: Sequence[np.ndarray] | object
