@@ -32,11 +32,10 @@ from ..errors import DocumentNotFoundError, IndexMismatchError, InvalidInputErro
 from ..filters import Condition, parse_filter
 from ..models import ColBERTModel
 from ..scoring import normalize_score
+from ..search.fusion import DEFAULT_HYBRID_WEIGHT
 from ..types import Hit, StoredDocument
 
 MODES = ("colbert", "bm25", "hybrid")
-DEFAULT_HYBRID_WEIGHT = 0.5
-"""Share of the ColBERT score in a hybrid score (the rest is BM25's)."""
 
 
 _TINY = float(np.finfo(np.float32).tiny)
