@@ -52,8 +52,8 @@ class ColBERTRetriever(BaseRetriever):
               scores min-max normalised and mixed (see ``docs/hybrid.md``).
 
             ``bm25`` and ``hybrid`` need an index that supports them (``index.search_modes``:
-            the embedded index does, ``QdrantIndex`` does not); the retriever refuses a mode
-            its index lacks when it is built.
+            the embedded index and ``QdrantIndex`` do); the retriever refuses a mode its index
+            lacks when it is built.
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1] (default
             0.5; the rest is BM25's); ``invoke(query, hybrid_weight=...)`` overrides it.
 

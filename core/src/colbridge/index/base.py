@@ -326,7 +326,7 @@ class BaseIndex(ABC):
         if mode not in self.search_modes:
             raise InvalidInputError(
                 f"{type(self).__name__} searches in the modes {self.search_modes}, not {mode!r}; "
-                "bm25 and hybrid search need the embedded index (see docs/hybrid.md)"
+                "see docs/hybrid.md"
             )
         if (isinstance(hybrid_weight, bool) or not isinstance(hybrid_weight, (int, float))
                 or not math.isfinite(hybrid_weight) or not 0 <= hybrid_weight <= 1):

@@ -61,8 +61,8 @@ class ColBERTRetriever(BaseRetriever):
             with the query come back, so possibly fewer than ``similarity_top_k``);
             ``"hybrid"`` gathers candidates both ways, scores each with both and mixes the
             min-max normalised scores (see ``docs/hybrid.md``). ``bm25`` and ``hybrid`` need
-            an index that supports them (``index.search_modes``: the embedded index does,
-            ``QdrantIndex`` does not); another mode raises ``ValueError``.
+            an index that supports them (``index.search_modes``: the embedded index and
+            ``QdrantIndex`` do); another mode raises ``ValueError``.
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score, in [0, 1]
             (default 0.5; the rest is BM25's).
         callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
