@@ -50,7 +50,7 @@ class ColBERTRetriever(BaseRetriever):
               scores min-max normalised and mixed (see ``docs/hybrid.md``).
 
             ``bm25`` and ``hybrid`` need an index that supports them (``index.search_modes``:
-            the embedded index does, ``QdrantIndex`` does not).
+            the embedded index and ``QdrantIndex`` do).
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1] (default
             0.5; the rest is BM25's); ``invoke(query, hybrid_weight=...)`` overrides it.
 

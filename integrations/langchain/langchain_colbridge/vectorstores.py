@@ -68,9 +68,9 @@ class ColBERTVectorStore(VectorStore):
       ColBERT's share. Both score kinds are that fused score, in [0, 1].
 
     ``mode`` may also be a ``colbridge.SearchMode``. ``bm25`` and ``hybrid`` need an index that
-    supports them (``index.search_modes``: the embedded index does, ``QdrantIndex`` does not and
-    raises ``colbridge.InvalidInputError``, as it does for an unknown mode or a weight outside
-    [0, 1]). See ``docs/hybrid.md``.
+    supports them (``index.search_modes``: the embedded index and ``QdrantIndex`` do; an index
+    that lacks a mode raises ``colbridge.InvalidInputError``, as for an unknown mode or a weight
+    outside [0, 1]). See ``docs/hybrid.md``.
 
     Args:
         index: the colbridge index holding the documents (kept as ``store.index``; close it

@@ -398,3 +398,24 @@ def test_raw_scores_agree_between_backends(tmp_path, tiny_model):
     finally:
         for index in indexes:
             index.close()
+
+
+def test_lexical_and_hybrid_scores_agree_between_backends(tmp_path, tiny_model):
+    """One stage, two backends: the same texts give the same BM25 and fused scores."""
+    texts, ids, metadatas = synthetic_docs(40, seed=4)
+    indexes = [open_index(b, tmp_path, tiny_model, name=f"modes-{b}") for b in BACKENDS]
+    try:
+        for index in indexes:
+            index.add(texts, ids=ids, metadatas=metadatas)
+        for mode in ("bm25", "hybrid"):
+            for query, spec in [("alpha river item", None), ("omega desert", {"even": False}),
+                                ("mountain item 7", {"n": {"$lt": 13}})]:
+                embedded, qdrant = ({h.id: h.score for h in ix.search(query, k=40, filter=spec,
+                                                                        mode=mode)}
+                                    for ix in indexes)
+                assert embedded.keys() == qdrant.keys() and embedded
+                for doc_id, score in embedded.items():
+                    assert qdrant[doc_id] == pytest.approx(score, abs=1e-4)
+    finally:
+        for index in indexes:
+            index.close()

@@ -15,6 +15,7 @@ from colbridge.index import lexical
 from colbridge.index.lexical import saved_segments, tokenize
 
 from .conftest import synthetic_docs
+from .test_contract import BACKENDS, open_index
 
 RARE = "part number XJ-4471 fits the left hinge"
 
@@ -31,6 +32,17 @@ def index(tmp_path, tiny_model):
     index.close()
 
 
+@pytest.fixture(params=BACKENDS)
+def any_index(request, tmp_path, tiny_model):
+    """The same 41 documents on every backend: the modes are one stage over all of them."""
+    index = open_index(request.param, tmp_path, tiny_model)
+    texts, ids, metadatas = synthetic_docs(40)
+    index.add(texts + [RARE], ids=ids + ["rare"],
+              metadatas=metadatas + [{"group": "g1", "n": 99, "even": False}])
+    yield index
+    index.close()
+
+
 def reference_bm25(texts: list[str], query: str) -> np.ndarray:
     """bm25s used directly, with colbridge's tokenizer: the scores a one-segment index gives."""
     retriever = bm25s.BM25()
@@ -39,25 +51,26 @@ def reference_bm25(texts: list[str], query: str) -> np.ndarray:
     return retriever.get_scores(terms) if terms else np.zeros(len(texts))
 
 
-def test_bm25_finds_the_rare_identifier(index):
-    hits = index.search("XJ-4471 hinge", k=3, mode="bm25")
+def test_bm25_finds_the_rare_identifier(any_index):
+    hits = any_index.search("XJ-4471 hinge", k=3, mode="bm25")
     assert hits[0].id == "rare" and hits[0].normalized_score == 1.0
     assert all(h.score > 0 for h in hits)
 
 
-async def test_async_modes_match_sync(index):
+async def test_async_modes_match_sync(any_index):
     for mode in ("bm25", "hybrid"):
-        sync = [(h.id, round(h.score, 5)) for h in index.search("XJ-4471 hinge", k=5, mode=mode)]
+        sync = [(h.id, round(h.score, 5))
+                for h in any_index.search("XJ-4471 hinge", k=5, mode=mode)]
         asyn = [(h.id, round(h.score, 5))
-                for h in await index.asearch("XJ-4471 hinge", k=5, mode=mode)]
+                for h in await any_index.asearch("XJ-4471 hinge", k=5, mode=mode)]
         assert sync == asyn and sync[0][0] == "rare"
 
 
-def test_bm25_scores_equal_bm25s_on_one_segment(index):
+def test_bm25_scores_equal_bm25s_on_one_segment(any_index):
     texts, ids, _ = synthetic_docs(40)
     query = "alpha gamma item"
     expected = reference_bm25(texts + [RARE], query)
-    hits = index.search(query, k=41, mode="bm25")
+    hits = any_index.search(query, k=41, mode="bm25")
     by_id = dict(zip(ids + ["rare"], expected))
     assert len(hits) == int((expected > 0).sum()) > 3
     for hit in hits:
@@ -80,63 +93,64 @@ def test_documents_added_after_the_base_are_scored_with_the_whole_collections_id
     assert segmented["tail-2"] == pytest.approx(one_segment[42], rel=0.05)
 
 
-def test_deleted_and_replaced_documents_leave_every_mode(index):
-    index.delete(["rare"])
+def test_deleted_and_replaced_documents_leave_every_mode(any_index):
+    any_index.delete(["rare"])
     for mode in ("bm25", "hybrid"):
-        assert "rare" not in [h.id for h in index.search("XJ-4471 hinge", k=10, mode=mode)]
-    index.add(["a quiet lighthouse keeper"], ids=["d3"])  # upsert d3 with new words
-    assert index.search("lighthouse keeper", k=1, mode="bm25")[0].id == "d3"
+        assert "rare" not in [h.id for h in any_index.search("XJ-4471 hinge", k=10, mode=mode)]
+    any_index.add(["a quiet lighthouse keeper"], ids=["d3"])  # upsert d3 with new words
+    assert any_index.search("lighthouse keeper", k=1, mode="bm25")[0].id == "d3"
     old_words = synthetic_docs(40)[0][3]
-    assert "d3" not in [h.id for h in index.search(old_words, k=40, mode="bm25")
+    assert "d3" not in [h.id for h in any_index.search(old_words, k=40, mode="bm25")
                         if h.text != "a quiet lighthouse keeper"]
 
 
 @pytest.mark.parametrize("mode", ["bm25", "hybrid"])
-def test_filters_apply_in_every_mode(index, mode):
-    hits = index.search("XJ-4471 hinge item", k=5, mode=mode, filter={"even": True})
+def test_filters_apply_in_every_mode(any_index, mode):
+    hits = any_index.search("XJ-4471 hinge item", k=5, mode=mode, filter={"even": True})
     assert hits and all(h.metadata["even"] is True for h in hits)
     assert "rare" not in [h.id for h in hits]
 
 
-def test_hybrid_weight_extremes_reproduce_each_ranking(index):
+def test_hybrid_weight_extremes_reproduce_each_ranking(any_index):
     query = "alpha item hinge"
-    colbert = [h.id for h in index.search(query, k=5)]
-    bm25 = [h.id for h in index.search(query, k=5, mode="bm25")]
-    assert [h.id for h in index.search(query, k=5, mode="hybrid", hybrid_weight=1.0)] == colbert
-    assert [h.id for h in index.search(query, k=5, mode="hybrid", hybrid_weight=0.0)] == bm25
-    mixed = index.search(query, k=5, mode="hybrid")
+    colbert = [h.id for h in any_index.search(query, k=5)]
+    bm25 = [h.id for h in any_index.search(query, k=5, mode="bm25")]
+    assert [h.id for h in any_index.search(query, k=5, mode="hybrid", hybrid_weight=1.0)] == colbert
+    assert [h.id for h in any_index.search(query, k=5, mode="hybrid", hybrid_weight=0.0)] == bm25
+    mixed = any_index.search(query, k=5, mode="hybrid")
     assert all(0.0 <= h.score <= 1.0 and h.score == h.normalized_score for h in mixed)
     assert [h.score for h in mixed] == sorted((h.score for h in mixed), reverse=True)
 
 
-def test_hybrid_scores_candidates_from_both_rankings(index):
+def test_hybrid_scores_candidates_from_both_rankings(any_index):
     """A document only BM25 finds (a rare term) still gets its exact MaxSim in the fusion."""
-    hits = index.search("XJ-4471", k=41, mode="hybrid")
+    hits = any_index.search("XJ-4471", k=41, mode="hybrid")
     assert hits[0].id == "rare"
-    colbert_only = index.search("XJ-4471", k=41)
+    colbert_only = any_index.search("XJ-4471", k=41)
     assert {h.id for h in hits} <= {h.id for h in colbert_only}
 
 
-def test_bad_mode_arguments_are_refused(index):
+def test_bad_mode_arguments_are_refused(any_index):
     with pytest.raises(InvalidInputError, match="mode must be one of"):
-        index.search("x", mode="sparse")
+        any_index.search("x", mode="sparse")
     for weight in (-0.1, 1.5, float("nan"), True, "0.5"):
         with pytest.raises(InvalidInputError, match="hybrid_weight"):
-            index.search("x", mode="hybrid", hybrid_weight=weight)
-    embedding = index.model.encode_query("hinge")
+            any_index.search("x", mode="hybrid", hybrid_weight=weight)
+    embedding = any_index.model.encode_query("hinge")
     with pytest.raises(InvalidInputError, match="query_text"):
-        index.search_encoded(embedding, mode="bm25")
-    assert index.search_encoded(embedding, k=1, mode="bm25", query_text="XJ-4471")[0].id == "rare"
+        any_index.search_encoded(embedding, mode="bm25")
+    hits = any_index.search_encoded(embedding, k=1, mode="bm25", query_text="XJ-4471")
+    assert hits[0].id == "rare"
 
 
-def test_a_lone_hybrid_candidate_keeps_a_full_score(index):
-    hits = index.search("XJ-4471 hinge", k=3, mode="hybrid", filter={"n": 99})
+def test_a_lone_hybrid_candidate_keeps_a_full_score(any_index):
+    hits = any_index.search("XJ-4471 hinge", k=3, mode="hybrid", filter={"n": 99})
     assert [h.id for h in hits] == ["rare"] and hits[0].score == 1.0
 
 
-def test_a_query_with_no_known_term_finds_nothing_in_bm25(index):
-    assert index.search("zzzqqq", k=5, mode="bm25") == []
-    assert len(index.search("zzzqqq", k=5, mode="hybrid")) == 5  # ColBERT still ranks
+def test_a_query_with_no_known_term_finds_nothing_in_bm25(any_index):
+    assert any_index.search("zzzqqq", k=5, mode="bm25") == []
+    assert len(any_index.search("zzzqqq", k=5, mode="hybrid")) == 5  # ColBERT still ranks
 
 
 def test_the_base_is_saved_and_reloaded_not_rebuilt(index, tiny_model, monkeypatch):
@@ -203,16 +217,20 @@ def test_compaction_drops_deleted_documents_from_the_base(index):
     assert len(np.load(folder / "doc_nos.npy")) == 21
 
 
-def test_qdrant_backend_refuses_lexical_modes(tiny_model):
+def test_qdrant_sees_its_own_writes_in_the_lexical_modes(tiny_model):
+    """The Qdrant backend's BM25 segment is rebuilt after this handle writes or deletes."""
     from qdrant_client import QdrantClient
 
     from colbridge import QdrantIndex
 
     client = QdrantClient(":memory:")
     with QdrantIndex(client, "docs", model=tiny_model) as index:
-        index.add(["hello world"], ids=["a"])
-        with pytest.raises(InvalidInputError, match="embedded index"):
-            index.search("hello", mode="hybrid")
+        index.add(["hello world", "a quiet harbour"], ids=["a", "b"])
+        assert [h.id for h in index.search("hello", mode="bm25")] == ["a"]
+        index.add(["hello again, hello"], ids=["b"])  # replaced: the point count stays 2
+        assert {h.id for h in index.search("hello", mode="bm25")} == {"a", "b"}
+        index.delete(["a"])
+        assert [h.id for h in index.search("hello", mode="hybrid")] == ["b"]
     client.close()
 
 

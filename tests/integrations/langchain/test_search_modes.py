@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from colbridge import EmbeddedIndex, InvalidInputError
+from colbridge import EmbeddedIndex, InvalidInputError, QdrantIndex
+from colbridge.index.base import BaseIndex
 from langchain_colbridge import ColBERTRetriever, ColBERTVectorStore
 from pydantic import ValidationError
 
@@ -37,13 +38,26 @@ LEXICAL = ["pump", "impeller"]  # the documents sharing a term with QUERY, BM25'
 NOT_MAINTENANCE = {"topic": {"$in": ["engineering", "cooking", "astronomy"]}}
 
 
-@pytest.fixture(scope="module")
-def parts_index(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Iterator[EmbeddedIndex]:
-    """The eight passages above, indexed with the tiny model (read-only for the tests)."""
-    with EmbeddedIndex(tmp_path_factory.mktemp("modes") / "index", model=tiny_model) as index:
+@pytest.fixture(scope="module", params=["embedded", "qdrant"])
+def parts_index(request, tmp_path_factory: pytest.TempPathFactory, tiny_model
+                ) -> Iterator[BaseIndex]:
+    """The eight passages above, indexed with the tiny model on each backend (read-only for
+    the tests)."""
+    if request.param == "qdrant":
+        pytest.importorskip("qdrant_client")
+        index: BaseIndex = QdrantIndex(":memory:", "parts", model=tiny_model)
+    else:
+        index = EmbeddedIndex(tmp_path_factory.mktemp("modes") / "index", model=tiny_model)
+    with index:
         index.add([text for text, _ in PARTS.values()], ids=list(PARTS),
                   metadatas=[metadata for _, metadata in PARTS.values()])
         yield index
+
+
+class ColbertOnlyIndex(EmbeddedIndex):
+    """A backend that searches in ``colbert`` mode only."""
+
+    search_modes = ("colbert",)
 
 
 @pytest.fixture
@@ -135,13 +149,10 @@ async def test_retriever_refuses_invalid_modes_and_weights(parts_index):
         retriever.invoke(QUERY, mode="hybrid", hybrid_weight=2.0)
 
 
-def test_modes_a_backend_lacks_are_refused(tiny_model):
-    pytest.importorskip("qdrant_client")
-    from colbridge import QdrantIndex
-
-    with QdrantIndex(":memory:", "modes", model=tiny_model) as index:
+def test_modes_a_backend_lacks_are_refused(tmp_path, tiny_model):
+    with ColbertOnlyIndex(tmp_path / "index", model=tiny_model) as index:
         index.add([PARTS["pump"][0]], ids=["pump"])
-        with pytest.raises(InvalidInputError, match="QdrantIndex searches in the modes"):
+        with pytest.raises(InvalidInputError, match="ColbertOnlyIndex searches in the modes"):
             ColBERTRetriever(index=index, mode="bm25").invoke(QUERY)
         assert ids(ColBERTRetriever(index=index).invoke(QUERY)) == ["pump"]
         with pytest.raises(InvalidInputError, match="hybrid"):

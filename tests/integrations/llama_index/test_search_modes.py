@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from colbridge import EmbeddedIndex, InvalidInputError, SearchMode
+from colbridge import EmbeddedIndex, InvalidInputError, QdrantIndex, SearchMode
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.types import (
     FilterOperator,
@@ -45,16 +45,26 @@ NOT_MAINTENANCE = MetadataFilters(filters=[
 CORE_NOT_MAINTENANCE = {"topic": {"$ne": "maintenance"}}
 
 
-@pytest.fixture(scope="module")
-def parts_index(tmp_path_factory: pytest.TempPathFactory, tiny_model):
+@pytest.fixture(scope="module", params=["embedded", "qdrant"])
+def parts_index(request, tmp_path_factory: pytest.TempPathFactory, tiny_model):
     """The eight passages above as nodes (stored with their metadata, as LlamaIndex embeds
-    them), indexed with the tiny model; read-only for the tests."""
+    them), indexed with the tiny model on each backend; read-only for the tests."""
     nodes = [TextNode(id_=key, text=text, metadata=metadata)
              for key, (text, metadata) in PARTS.items()]
-    path = tmp_path_factory.mktemp("li-modes") / "index"
-    with EmbeddedIndex(path, model=tiny_model) as index:
+    if request.param == "qdrant":
+        pytest.importorskip("qdrant_client")
+        index = QdrantIndex(":memory:", "li-parts", model=tiny_model)
+    else:
+        index = EmbeddedIndex(tmp_path_factory.mktemp("li-modes") / "index", model=tiny_model)
+    with index:
         ColBERTRetriever.from_nodes(nodes, index)
         yield index
+
+
+class ColbertOnlyIndex(EmbeddedIndex):
+    """A backend that searches in ``colbert`` mode only."""
+
+    search_modes = ("colbert",)
 
 
 def ids(found) -> list[str]:
@@ -148,12 +158,9 @@ def test_the_search_mode_enum_works_as_its_string(parts_index) -> None:
     assert ids(by_enum.retrieve(QUERY)) == ids(by_string.retrieve(QUERY)) == LEXICAL
 
 
-def test_modes_a_backend_lacks_are_refused(tiny_model) -> None:
-    pytest.importorskip("qdrant_client")
-    from colbridge import QdrantIndex
-
-    with QdrantIndex(":memory:", "li-modes", model=tiny_model) as index:
-        with pytest.raises(InvalidInputError, match="QdrantIndex searches in the modes"):
+def test_modes_a_backend_lacks_are_refused(tmp_path: Path, tiny_model) -> None:
+    with ColbertOnlyIndex(tmp_path / "index", model=tiny_model) as index:
+        with pytest.raises(InvalidInputError, match="ColbertOnlyIndex searches in the modes"):
             ColBERTRetriever(index, mode="bm25").retrieve(QUERY)
         retriever = ColBERTRetriever.from_nodes([TextNode(id_="pump", text=PARTS["pump"][0])],
                                                 index)

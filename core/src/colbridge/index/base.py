@@ -42,11 +42,10 @@ from ..errors import DocumentNotFoundError, IndexMismatchError, InvalidInputErro
 from ..filters import Condition, parse_filter
 from ..models import ColBERTModel
 from ..scoring import normalize_score
+from ..search.fusion import DEFAULT_HYBRID_WEIGHT
 from ..types import Hit, StoredDocument
 
 MODES = ("colbert", "bm25", "hybrid")
-DEFAULT_HYBRID_WEIGHT = 0.5
-"""Share of the ColBERT score in a hybrid score (the rest is BM25's)."""
 
 
 def _unit_query(query_embedding: Any, dimension: int) -> np.ndarray:
@@ -387,7 +386,7 @@ class BaseIndex(ABC):
         if mode not in self.search_modes:
             raise InvalidInputError(
                 f"{type(self).__name__} searches in the modes {self.search_modes}, not {mode!r}; "
-                "bm25 and hybrid search need the embedded index (see docs/hybrid.md)"
+                "see docs/hybrid.md"
             )
         if (isinstance(hybrid_weight, bool) or not isinstance(hybrid_weight, (int, float))
                 or not math.isfinite(hybrid_weight) or not 0 <= hybrid_weight <= 1):

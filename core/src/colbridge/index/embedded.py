@@ -47,7 +47,9 @@ from ..errors import (
 )
 from ..filters import Condition
 from ..models import ColBERTModel
-from ..scoring import fuse_scores, maxsim_ranges, rows_of, token_similarities
+from ..scoring import maxsim_ranges, rows_of, token_similarities
+from ..search import Candidates, Pool, run_search
+from ..search.stage import top_positions, values_at
 from . import layout
 from .base import MODES, BaseIndex, SearchMode
 from .docstore import DocStore, NewDocument
@@ -61,8 +63,6 @@ logger = logging.getLogger(__name__)
 
 LOCK_FILE = layout.LOCK
 _MAX_TOKEN_K = 4096
-HYBRID_DEPTH = 100
-"""Candidates each ranking contributes to a hybrid search (ColBERT's best, BM25's best)."""
 
 
 def _no_index_message(path: Path) -> str:
@@ -638,32 +638,12 @@ class EmbeddedIndex(BaseIndex):
         options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         opts = replace(self.options, **options) if options else self.options
-        snap = self._fresh_snapshot()
-        pool = snap.live
-        if conditions:
-            pool = np.intersect1d(self._store.matching_doc_nos(conditions), snap.live,
-                                  assume_unique=True)
-        if len(pool) == 0:
-            if conditions:
-                self._warn_of_absent_fields(conditions)
-            return []
-        if mode.name == "bm25":
-            doc_nos, scores = self._lexical.scores(mode.text, snap.live, pool)
-            return self._assemble(doc_nos, scores, k)
-        candidates = None
-        depth = max(k, HYBRID_DEPTH) if mode.name == "hybrid" else k
-        depth = min(depth, len(pool))
-        if len(pool) > opts.exact_threshold and len(self._graph):
-            candidates = self._graph_candidates(
-                embedding, snap, pool if conditions else None, depth, opts
-            )
-        if candidates is None:
-            candidates = pool
-        scores = exact_scores(embedding, snap, candidates)
-        if mode.name == "colbert":
-            return self._assemble(candidates, scores, k)
-        union, fused, colbert = self._hybrid(embedding, snap, pool, candidates, scores, mode, depth)
-        return self._assemble(union, fused, k, tie_break=colbert)
+        view = _SnapshotSearch(self, self._fresh_snapshot(), opts)
+        found = run_search(view, embedding, k, conditions, mode.name, mode.text, mode.hybrid_weight,
+                           budget=opts.max_candidates, exact_threshold=opts.exact_threshold)
+        if view.filtered_out_all:
+            self._warn_of_absent_fields(conditions)
+        return found
 
     def _warn_of_absent_fields(self, conditions: list[Condition]) -> None:
         """Say which fields of a filter that matched nothing no document has (a typo, often).
@@ -679,79 +659,6 @@ class EmbeddedIndex(BaseIndex):
                 f"so the filter matches nothing (a misspelt field name?)",
                 UserWarning, stacklevel=5,
             )
-
-    def _hybrid(
-        self, embedding: np.ndarray, snap: _Snapshot, pool: np.ndarray, candidates: np.ndarray,
-        colbert: np.ndarray, mode: SearchMode, depth: int,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Fuse ColBERT's ``depth`` best candidates with BM25's; each is scored both ways.
-
-        ``candidates`` (ascending, as both the graph and the exact path give them) carry their
-        MaxSim scores ``colbert``. Returns the candidates, their fused and their MaxSim scores."""
-        lexical_nos, lexical = self._lexical.scores(mode.text, snap.live, pool)
-        best_colbert = candidates[_top(colbert, depth)]
-        best_lexical = lexical_nos[_top(lexical, depth)]
-        union = np.union1d(best_colbert, best_lexical)
-        union_colbert, scored = _values_at(candidates, colbert, union)
-        union_colbert[~scored] = exact_scores(embedding, snap, union[~scored])
-        union_lexical, _ = _values_at(lexical_nos, lexical, union)  # 0: no shared term
-        return union, fuse_scores(union_colbert, union_lexical, mode.hybrid_weight), union_colbert
-
-    def _assemble(self, doc_nos: np.ndarray, scores: np.ndarray, k: int,
-                  tie_break: np.ndarray | None = None
-                  ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        """The ``k`` best of ``doc_nos`` by ``scores`` (equal scores ordered by ``tie_break``),
-        with their stored ids, texts and metadata."""
-        if tie_break is None:
-            best = _top(scores, k)
-        else:
-            best = np.lexsort((-tie_break, -scores))[:k]
-        chosen = doc_nos[best]
-        documents = self._store.fetch_by_doc_nos(chosen.tolist())
-        return [
-            (documents[n][0], float(scores[b]), documents[n][1], documents[n][2])
-            for n, b in zip(chosen.tolist(), best.tolist())
-            if n in documents  # deleted after this search took its snapshot
-        ]
-
-    def _graph_candidates(
-        self, embedding: np.ndarray, snap: _Snapshot, allowed: np.ndarray | None, k: int,
-        opts: SearchOptions,
-    ) -> np.ndarray | None:
-        """Documents worth exact scoring, or None when the graph cannot supply ``k`` of them."""
-        token_k = opts.token_k
-        graph_size = len(self._graph)
-        while True:
-            ids, sims = self._graph.query(embedding, token_k, opts.ef)
-            if ids.shape[1] == 0:
-                return None
-            known = ids < len(snap.tok2doc)  # the graph may be ahead of this snapshot
-            docs = np.where(known, snap.tok2doc[np.where(known, ids, 0)], -1)
-            valid = docs >= 0
-            if allowed is not None:
-                valid &= np.isin(docs, allowed)
-            unique, inverse = np.unique(docs[valid], return_inverse=True)
-            if len(unique) >= k:
-                break
-            if token_k >= min(graph_size, _MAX_TOKEN_K):
-                return None
-            token_k = min(token_k * 4, graph_size, _MAX_TOKEN_K)
-        budget = max(opts.max_candidates, k)
-        if len(unique) <= budget:
-            return unique
-        # Pre-rank by estimated MaxSim. A query token adds its best neighbour in the document
-        # when the graph found one there; otherwise half its similarity to the document's mean
-        # vector, capped by its weakest neighbour anywhere (it found none better in this
-        # document). The half is measured, not derived: on all of SciFact (token_k 128), 0.991
-        # of the exact top 10 among 768 candidates with it, 0.985 counting such tokens 0, 0.991
-        # with a whole and 0.990 with 1.5 of that similarity.
-        token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
-        found = np.zeros((len(ids), len(unique)), dtype=np.float32)
-        np.maximum.at(found, (token_of_hit, inverse.ravel()), np.maximum(sims[valid], 0))
-        to_mean = token_similarities(embedding, snap.means[unique])
-        guess = np.minimum(0.5 * np.maximum(to_mean, 0), sims.min(axis=1, keepdims=True))
-        approx = np.where(found > 0, found, guess).sum(axis=0)
-        return np.sort(unique[np.argpartition(-approx, budget - 1)[:budget]])
 
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -841,25 +748,88 @@ def _reopen(
     return cls(path, model=model, create=False, **options)
 
 
+class _SnapshotSearch:
+    """The search primitives (:class:`colbridge.search.SearchBackend`) of an embedded index,
+    over one snapshot and one search's options; keys are document numbers."""
+
+    def __init__(self, index: EmbeddedIndex, snap: _Snapshot, opts: SearchOptions) -> None:
+        self._index, self._snap, self._opts = index, snap, opts
+        self._lexical: tuple[str, np.ndarray, np.ndarray] | None = None
+        self.filtered_out_all = False  # a filter left no document (the index then warns)
+
+    def pool(self, conditions: list[Condition]) -> Pool:
+        keys = self._snap.live
+        if conditions:
+            keys = np.intersect1d(self._index._store.matching_doc_nos(conditions), keys,
+                                  assume_unique=True)
+            self.filtered_out_all = len(keys) == 0
+        return Pool(size=len(keys), keys=keys, filtered=bool(conditions))
+
+    def first_stage(self, query: np.ndarray, pool: Pool, depth: int) -> Candidates | None:
+        """Documents whose token vectors are among the graph's nearest to the query's, or None
+        when the graph cannot supply ``depth`` of them."""
+        graph, snap, opts = self._index._graph, self._snap, self._opts
+        if not len(graph):
+            return None
+        allowed = pool.keys if pool.filtered else None
+        token_k = opts.token_k
+        graph_size = len(graph)
+        while True:
+            ids, sims = graph.query(query, token_k, opts.ef)
+            if ids.shape[1] == 0:
+                return None
+            known = ids < len(snap.tok2doc)  # the graph may be ahead of this snapshot
+            docs = np.where(known, snap.tok2doc[np.where(known, ids, 0)], -1)
+            valid = docs >= 0
+            if allowed is not None:
+                valid &= np.isin(docs, allowed)
+            unique, inverse = np.unique(docs[valid], return_inverse=True)
+            if len(unique) >= depth:
+                break
+            if token_k >= min(graph_size, _MAX_TOKEN_K):
+                return None
+            token_k = min(token_k * 4, graph_size, _MAX_TOKEN_K)
+
+        def estimate() -> np.ndarray:
+            # Estimated MaxSim. A query token adds its best neighbour in the document when
+            # the graph found one there; otherwise half its similarity to the document's mean
+            # vector, capped by its weakest neighbour anywhere (it found none better in this
+            # document). The half is measured, not derived (docs/benchmarks.md).
+            token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
+            found = np.zeros((len(ids), len(unique)), dtype=np.float32)
+            np.maximum.at(found, (token_of_hit, inverse.ravel()), np.maximum(sims[valid], 0))
+            to_mean = token_similarities(query, snap.means[unique])
+            guess = np.minimum(0.5 * np.maximum(to_mean, 0), sims.min(axis=1, keepdims=True))
+            return np.where(found > 0, found, guess).sum(axis=0)
+
+        return Candidates(unique, estimate=estimate)
+
+    def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        return exact_scores(query, self._snap, keys)
+
+    def _lexical_table(self, text: str, pool: Pool | None) -> tuple[np.ndarray, np.ndarray]:
+        """Every allowed document's BM25 score (computed once per search)."""
+        if self._lexical is None or self._lexical[0] != text:
+            allowed = pool.keys if pool is not None else None
+            nos, scores = self._index._lexical.scores(text, self._snap.live, allowed)
+            self._lexical = (text, nos, scores)
+        return self._lexical[1], self._lexical[2]
+
+    def lexical_candidates(self, text: str, pool: Pool, depth: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        nos, scores = self._lexical_table(text, pool)
+        best = top_positions(scores, depth)
+        return nos[best], scores[best]
+
+    def lexical_scores(self, text: str, keys: np.ndarray) -> np.ndarray:
+        nos, scores = self._lexical_table(text, None)
+        return values_at(nos, scores, keys)[0]
+
+    def documents(self, keys: list[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+        return self._index._store.fetch_by_doc_nos(keys)
+
+
 # -- pure helpers over snapshots ---------------------------------------------------------------
-
-def _values_at(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` of ``wanted`` among sorted ``keys`` (0 where absent), and which were found."""
-    at = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
-    found = (keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
-    out = np.zeros(len(wanted), np.float32)
-    out[found] = values[at[found]]
-    return out, found
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` highest scores, best first (ties keep their order)."""
-    if k < len(scores):
-        best = np.argpartition(-scores, k - 1)[:k]
-        return best[np.argsort(-scores[best], kind="stable")]
-    return np.argsort(-scores, kind="stable")
-
 
 def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.ndarray:
     """Exact MaxSim of ``query`` against each document in ``doc_nos``."""

@@ -290,25 +290,7 @@ class LexicalIndex:
             ``(doc_nos, scores)``, ``doc_nos`` ascending; documents scoring 0 are left out.
         """
         base, tail = self._segments(live)
-        segments = [segment for segment in (base, tail) if segment is not None]
-        total_docs = sum(segment.documents for segment in segments)
-        parts_nos, parts_scores = [], []
-        for term in tokenize([query])[0]:  # a repeated query term counts again, as in bm25s
-            postings = [segment.postings(term) for segment in segments]
-            df = sum(len(nos) for nos, _ in postings)
-            if df == 0:
-                continue
-            # Each segment weighs the term with the IDF of its own documents; rescale to the
-            # IDF over all segments so base and tail documents are scored alike.
-            for segment, (nos, weights) in zip(segments, postings):
-                if len(nos):
-                    ratio = _idf(df, total_docs) / _idf(len(nos), segment.num_docs)
-                    parts_nos.append(nos)
-                    parts_scores.append(weights * np.float32(ratio))
-        if not parts_nos:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        doc_nos, inverse = np.unique(np.concatenate(parts_nos), return_inverse=True)
-        scores = np.bincount(inverse, weights=np.concatenate(parts_scores)).astype(np.float32)
+        doc_nos, scores = segment_scores([s for s in (base, tail) if s is not None], query)
         keep = np.isin(doc_nos, live if allowed is None else allowed, assume_unique=True)
         return doc_nos[keep], scores[keep]
 
@@ -410,6 +392,30 @@ class LexicalIndex:
             if self._tail is not None and self._tail.upto <= upto:
                 self._tail = None
             return
+
+
+def segment_scores(segments: Sequence[Segment], query: str) -> tuple[np.ndarray, np.ndarray]:
+    """BM25 scores of ``query`` over ``segments`` taken as one collection: ``(doc_nos,
+    scores)``, ``doc_nos`` ascending, only documents sharing a term with the query (padding
+    rows, ``doc_no`` -1, never do: their term is no query's)."""
+    total_docs = sum(segment.documents for segment in segments)
+    parts_nos, parts_scores = [], []
+    for term in tokenize([query])[0]:  # a repeated query term counts again, as in bm25s
+        postings = [segment.postings(term) for segment in segments]
+        df = sum(len(nos) for nos, _ in postings)
+        if df == 0:
+            continue
+        # Each segment weighs the term with the IDF of its own documents; rescale to the
+        # IDF over all segments so base and tail documents are scored alike.
+        for segment, (nos, weights) in zip(segments, postings, strict=True):
+            if len(nos):
+                ratio = _idf(df, total_docs) / _idf(len(nos), segment.num_docs)
+                parts_nos.append(nos)
+                parts_scores.append(weights * np.float32(ratio))
+    if not parts_nos:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    doc_nos, inverse = np.unique(np.concatenate(parts_nos), return_inverse=True)
+    return doc_nos, np.bincount(inverse, weights=np.concatenate(parts_scores)).astype(np.float32)
 
 
 def _padding(total_length: int, documents: int, target: float) -> list[list[str]]:

@@ -45,6 +45,8 @@ from ..errors import (
 )
 from ..filters import Condition
 from ..models import ColBERTModel
+from ..search import Candidates, Pool, search_steps, through_plans
+from ..search.stage import top_positions, values_at
 from ._qdrant_payload import (
     ID,
     METADATA,
@@ -54,7 +56,8 @@ from ._qdrant_payload import (
     read_payload,
     to_qdrant_filter,
 )
-from .base import BaseIndex, SearchMode
+from .base import MODES, BaseIndex, SearchMode
+from .lexical import Segment, segment_scores
 from .manifest import ModelInfo
 
 if TYPE_CHECKING:
@@ -151,6 +154,7 @@ class QdrantIndex(BaseIndex):
     """
 
     search_option_names = tuple(f.name for f in fields(QdrantSearchOptions))
+    search_modes = MODES
     _known_info: ModelInfo | None = None  # set by _for_model_info
 
     def __init__(
@@ -173,6 +177,7 @@ class QdrantIndex(BaseIndex):
             model = ColBERTModel(model)
         self.collection_name = collection_name
         self._models = qdrant.models
+        self._lexicon = _Lexicon()
         self._closed = False
         self.client, self._owns_client = _connect(qdrant, client, api_key)
         options = self.client.init_options
@@ -310,14 +315,20 @@ class QdrantIndex(BaseIndex):
             except StopIteration as done:
                 return done.value
             self._check_open()
-            with self._translated(method):
-                result = await getattr(self.async_client, method)(
-                    collection_name=self.collection_name, **kwargs)
+            try:
+                with self._translated(method):
+                    result = await getattr(self.async_client, method)(
+                        collection_name=self.collection_name, **kwargs)
+            finally:
+                self._lexicon.saw(method)
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         self._check_open()
-        with self._lock, self._translated(method):
-            return getattr(self.client, method)(collection_name=self.collection_name, **kwargs)
+        try:
+            with self._lock, self._translated(method):
+                return getattr(self.client, method)(collection_name=self.collection_name, **kwargs)
+        finally:
+            self._lexicon.saw(method)
 
     @contextlib.contextmanager
     def _translated(self, method: str) -> Iterator[None]:
@@ -373,7 +384,7 @@ class QdrantIndex(BaseIndex):
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        return self._run(self._search_plan(embedding, k, conditions, options))
+        return self._run(self._search_plan(embedding, k, conditions, options, mode))
 
     # -- plans ----------------------------------------------------------------------------------
     def _upsert_plan(
@@ -460,33 +471,15 @@ class QdrantIndex(BaseIndex):
         return int(response.count)
 
     def _search_plan(
-        self, embedding: np.ndarray, k: int, conditions: list[Condition], options: dict[str, Any]
+        self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
+        options: dict[str, Any], mode: SearchMode,
     ) -> Plan[list[tuple[str, float, str, dict[str, Any]]]]:
+        """The shared search stage (:mod:`colbridge.search`) over this collection's primitives.
+        Qdrant's own MaxSim query is the first stage and scores exactly, so there is no
+        pre-rank budget and no threshold below which the whole pool is scored."""
         opts = replace(self.options, **options) if options else self.options
-        m = self._models
-        query_filter = to_qdrant_filter(conditions, m)
-        if query_filter is NEVER:
-            return []
-        request: dict[str, Any] = {
-            "query": np.asarray(embedding, dtype=np.float32).tolist(),
-            "using": TOKENS_VECTOR,
-            "query_filter": query_filter,
-            "limit": k,
-            "with_payload": [ID, TEXT, METADATA],
-            "with_vectors": False,
-        }
-        if opts.prefetch:
-            request["prefetch"] = m.Prefetch(
-                query=pooled(embedding).tolist(), using=POOLED_VECTOR, filter=query_filter,
-                limit=max(opts.prefetch, k),
-                params=m.SearchParams(hnsw_ef=opts.ef) if opts.ef else None,
-            )
-        response = yield "query_points", request
-        found = []
-        for point in response.points:
-            doc_id, text, metadata = read_payload(point.payload)
-            found.append((doc_id, float(point.score), text, metadata))
-        return found
+        steps = search_steps(embedding, k, conditions, mode.name, mode.text, mode.hybrid_weight)
+        return (yield from through_plans(steps, _QdrantSearch(self, opts)))
 
     # -- the same hooks, each the same plan driven by the async client --------------------------
     async def _aupsert(
@@ -508,7 +501,7 @@ class QdrantIndex(BaseIndex):
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchMode,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
-        return await self._arun(self._search_plan(embedding, k, conditions, options))
+        return await self._arun(self._search_plan(embedding, k, conditions, options, mode))
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -549,6 +542,177 @@ class QdrantIndex(BaseIndex):
 def _token_vectors(record: Any) -> np.ndarray:
     """A retrieved point's stored token vectors, ``(n_tokens, dim)`` float32."""
     return np.asarray(record.vector[TOKENS_VECTOR], dtype=np.float32)
+
+
+class _Lexicon:
+    """What a Qdrant index keeps between searches for the stage: a key (an int64, as the
+    stage wants) for every document id it has seen, and a BM25 segment over the texts stored in
+    the collection's payloads.
+
+    The segment is built (bm25s, the embedded index's tokenizer and scoring) by the first
+    lexical search, and again when this handle has written since, or when the collection's point
+    count changed; see docs/hybrid.md for what that misses.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, int] = {}
+        self._ids: list[str] = []
+        self.writes = 0  # write calls made through this handle (finished or failed)
+        self._segment: tuple[tuple[int, int], Segment | None] | None = None
+
+    def saw(self, method: str) -> None:
+        """Count a client call that may have changed the stored texts."""
+        if method in ("upsert", "delete"):
+            self.writes += 1
+
+    def key(self, doc_id: str) -> int:
+        with self._lock:
+            key = self._keys.get(doc_id)
+            if key is None:
+                key = self._keys[doc_id] = len(self._ids)
+                self._ids.append(doc_id)
+            return key
+
+    def doc_id(self, key: int) -> str:
+        return self._ids[key]
+
+    def segment_plan(self) -> Plan[Segment | None]:
+        """The segment over every stored text (None for an empty collection)."""
+        writes = self.writes  # read before counting: a write meanwhile forces a rebuild
+        counted = yield "count", {"exact": True}
+        stamp = (writes, int(counted.count))
+        cached = self._segment
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        keys: list[int] = []
+        texts: list[str] = []
+        offset = None
+        while True:
+            records, offset = yield "scroll", {"limit": READ_BATCH, "offset": offset,
+                                               "with_payload": [ID, TEXT], "with_vectors": False}
+            for record in records:
+                keys.append(self.key(record.payload[ID]))
+                texts.append(record.payload[TEXT])
+            if offset is None:
+                break
+        segment = None
+        if keys:
+            order = np.argsort(keys)
+            segment = Segment.build(np.asarray(keys, np.int64)[order],
+                                    [texts[i] for i in order.tolist()], upto=max(keys))
+        self._segment = (stamp, segment)
+        return segment
+
+
+class _QdrantSearch:
+    """The search primitives (:class:`colbridge.search.SearchBackend`) of a Qdrant index for
+    one search. Those that need the server answer with a plan (see the module docstring);
+    keys come from the index's :class:`_Lexicon`."""
+
+    def __init__(self, index: QdrantIndex, opts: QdrantSearchOptions) -> None:
+        self._index, self._opts = index, opts
+        self._m = index._models
+        self._lexicon = index._lexicon
+        self._lexical: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    def pool(self, conditions: list[Condition]) -> Pool:
+        scope = to_qdrant_filter(conditions, self._m)
+        if scope is NEVER:
+            return Pool(size=0)
+        return Pool(size=None, filtered=scope is not None, scope=scope)
+
+    def first_stage(self, query: np.ndarray, pool: Pool, depth: int) -> Plan[Candidates]:
+        """Qdrant's exact MaxSim ranking within the pool (after the pooled-vector prefetch when
+        one is asked for), with the documents' payloads."""
+        m, opts = self._m, self._opts
+        request: dict[str, Any] = {
+            "query": np.asarray(query, dtype=np.float32).tolist(),
+            "using": TOKENS_VECTOR,
+            "query_filter": pool.scope,
+            "limit": depth,
+            "with_payload": [ID, TEXT, METADATA],
+            "with_vectors": False,
+        }
+        if opts.prefetch:
+            request["prefetch"] = m.Prefetch(
+                query=pooled(query).tolist(), using=POOLED_VECTOR, filter=pool.scope,
+                limit=max(opts.prefetch, depth),
+                params=m.SearchParams(hnsw_ef=opts.ef) if opts.ef else None,
+            )
+        response = yield "query_points", request
+        documents, scores = {}, {}
+        for point in response.points:
+            doc_id, text, metadata = read_payload(point.payload)
+            key = self._lexicon.key(doc_id)
+            documents[key], scores[key] = (doc_id, text, metadata), float(point.score)
+        keys = np.array(sorted(scores), np.int64)
+        return Candidates(keys, exact=np.array([scores[key] for key in keys.tolist()]),
+                          documents=documents)
+
+    def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> Plan[np.ndarray]:
+        """MaxSim of the given documents, computed by Qdrant (0 for one deleted meanwhile)."""
+        m = self._m
+        scores = np.zeros(len(keys), np.float32)
+        position = {key: i for i, key in enumerate(keys.tolist())}
+        for begin in range(0, len(keys), READ_BATCH):
+            part = keys[begin : begin + READ_BATCH].tolist()
+            ids = [point_id(self._lexicon.doc_id(key)) for key in part]
+            response = yield "query_points", {
+                "query": np.asarray(query, dtype=np.float32).tolist(), "using": TOKENS_VECTOR,
+                "query_filter": m.Filter(must=[m.HasIdCondition(has_id=ids)]),
+                "limit": len(ids), "with_payload": [ID], "with_vectors": False,
+            }
+            for point in response.points:
+                key = self._lexicon.key(point.payload[ID])
+                if key in position:
+                    scores[position[key]] = point.score
+        return scores
+
+    def _table(self, text: str) -> Plan[tuple[np.ndarray, np.ndarray]]:
+        """BM25 scores of every document sharing a term with ``text`` (once per search)."""
+        if self._lexical is None or self._lexical[0] != text:
+            segment = yield from self._lexicon.segment_plan()
+            if segment is None:
+                keys, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+            else:
+                keys, scores = segment_scores([segment], text)
+            self._lexical = (text, keys, scores)
+        return self._lexical[1], self._lexical[2]
+
+    def lexical_candidates(self, text: str, pool: Pool, depth: int
+                           ) -> Plan[tuple[np.ndarray, np.ndarray]]:
+        """BM25's best within the pool: the segment ranks, Qdrant says which of the best still
+        exist and pass the filter (in rounds, until ``depth`` do or none are left)."""
+        m = self._m
+        keys, scores = yield from self._table(text)
+        order = top_positions(scores, len(scores)).tolist()
+        listed = keys.tolist()
+        chosen: list[int] = []
+        step = max(2 * depth, 256)
+        for begin in range(0, len(order), step):
+            part = order[begin : begin + step]
+            must = [m.HasIdCondition(has_id=[point_id(self._lexicon.doc_id(listed[p]))
+                                             for p in part])]
+            if pool.scope is not None:
+                must.append(pool.scope)
+            records, _ = yield "scroll", {"scroll_filter": m.Filter(must=must), "limit": len(part),
+                                          "with_payload": [ID], "with_vectors": False}
+            passed = {self._lexicon.key(r.payload[ID]) for r in records}
+            chosen.extend(p for p in part if listed[p] in passed)
+            if len(chosen) >= depth:
+                break
+        best = np.array(chosen[:depth], np.int64)
+        return keys[best], scores[best]
+
+    def lexical_scores(self, text: str, keys: np.ndarray) -> Plan[np.ndarray]:
+        table_keys, scores = yield from self._table(text)
+        return values_at(table_keys, scores, keys)[0]
+
+    def documents(self, keys: list[int]) -> Plan[dict[int, tuple[str, str, dict[str, Any]]]]:
+        found = yield from self._index._get_plan([self._lexicon.doc_id(key) for key in keys])
+        return {self._lexicon.key(doc_id): (doc_id, text, metadata)
+                for doc_id, (text, metadata) in found.items()}
 
 
 def pooled(vectors: np.ndarray) -> np.ndarray:

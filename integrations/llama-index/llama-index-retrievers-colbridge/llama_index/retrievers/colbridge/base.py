@@ -57,7 +57,7 @@ class ColBERTRetriever(BaseRetriever):
             ``"hybrid"`` gathers candidates both ways, scores each with both and mixes the
             min-max normalised scores (see ``docs/hybrid.md``). A ``colbridge.SearchMode``
             works too. ``bm25`` and ``hybrid`` need an index that supports them
-            (``index.search_modes``: the embedded index does, ``QdrantIndex`` does not).
+            (``index.search_modes``: the embedded index and ``QdrantIndex`` do).
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score, in [0, 1]
             (default 0.5; the rest is BM25's).
         callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
