@@ -33,6 +33,7 @@ from colbridge.migrate import QdrantTarget, migrate_index
 from typer.testing import CliRunner
 
 from .conftest import synthetic_docs
+from .test_concurrency import _ticks_during
 
 qdrant_client = pytest.importorskip("qdrant_client")
 from qdrant_client import AsyncQdrantClient, QdrantClient, models  # noqa: E402
@@ -334,6 +335,22 @@ async def test_local_mode_without_an_async_client_works_in_threads(tiny_model):
         await index.aadd(texts, ids=ids)
         assert await index.acount() == 6
         assert len(await index.asearch("alpha", k=3)) == 3
+
+
+async def test_local_mode_async_calls_keep_the_loop_running(tiny_model, monkeypatch):
+    async with QdrantIndex(":memory:", "docs", model=tiny_model) as index:
+        texts, ids, _ = synthetic_docs(6)
+        index.add(texts, ids=ids)
+        run = index._run
+
+        def slow(plan):
+            time.sleep(0.3)  # a slow local-mode client call: it blocks its thread, not the loop
+            return run(plan)
+
+        monkeypatch.setattr(index, "_run", slow)
+        query = tiny_model.encode_query("alpha")
+        ticks, hits = await _ticks_during(index.asearch_encoded(query, k=3))
+        assert len(hits) == 3 and ticks >= 20
 
 
 # -- migration ----------------------------------------------------------------------------------

@@ -344,10 +344,8 @@ class BaseIndex(ABC):
         that are all zeros or hold NaN or infinity are refused. The ``bm25`` and ``hybrid``
         modes also need the query's text, as ``query_text``.
         """
-        embedding = _unit_query(query_embedding, self.dimension)
-        if query_text is not None:
-            query_text = check_text(query_text, "query_text")
-        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query_text)
+        embedding, k, conditions, how = self._check_search_encoded(
+            query_embedding, k, filter, options, mode, hybrid_weight, query_text)
         return self._finish(self._search_checked(embedding, k, conditions, options, how),
                             embedding, how)
 
@@ -363,10 +361,8 @@ class BaseIndex(ABC):
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search_encoded`."""
-        embedding = _unit_query(query_embedding, self.dimension)
-        if query_text is not None:
-            query_text = check_text(query_text, "query_text")
-        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query_text)
+        embedding, k, conditions, how = self._check_search_encoded(
+            query_embedding, k, filter, options, mode, hybrid_weight, query_text)
         found = await self._asearch_checked(embedding, k, conditions, options, how)
         return self._finish(found, embedding, how)
 
@@ -395,6 +391,17 @@ class BaseIndex(ABC):
         if mode != "colbert" and text is None:
             raise InvalidInputError(f"{mode} search needs the query text: pass query_text=...")
         return k, conditions, SearchMode(mode, text, float(hybrid_weight))
+
+    def _check_search_encoded(
+        self, query_embedding: Any, k: Any, filter: Mapping[str, Any] | None,
+        options: dict[str, Any], mode: Any, hybrid_weight: Any, query_text: str | None,
+    ) -> tuple[np.ndarray, int, list[Condition], SearchMode]:
+        """:meth:`_check_search` for ``search_encoded``, with the query made unit-length."""
+        embedding = _unit_query(query_embedding, self.dimension)
+        if query_text is not None:
+            query_text = check_text(query_text, "query_text")
+        k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query_text)
+        return embedding, k, conditions, how
 
     @staticmethod
     def _assemble_get(
