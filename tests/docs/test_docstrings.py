@@ -17,7 +17,7 @@ FIGURE = re.compile(r"\d+(?:\.\d+)?\s?(?:ms\b|%|" + TIMES + r")|\b0\.\d{2,}\b")
 
 # Owned by the TokenStore / folder-layout work of issue #14 (engineer h2), which rewrites these
 # docstrings; remove an entry once its figures have moved to docs/benchmarks.md.
-PENDING = {"index/manifest.py", "index/means.py"}
+PENDING: set[str] = set()
 
 
 def _docstrings(path: Path):

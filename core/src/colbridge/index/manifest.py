@@ -54,10 +54,11 @@ class ModelInfo:
 class GraphParams:
     """How the HNSW graph over token vectors is built (see Voyager's ``Index``).
 
-    The defaults were chosen on all of SciFact (docs/benchmarks.md): merging a document's
-    tokens in pairs halves the graph and its build time; Float8 storage builds about 25% faster
-    than E4M3 at the same neighbour recall; M 8 and ef_construction 40 instead of 12 and 200
-    build about 4× faster, for a loss of candidate recall that ``SearchOptions`` can buy back.
+    The defaults were chosen by measurement on SciFact: merging a document's tokens in pairs
+    halves the graph and its build time, Float8 storage builds faster than E4M3 at the same
+    neighbour recall, and a small M and ef_construction build much faster for a loss of
+    candidate recall that ``SearchOptions`` can buy back (figures in ``docs/benchmarks.md``,
+    "A lighter graph").
     """
 
     M: int = 8

@@ -3,8 +3,9 @@
 The graph finds, for each query token, its nearest document tokens. A document can score high
 with MaxSim while holding none of them: every query token matches it fairly well, none best of
 all. The search estimates such a token's similarity from the document's mean token vector
-(see ``EmbeddedIndex._graph_candidates``); on all of SciFact (``token_k`` 128) that keeps 0.991
-of the exact top 10 among 768 candidates, against 0.985 without it.
+(see the embedded index's first stage), which keeps more of the exact top 10 among the
+pre-ranked candidates than counting such tokens 0 (``docs/benchmarks.md``, "Pre-ranking guesses
+what the graph did not find").
 
 Like the graph, the means are a cache of the vector file, saved with each graph checkpoint as
 ``means-<generation>-<rows>.npz``: a NumPy archive (no pickle) of ``doc_nos`` (int64) and
