@@ -794,7 +794,8 @@ class _SnapshotSearch:
             # Estimated MaxSim. A query token adds its best neighbour in the document when
             # the graph found one there; otherwise half its similarity to the document's mean
             # vector, capped by its weakest neighbour anywhere (it found none better in this
-            # document). The half is measured, not derived (docs/benchmarks.md).
+            # document). The half is measured, not derived: see "Pre-ranking guesses what
+            # the graph did not find" in docs/benchmarks.md.
             token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
             found = np.zeros((len(ids), len(unique)), dtype=np.float32)
             np.maximum.at(found, (token_of_hit, inverse.ravel()), np.maximum(sims[valid], 0))

@@ -3,7 +3,7 @@
 The graph finds, for each query token, its nearest document tokens. A document can score high
 with MaxSim while holding none of them: every query token matches it fairly well, none best of
 all. The search estimates such a token's similarity from the document's mean token vector
-(see the embedded index's first stage), which keeps more of the exact top 10 among the
+(see ``first_stage`` in ``embedded.py``), which keeps more of the exact top 10 among the
 pre-ranked candidates than counting such tokens 0 (``docs/benchmarks.md``, "Pre-ranking guesses
 what the graph did not find").
 
