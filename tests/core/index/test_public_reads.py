@@ -54,6 +54,8 @@ def test_get_with_vectors_gives_the_stored_token_vectors(index, tiny_model):
     assert index.get(["a"], with_vectors=True) == index.get(["a"])  # vectors are not compared
     with pytest.raises(DocumentNotFoundError):
         index.get(["a", "ghost"], with_vectors=True)
+    assert index.get(["ghost"], missing_ok=True, with_vectors=True) == []
+    assert index.get([], with_vectors=True) == []
 
 
 def test_vectors_after_an_upsert_are_the_new_ones(index, tiny_model):
