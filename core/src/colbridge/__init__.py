@@ -42,6 +42,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .diversity import mmr
     from .errors import (
         ColbridgeError,
         DocumentNotFoundError,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
         InvalidInputError,
         ModelLoadError,
     )
-    from .diversity import mmr
     from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
     from .models import ColBERTModel, Encoder
     from .rerank import Reranker
