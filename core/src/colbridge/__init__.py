@@ -44,6 +44,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .diversity import mmr
     from .errors import (
         BackendError,
         ColbridgeError,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
         InvalidInputError,
         ModelLoadError,
     )
-    from .diversity import mmr
     from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
     from .models import ColBERTModel, Encoder
     from .rerank import Reranker

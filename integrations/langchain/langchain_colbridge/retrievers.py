@@ -98,49 +98,23 @@ class ColBERTRetriever(BaseRetriever):
 
         return cls(index=EmbeddedIndex(path, model=model, create=False), **kwargs)
 
-    def _search_arguments(
-        self,
-        k: int | None,
-        filter: dict[str, Any] | None,
-        mode: str | None,
-        hybrid_weight: float | None,
-        options: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
-            **self.search_options,
-            **options,
-            "k": self.k if k is None else k,
-            "filter": self.filter if filter is None else filter,
-            "mode": self.mode if mode is None else mode,
-            "hybrid_weight": self.hybrid_weight if hybrid_weight is None else hybrid_weight,
-        }
+    def _search_arguments(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """``search_options`` and the fields, overridden by the call's keyword arguments (a
+        None ``k``, ``filter``, ``mode`` or ``hybrid_weight`` keeps the field's value)."""
+        fields = {"k": self.k, "filter": self.filter, "mode": self.mode,
+                  "hybrid_weight": self.hybrid_weight}
+        given = {key: value for key, value in overrides.items()
+                 if value is not None or key not in fields}
+        return {**self.search_options, **fields, **given}
 
     def _get_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: CallbackManagerForRetrieverRun,
-        k: int | None = None,
-        filter: dict[str, Any] | None = None,
-        mode: str | None = None,
-        hybrid_weight: float | None = None,
-        **options: Any,
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        arguments = self._search_arguments(k, filter, mode, hybrid_weight, options)
-        hits = self.index.search(query, **arguments)
+        hits = self.index.search(query, **self._search_arguments(overrides))
         return [hit_to_document(hit, with_score=True) for hit in hits]
 
     async def _aget_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
-        filter: dict[str, Any] | None = None,
-        mode: str | None = None,
-        hybrid_weight: float | None = None,
-        **options: Any,
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        arguments = self._search_arguments(k, filter, mode, hybrid_weight, options)
-        hits = await self.index.asearch(query, **arguments)
+        hits = await self.index.asearch(query, **self._search_arguments(overrides))
         return [hit_to_document(hit, with_score=True) for hit in hits]

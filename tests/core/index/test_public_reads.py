@@ -54,6 +54,8 @@ def test_get_with_vectors_gives_the_stored_token_vectors(index, tiny_model):
     assert index.get(["a"], with_vectors=True) == index.get(["a"])  # vectors are not compared
     with pytest.raises(DocumentNotFoundError):
         index.get(["a", "ghost"], with_vectors=True)
+    assert index.get(["ghost"], missing_ok=True, with_vectors=True) == []
+    assert index.get([], with_vectors=True) == []
 
 
 def test_vectors_after_an_upsert_are_the_new_ones(index, tiny_model):
@@ -150,3 +152,29 @@ def test_search_mode_enum_is_accepted_wherever_a_mode_string_is(filled):
             assert ranked(mode=mode) == ranked(mode=mode.value)
     assert [m.value for m in SearchMode] == ["colbert", "bm25", "hybrid"]
     assert f"{SearchMode.HYBRID}" == "hybrid"
+
+
+def test_embedded_export_sees_writes_made_while_it_runs(tmp_path, tiny_model):
+    """Document numbers only grow, so the export reaches documents written after it started,
+    and a compaction between batches changes no vectors it hands out."""
+    index = open_index("embedded", tmp_path, tiny_model)
+    try:
+        texts, ids, metadatas = synthetic_docs(30)
+        index.add(texts, ids=ids, metadatas=metadatas)
+        before = {d.id: d.vectors for d in index.export()}
+        stream = index.export(batch_size=4)
+        first = [next(stream) for _ in range(4)]
+        index.add(["a late arrival about the desert"], ids=["late"])
+        index.add(["d20 rewritten about the ocean"], ids=["d20"])
+        index.delete(["d25"])
+        index.compact()
+        rest = list(stream)
+        seen = [d.id for d in first + rest]
+        assert "late" in seen and "d25" not in seen
+        assert sorted(seen) == sorted(set(seen))  # none twice: d20 was not reached before
+        assert [d.text for d in rest if d.id == "d20"] == ["d20 rewritten about the ocean"]
+        for document in first + rest:
+            if document.id in before and document.id != "d20":
+                np.testing.assert_array_equal(document.vectors, before[document.id])
+    finally:
+        index.close()

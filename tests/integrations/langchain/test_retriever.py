@@ -65,6 +65,8 @@ def test_constructor_filter_is_the_default_and_a_call_replaces_it(sample_index):
     assert {d.metadata["topic"] for d in physics} == {"physics"}
     everything = retriever.invoke("stars", filter={}, k=40)
     assert len({d.metadata["topic"] for d in everything}) > 1
+    unset = retriever.invoke("stars", filter=None, k=None, mode=None, hybrid_weight=None)
+    assert [d.id for d in unset] == [d.id for d in retriever.invoke("stars")]  # None: the field
 
 
 def test_bad_filter_and_unknown_option_are_reported(sample_index):

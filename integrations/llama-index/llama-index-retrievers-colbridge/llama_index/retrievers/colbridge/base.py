@@ -211,25 +211,17 @@ class ColBERTRetriever(BaseRetriever):
 
     # -- retrieval ------------------------------------------------------------------------
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self.index.search(
-            query_bundle.query_str,
-            self.similarity_top_k,
-            filter=to_core_filter(self.filters),
-            mode=self.mode,
-            hybrid_weight=self.hybrid_weight,
-        )
-        return self._to_nodes(hits)
+        return self._to_nodes(self.index.search(query_bundle.query_str, **self._arguments()))
 
     @dispatcher.span
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = await self.index.asearch(
-            query_bundle.query_str,
-            self.similarity_top_k,
-            filter=to_core_filter(self.filters),
-            mode=self.mode,
-            hybrid_weight=self.hybrid_weight,
-        )
+        hits = await self.index.asearch(query_bundle.query_str, **self._arguments())
         return self._to_nodes(hits)
+
+    def _arguments(self) -> dict[str, Any]:
+        """The search's arguments, translated; the index checks them."""
+        return {"k": self.similarity_top_k, "filter": to_core_filter(self.filters),
+                "mode": self.mode, "hybrid_weight": self.hybrid_weight}
 
     def _to_nodes(self, hits: list[Hit]) -> list[NodeWithScore]:
         return [
