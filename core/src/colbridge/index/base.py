@@ -71,8 +71,10 @@ def _unit_query(query_embedding: Any, dimension: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class SearchMode:
-    """How a search ranks: its mode, the query text (for BM25) and the hybrid weight."""
+class SearchRequest:
+    """How one search ranks, as the hooks receive it: the mode's name (a plain string, whether
+    the caller passed one or a :class:`colbridge.SearchMode`), the query text (for BM25) and the
+    hybrid weight."""
 
     name: str = "colbert"
     text: str | None = None
@@ -371,7 +373,7 @@ class BaseIndex(ABC):
         self, k: Any, filter: Mapping[str, Any] | None, options: dict[str, Any],
         mode: Any = "colbert", hybrid_weight: Any = DEFAULT_HYBRID_WEIGHT,
         text: str | None = None,
-    ) -> tuple[int, list[Condition], SearchMode]:
+    ) -> tuple[int, list[Condition], SearchRequest]:
         """Validate the arguments every search variant takes; returns ``(k, conditions, mode)``."""
         k, conditions = check_k(k), parse_filter(filter)
         self._check_options(options)
@@ -390,12 +392,12 @@ class BaseIndex(ABC):
                 f"hybrid_weight must be a number in [0, 1], got {hybrid_weight!r}")
         if mode != "colbert" and text is None:
             raise InvalidInputError(f"{mode} search needs the query text: pass query_text=...")
-        return k, conditions, SearchMode(mode, text, float(hybrid_weight))
+        return k, conditions, SearchRequest(mode, text, float(hybrid_weight))
 
     def _check_search_encoded(
         self, query_embedding: Any, k: Any, filter: Mapping[str, Any] | None,
         options: dict[str, Any], mode: Any, hybrid_weight: Any, query_text: str | None,
-    ) -> tuple[np.ndarray, int, list[Condition], SearchMode]:
+    ) -> tuple[np.ndarray, int, list[Condition], SearchRequest]:
         """:meth:`_check_search` for ``search_encoded``, with the query made unit-length."""
         embedding = _unit_query(query_embedding, self.dimension)
         if query_text is not None:
@@ -415,7 +417,7 @@ class BaseIndex(ABC):
 
     def _search_checked(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode = SearchMode(),
+        options: dict[str, Any], mode: SearchRequest = SearchRequest(),
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         if embedding is not None:
             self._check_dimension([embedding])
@@ -423,7 +425,7 @@ class BaseIndex(ABC):
 
     async def _asearch_checked(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         if embedding is not None:
             self._check_dimension([embedding])
@@ -432,7 +434,7 @@ class BaseIndex(ABC):
     @staticmethod
     def _finish(
         found: list[tuple[str, float, str, dict[str, Any]]], embedding: np.ndarray | None,
-        mode: SearchMode = SearchMode(),
+        mode: SearchRequest = SearchRequest(),
     ) -> list[Hit]:
         if mode.name == "colbert":
             raw = np.array([s for _, s, _, _ in found], dtype=np.float64)
@@ -551,7 +553,7 @@ class BaseIndex(ABC):
     @abstractmethod
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any]]]: ...
 
     # -- async hooks: the sync hook in a worker thread, unless a backend awaits its own I/O ----
@@ -572,6 +574,6 @@ class BaseIndex(ABC):
 
     async def _asearch(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         return await run_off_loop(self._search, embedding, k, conditions, options, mode)

@@ -51,7 +51,7 @@ from ..scoring import maxsim_ranges, rows_of, token_similarities
 from ..search import Candidates, Pool, run_search
 from ..search.stage import top_positions, values_at
 from . import layout
-from .base import MODES, BaseIndex, SearchMode
+from .base import MODES, BaseIndex, SearchRequest
 from .docstore import DocStore, NewDocument
 from .graph import TokenGraph, checkpoints, graph_file_name, probe_unrecorded
 from .lexical import LexicalIndex
@@ -573,7 +573,7 @@ class EmbeddedIndex(BaseIndex):
                 os.remove(path)
 
     # -- reading ----------------------------------------------------------------------------
-    def _check_search(self, *args: Any, **kwargs: Any) -> tuple[int, list[Condition], SearchMode]:
+    def _check_search(self, *args: Any, **kwargs: Any) -> tuple[int, list[Condition], SearchRequest]:
         checked = super()._check_search(*args, **kwargs)
         self._require_index()  # before the query is encoded, which may load the model
         return checked
@@ -635,7 +635,7 @@ class EmbeddedIndex(BaseIndex):
 
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         opts = replace(self.options, **options) if options else self.options
         view = _SnapshotSearch(self, self._fresh_snapshot(), opts)

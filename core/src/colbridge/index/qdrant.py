@@ -56,7 +56,7 @@ from ._qdrant_payload import (
     read_payload,
     to_qdrant_filter,
 )
-from .base import MODES, BaseIndex, SearchMode
+from .base import MODES, BaseIndex, SearchRequest
 from .lexical import Segment, segment_scores
 from .manifest import ModelInfo
 
@@ -382,7 +382,7 @@ class QdrantIndex(BaseIndex):
 
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         return self._run(self._search_plan(embedding, k, conditions, options, mode))
 
@@ -472,7 +472,7 @@ class QdrantIndex(BaseIndex):
 
     def _search_plan(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> Plan[list[tuple[str, float, str, dict[str, Any]]]]:
         """The shared search stage (:mod:`colbridge.search`) over this collection's primitives.
         Qdrant's own MaxSim query is the first stage and scores exactly, so there is no
@@ -499,7 +499,7 @@ class QdrantIndex(BaseIndex):
 
     async def _asearch(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
-        options: dict[str, Any], mode: SearchMode,
+        options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any]]]:
         return await self._arun(self._search_plan(embedding, k, conditions, options, mode))
 
