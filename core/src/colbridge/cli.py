@@ -25,6 +25,7 @@ from .errors import (
     InvalidInputError,
     ModelLoadError,
 )
+from .search.fusion import DEFAULT_HYBRID_WEIGHT
 
 app = typer.Typer(
     help="ColBERT late-interaction retrieval and reranking: index files, search them, try the demo.",
@@ -263,7 +264,7 @@ def search(
     mode: Annotated[Mode, typer.Option(
         help="colbert (MaxSim), bm25 (lexical) or hybrid (both, fused).")] = Mode.colbert,
     hybrid_weight: Annotated[float, typer.Option(
-        help="Hybrid mode: share of the ColBERT score, 0 to 1.")] = 0.5,
+        help="Hybrid mode: share of the ColBERT score, 0 to 1.")] = DEFAULT_HYBRID_WEIGHT,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:

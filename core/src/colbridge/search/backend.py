@@ -1,4 +1,4 @@
-"""What the search stage asks of a backend: five primitives over documents named by keys.
+"""What the search stage asks of a backend: six primitives over documents named by keys.
 
 A backend answers for one search at a time (usually through a small object bound to one
 snapshot of its data and to that search's options). Documents are named by **keys**: int64
