@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from colbridge import BaseIndex, ColBERTModel
+from colbridge.search import DEFAULT_HYBRID_WEIGHT
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
@@ -74,7 +75,7 @@ class ColBERTRetriever(BaseRetriever):
     filter: dict[str, Any] | None = None
     search_options: dict[str, Any] = Field(default_factory=dict)
     mode: str = "colbert"
-    hybrid_weight: float = 0.5
+    hybrid_weight: float = DEFAULT_HYBRID_WEIGHT
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

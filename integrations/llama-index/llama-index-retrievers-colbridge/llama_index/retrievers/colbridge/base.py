@@ -23,6 +23,7 @@ from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
+from colbridge.search import DEFAULT_HYBRID_WEIGHT
 
 from ._convert import REF_DOC_KEY, hit_to_node, node_to_record, to_core_filter
 
@@ -91,7 +92,7 @@ class ColBERTRetriever(BaseRetriever):
         filters: MetadataFilters | None = None,
         normalize_scores: bool = False,
         mode: str = "colbert",
-        hybrid_weight: float = 0.5,
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
         object_map: dict[str, Any] | None = None,
