@@ -170,7 +170,9 @@ def test_refinement_codec_reduces_the_error_and_reloads(tmp_path):
     base = ResidualCodec.train(VECTORS, bits=2, n_centroids=32, seed=0)
     codes, residuals = base.encode(VECTORS)
     refine = RefinementCodec.train(base, VECTORS, bits=4)
-    both = refine.decode(codes, residuals, refine.encode(VECTORS, codes, residuals))
+    given = VECTORS.copy()
+    both = refine.decode(codes, residuals, refine.encode(given, codes, residuals))
+    np.testing.assert_array_equal(given, VECTORS)  # the caller's vectors are left as they were
     one = base.decode(codes, residuals, dtype=np.float32)
     err_one = 1 - np.einsum("ij,ij->i", one, VECTORS).mean()
     err_both = 1 - np.einsum("ij,ij->i", both, VECTORS).mean()

@@ -1,16 +1,18 @@
-"""A second-level refinement of :class:`~.residual.ResidualCodec` codes.
+"""A second level for :class:`~.residual.ResidualCodec` codes: more bits inside each bucket.
 
-The residual codec leaves an error ``e = v - (c + r)`` per token vector (before normalising).
-This codec quantises that error again, per dimension, with its own Lloyd-Max buckets, so a
-token vector is stored as the residual codes (kept in RAM for the first stage) plus these
-refinement bytes (kept on disk and read only for the few documents being rescored). Decoding
-both levels gives about the precision of one code of their summed bits (see
-docs/compression.md for the measured cosines and rankings).
+The residual codec puts the residual ``v[d] - c[d]`` of each dimension into one of ``2**bits``
+buckets. This codec splits every bucket of every dimension again into ``2**refinement_bits``
+sub-buckets, with their own cutoffs and weights learned from the residuals that fall in that
+bucket (Lloyd-Max within the bucket). Together the two codes are one quantiser of
+``bits + refinement_bits`` bits per dimension whose high bits are the residual code: the
+residual codes stay in RAM for the first stage, the refinement bytes stay on disk and are read
+only for the few documents being rescored. Decoding adds the sub-bucket's weight to the
+centroid and normalises the sum.
 
 Persisted form (no pickle), written by :meth:`RefinementCodec.save`: ``<stem>.npz`` holding
-``cutoffs`` (float32, ``(dim, 2**bits - 1)``) and ``weights`` (float32, ``(dim, 2**bits)``),
-then ``<stem>.json`` with ``{"codec": "refinement", "version": 1, "bits", "dim",
-"arrays_sha256"}``.
+``cutoffs`` (float32, ``(dim, 2**bits, 2**refinement_bits - 1)``) and ``weights`` (float32,
+``(dim, 2**bits, 2**refinement_bits)``), then ``<stem>.json`` with ``{"codec": "refinement",
+"version": 1, "bits", "base_bits", "dim", "arrays_sha256"}``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ from ...errors import IndexCorruptError, InvalidInputError
 from .residual import (
     BITS,
     ResidualCodec,
-    _buckets,
-    _byte_table,
     _check_vectors,
     _npz_bytes,
     _pack,
@@ -37,15 +37,16 @@ from .residual import (
 )
 
 FORMAT_VERSION = 1
-_ROWS = 1 << 16
-_TRAIN_ROWS = 100_000
+_ROWS = 1 << 13  # bounds the (rows, dim, sub-buckets) cutoff gather to about 50 MB
+_TRAIN_ROWS = 200_000
+_LLOYD_ROUNDS = 6
 
 
 class RefinementCodec:
-    """Per-dimension ``bits``-bit codes of what a :class:`ResidualCodec` leaves over.
+    """``bits`` more bits per dimension inside the buckets of a :class:`ResidualCodec`.
 
     Build one with :meth:`train` for a trained base codec, then :meth:`encode` and
-    :meth:`decode`. :meth:`decode` returns L2-normalised vectors of both levels.
+    :meth:`decode`. :meth:`decode` returns L2-normalised vectors from both codes.
     """
 
     name = "refinement"
@@ -54,21 +55,23 @@ class RefinementCodec:
                  bits: int) -> None:
         if bits not in BITS:
             raise InvalidInputError(f"bits must be one of {BITS}, got {bits!r}")
-        levels = 1 << bits
+        outer, inner = 1 << base.bits, 1 << bits
         cutoffs = np.asarray(cutoffs, dtype=np.float32)
         weights = np.asarray(weights, dtype=np.float32)
-        if cutoffs.shape != (base.dim, levels - 1) or weights.shape != (base.dim, levels):
+        if cutoffs.shape != (base.dim, outer, inner - 1) or weights.shape != (
+                base.dim, outer, inner):
             raise InvalidInputError(
-                f"expected cutoffs {(base.dim, levels - 1)} and weights {(base.dim, levels)}, "
-                f"got {cutoffs.shape} and {weights.shape}")
+                f"expected cutoffs {(base.dim, outer, inner - 1)} and weights "
+                f"{(base.dim, outer, inner)}, got {cutoffs.shape} and {weights.shape}")
         if not (np.isfinite(cutoffs).all() and np.isfinite(weights).all()):
             raise InvalidInputError("cutoffs or weights hold NaN or infinite values")
         self.base = base
         self.bits = bits
         self.cutoffs = cutoffs
         self.weights = weights
-        self._table = _byte_table(weights, bits)
-        self._byte_offsets = np.arange(base.dim * bits // 8, dtype=np.intp) << 8
+        # Row d * 2**(base bits + bits) + (outer << bits | inner) holds that cell's weight.
+        self._flat = weights.reshape(-1)
+        self._dim_offsets = np.arange(base.dim, dtype=np.intp) << (base.bits + bits)
 
     @property
     def refinement_bytes(self) -> int:
@@ -78,7 +81,7 @@ class RefinementCodec:
     @classmethod
     def train(cls, base: ResidualCodec, vectors: Any, *, bits: int = 4,
               seed: int = 0) -> RefinementCodec:
-        """Learn the refinement buckets from the base codec's error on (a sample of) ``vectors``."""
+        """Learn sub-bucket cutoffs and weights from the residuals of (a sample of) ``vectors``."""
         if bits not in BITS:
             raise InvalidInputError(f"bits must be one of {BITS}, got {bits!r}")
         data = _check_vectors(vectors, base.dim, widen=False)
@@ -87,7 +90,20 @@ class RefinementCodec:
             rows = np.sort(np.random.default_rng(seed).choice(len(data), _TRAIN_ROWS,
                                                               replace=False))
         sample = np.asarray(data[rows], dtype=np.float32)
-        cutoffs, weights = _buckets(sample - _unnormalised(base, *base.encode(sample)), bits)
+        codes, packed = base.encode(sample)
+        residuals = sample - base._centroids32[codes]
+        outer = _unpack(packed, base.bits, base.dim)
+        n_outer, n_inner = 1 << base.bits, 1 << bits
+        cutoffs = np.zeros((base.dim, n_outer, n_inner - 1), dtype=np.float32)
+        weights = np.zeros((base.dim, n_outer, n_inner), dtype=np.float32)
+        for d in range(base.dim):
+            for j in range(n_outer):
+                values = residuals[outer[:, d] == j, d]
+                if len(values) == 0:  # an empty bucket keeps the base weight everywhere
+                    weights[d, j] = base.weights[d, j]
+                    cutoffs[d, j] = base.weights[d, j]
+                    continue
+                cutoffs[d, j], weights[d, j] = _lloyd_max(values, n_inner)
         return cls(base, cutoffs, weights, bits)
 
     def encode(self, vectors: Any, codes: np.ndarray, residuals: np.ndarray) -> np.ndarray:
@@ -97,29 +113,32 @@ class RefinementCodec:
             raise InvalidInputError(
                 f"{len(data)} vectors but {len(codes)} codes and {len(residuals)} residuals")
         out = np.empty((len(data), self.refinement_bytes), dtype=np.uint8)
+        dims = np.arange(self.base.dim)
         for start in range(0, len(data), _ROWS):
             stop = start + _ROWS
-            block = np.asarray(data[start:stop], dtype=np.float32)
-            error = block - _unnormalised(self.base, codes[start:stop], residuals[start:stop])
-            buckets = np.zeros(error.shape, dtype=np.uint8)
-            for j in range(self.cutoffs.shape[1]):
-                buckets += error > self.cutoffs[:, j]
-            out[start:stop] = _pack(buckets, self.bits)
+            block = np.array(data[start:stop], dtype=np.float32)  # a copy: changed below
+            block -= self.base._centroids32[np.asarray(codes[start:stop])]
+            outer = _unpack(np.asarray(residuals[start:stop]), self.base.bits, self.base.dim)
+            limits = self.cutoffs[dims, outer]  # (rows, dim, inner - 1)
+            inner = (block[:, :, None] > limits).sum(axis=2).astype(np.uint8)
+            out[start:stop] = _pack(inner, self.bits)
         return out
 
     def decode(self, codes: np.ndarray, residuals: np.ndarray, refinement: np.ndarray, *,
                dtype: Any = np.float32) -> np.ndarray:
-        """L2-normalised ``(n, dim)`` vectors from both levels of codes."""
+        """L2-normalised ``(n, dim)`` vectors from both codes."""
         refinement = np.asarray(refinement)
         if refinement.dtype != np.uint8 or refinement.shape != (len(codes),
                                                                 self.refinement_bytes):
             raise InvalidInputError(
                 f"refinement must be uint8 of shape {(len(codes), self.refinement_bytes)}, got "
                 f"{refinement.dtype} {refinement.shape}")
-        vectors = _unnormalised(self.base, codes, residuals)
-        flat = refinement.astype(np.intp)
-        flat += self._byte_offsets
-        vectors += np.take(self._table, flat, axis=0).reshape(len(codes), self.base.dim)
+        cell = _unpack(np.asarray(residuals), self.base.bits, self.base.dim).astype(np.intp)
+        cell <<= self.bits
+        cell |= _unpack(refinement, self.bits, self.base.dim)
+        cell += self._dim_offsets
+        vectors = self._flat[cell]
+        vectors += self.base._centroids32[np.asarray(codes)]
         vectors /= np.maximum(np.sqrt(np.einsum("ij,ij->i", vectors, vectors)), 1e-12)[:, None]
         return vectors.astype(dtype, copy=False)
 
@@ -129,22 +148,24 @@ class RefinementCodec:
         buffer = _npz_bytes(cutoffs=self.cutoffs, weights=self.weights)
         atomic_write_bytes(folder / f"{stem}.npz", buffer)
         params = {"codec": self.name, "version": FORMAT_VERSION, "bits": self.bits,
-                  "dim": self.base.dim, "arrays_sha256": hashlib.sha256(buffer).hexdigest()}
+                  "base_bits": self.base.bits, "dim": self.base.dim,
+                  "arrays_sha256": hashlib.sha256(buffer).hexdigest()}
         atomic_write_bytes(folder / f"{stem}.json", (json.dumps(params, indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, base: ResidualCodec, folder: str | Path,
              stem: str = "refinement") -> RefinementCodec:
         """Read what :meth:`save` wrote, for ``base``; IndexCorruptError when missing, damaged,
-        from two different saves, or of another dimension."""
+        from two different saves, or made for another base codec shape."""
         folder = Path(folder)
         params = read_params(folder, stem)
         if params.get("codec") != cls.name or params.get("version") != FORMAT_VERSION:
             raise IndexCorruptError(f"{folder / stem}.json is not a {cls.name!r} version "
                                     f"{FORMAT_VERSION} codec")
-        if params.get("dim") != base.dim:
-            raise IndexCorruptError(f"{folder / stem}.json is for {params.get('dim')}-d vectors, "
-                                    f"the base codec for {base.dim}-d")
+        if (params.get("dim"), params.get("base_bits")) != (base.dim, base.bits):
+            raise IndexCorruptError(
+                f"{folder / stem}.json refines {params.get('base_bits')}-bit "
+                f"{params.get('dim')}-d codes, the base codec is {base.bits}-bit {base.dim}-d")
         path = folder / f"{stem}.npz"
         try:
             raw = path.read_bytes()
@@ -160,10 +181,27 @@ class RefinementCodec:
             raise IndexCorruptError(f"{path} cannot be read as a refinement codec: {e}") from e
 
 
-def _unnormalised(base: ResidualCodec, codes: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-    """Centroid plus decoded residual, float32, before the base codec normalises it."""
-    flat = np.asarray(residuals).astype(np.intp)
-    flat += base._byte_offsets
-    vectors = np.take(base._table, flat, axis=0).reshape(len(codes), base.dim)
-    vectors += base._centroids32[np.asarray(codes)]
-    return vectors
+def _unpack(packed: np.ndarray, bits: int, dim: int) -> np.ndarray:
+    """``(n, dim * bits / 8)`` packed bytes back into ``(n, dim)`` uint8 bucket numbers (the
+    layout of :func:`~.residual._pack`)."""
+    per_byte, mask = 8 // bits, np.uint8((1 << bits) - 1)
+    out = np.empty((len(packed), dim), dtype=np.uint8)
+    for j in range(per_byte):
+        out[:, j::per_byte] = (packed >> np.uint8(bits * (per_byte - 1 - j))) & mask
+    return out
+
+
+def _lloyd_max(values: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cutoffs ``(levels - 1,)`` and weights ``(levels,)`` of the least-squares quantiser of
+    ``values``, started from their quantiles."""
+    cutoffs = np.quantile(values, np.arange(1, levels) / levels).astype(np.float32)
+    weights = np.quantile(values, (np.arange(levels) + 0.5) / levels).astype(np.float32)
+    for round_ in range(_LLOYD_ROUNDS + 1):
+        if round_:
+            cutoffs = (weights[:-1] + weights[1:]) / 2
+        buckets = np.searchsorted(cutoffs, values, side="left")
+        counts = np.bincount(buckets, minlength=levels)
+        sums = np.bincount(buckets, weights=values, minlength=levels)
+        filled = counts > 0
+        weights[filled] = (sums[filled] / counts[filled]).astype(np.float32)
+    return cutoffs.astype(np.float32), weights
