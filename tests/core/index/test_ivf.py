@@ -185,3 +185,19 @@ def test_refinement_codec_reduces_the_error_and_reloads(tmp_path):
         RefinementCodec.load(base, tmp_path, "r")
     with pytest.raises(InvalidInputError, match="shape"):
         refine.decode(codes, residuals, np.zeros((len(codes), 3), np.uint8))
+
+
+@pytest.mark.parametrize(("base_bits", "bits"), [(4, 4), (4, 2), (2, 4), (2, 2)])
+def test_refinement_decodes_every_bit_layout_like_unpacked_cells(base_bits, bits):
+    from colbridge.index.codecs.refine import _unpack
+
+    base = ResidualCodec.train(VECTORS, bits=base_bits, n_centroids=16, seed=0)
+    codes, residuals = base.encode(VECTORS[:500])
+    refine = RefinementCodec.train(base, VECTORS, bits=bits)
+    fine = refine.encode(VECTORS[:500], codes, residuals)
+    outer = _unpack(residuals, base_bits, DIM).astype(np.int64)
+    inner = _unpack(fine, bits, DIM).astype(np.int64)
+    expected = refine.weights[np.arange(DIM), outer, inner] + base.centroids[codes].astype(
+        np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(refine.decode(codes, residuals, fine), expected, atol=1e-6)

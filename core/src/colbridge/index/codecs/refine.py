@@ -38,7 +38,7 @@ from .residual import (
 
 FORMAT_VERSION = 1
 _ROWS = 1 << 13  # bounds the (rows, dim, sub-buckets) cutoff gather to about 50 MB
-_TRAIN_ROWS = 200_000
+_TRAIN_ROWS = 100_000
 _LLOYD_ROUNDS = 6
 
 
@@ -97,13 +97,15 @@ class RefinementCodec:
         cutoffs = np.zeros((base.dim, n_outer, n_inner - 1), dtype=np.float32)
         weights = np.zeros((base.dim, n_outer, n_inner), dtype=np.float32)
         for d in range(base.dim):
+            order = np.lexsort((residuals[:, d], outer[:, d]))  # by bucket, then value
+            values, buckets = residuals[order, d], outer[order, d]
+            bounds = np.searchsorted(buckets, np.arange(n_outer + 1))
             for j in range(n_outer):
-                values = residuals[outer[:, d] == j, d]
-                if len(values) == 0:  # an empty bucket keeps the base weight everywhere
-                    weights[d, j] = base.weights[d, j]
-                    cutoffs[d, j] = base.weights[d, j]
+                inside = values[bounds[j]:bounds[j + 1]]
+                if len(inside) == 0:  # an empty bucket keeps the base weight everywhere
+                    weights[d, j] = cutoffs[d, j] = base.weights[d, j]
                     continue
-                cutoffs[d, j], weights[d, j] = _lloyd_max(values, n_inner)
+                cutoffs[d, j], weights[d, j] = _lloyd_max(inside, n_inner)
         return cls(base, cutoffs, weights, bits)
 
     def encode(self, vectors: Any, codes: np.ndarray, residuals: np.ndarray) -> np.ndarray:
@@ -133,9 +135,15 @@ class RefinementCodec:
             raise InvalidInputError(
                 f"refinement must be uint8 of shape {(len(codes), self.refinement_bytes)}, got "
                 f"{refinement.dtype} {refinement.shape}")
-        cell = _unpack(np.asarray(residuals), self.base.bits, self.base.dim).astype(np.intp)
-        cell <<= self.bits
-        cell |= _unpack(refinement, self.bits, self.base.dim)
+        residuals = np.asarray(residuals)
+        if self.base.bits == self.bits == 4:  # each byte pair gives two cells without unpacking
+            cell = np.empty((len(codes), self.base.dim), dtype=np.intp)
+            cell[:, 0::2] = (residuals & 0xF0) | (refinement >> 4)
+            cell[:, 1::2] = (residuals << 4) | (refinement & 0x0F)
+        else:
+            cell = _unpack(residuals, self.base.bits, self.base.dim).astype(np.intp)
+            cell <<= self.bits
+            cell += _unpack(refinement, self.bits, self.base.dim)
         cell += self._dim_offsets
         vectors = self._flat[cell]
         vectors += self.base._centroids32[np.asarray(codes)]
@@ -183,25 +191,35 @@ class RefinementCodec:
 
 def _unpack(packed: np.ndarray, bits: int, dim: int) -> np.ndarray:
     """``(n, dim * bits / 8)`` packed bytes back into ``(n, dim)`` uint8 bucket numbers (the
-    layout of :func:`~.residual._pack`)."""
-    per_byte, mask = 8 // bits, np.uint8((1 << bits) - 1)
-    out = np.empty((len(packed), dim), dtype=np.uint8)
-    for j in range(per_byte):
-        out[:, j::per_byte] = (packed >> np.uint8(bits * (per_byte - 1 - j))) & mask
-    return out
+    layout of :func:`~.residual._pack`), by one gather from a 256-row table."""
+    return _UNPACK[bits][packed].reshape(len(packed), dim)
+
+
+def _unpack_table(bits: int) -> np.ndarray:
+    per_byte, mask = 8 // bits, (1 << bits) - 1
+    values = np.arange(256)
+    return np.stack([(values >> (bits * (per_byte - 1 - j))) & mask for j in range(per_byte)],
+                    axis=1).astype(np.uint8)
+
+
+_UNPACK = {bits: _unpack_table(bits) for bits in BITS}
 
 
 def _lloyd_max(values: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Cutoffs ``(levels - 1,)`` and weights ``(levels,)`` of the least-squares quantiser of
-    ``values``, started from their quantiles."""
-    cutoffs = np.quantile(values, np.arange(1, levels) / levels).astype(np.float32)
-    weights = np.quantile(values, (np.arange(levels) + 0.5) / levels).astype(np.float32)
+    the ascending ``values``, started from their quantiles."""
+    n = len(values)
+    cutoffs = values[np.minimum((np.arange(1, levels) * n) // levels, n - 1)].astype(np.float32)
+    weights = values[np.minimum(((2 * np.arange(levels) + 1) * n) // (2 * levels), n - 1)]
+    weights = weights.astype(np.float32)
+    sums = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
     for round_ in range(_LLOYD_ROUNDS + 1):
         if round_:
             cutoffs = (weights[:-1] + weights[1:]) / 2
-        buckets = np.searchsorted(cutoffs, values, side="left")
-        counts = np.bincount(buckets, minlength=levels)
-        sums = np.bincount(buckets, weights=values, minlength=levels)
+        # Bucket i holds the values in (cutoffs[i-1], cutoffs[i]]: a contiguous slice.
+        edges = np.concatenate(([0], np.searchsorted(values, cutoffs, side="right"), [n]))
+        counts = np.diff(edges)
         filled = counts > 0
-        weights[filled] = (sums[filled] / counts[filled]).astype(np.float32)
+        means = (sums[edges[1:]] - sums[edges[:-1]])[filled] / counts[filled]
+        weights[filled] = means.astype(np.float32)
     return cutoffs.astype(np.float32), weights
