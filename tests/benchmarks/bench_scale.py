@@ -162,22 +162,24 @@ def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.nda
     index = IvfIndex.build(folder, vectors, lengths, bits=args.bits, n_centroids=args.centroids,
                            refinement_bits=args.refinement_bits, seed=args.seed)
     build_seconds = time.perf_counter() - started
-    recall = {n: [] for n in (64, 128, 256, 512, 1024)}
+    recall = {n: [] for n in (16, 32, 64, 128, 256)}
     first_seconds = []
     for q, ref in zip(queries, reference, strict=True):
         started = time.perf_counter()
-        candidates, _ = index.first_stage(q, nprobe=args.nprobe, n=max(recall))
+        candidates, _ = index.first_stage(q, nprobe=args.nprobe, pool=args.pool, n=max(recall))
         first_seconds.append(time.perf_counter() - started)
         for n in recall:
             recall[n].append(len(set(candidates[:n].tolist()) & set(ref.tolist())) / 10)
-    decoded_only = [index.search(q, k=10, nprobe=args.nprobe, candidates=args.candidates,
-                                 rescore=None)[0] for q in queries]
+    decoded_only = []
+    for q in queries:
+        docs, _ = index.first_stage(q, nprobe=args.nprobe, pool=args.pool, n=args.candidates)
+        decoded_only.append(docs[np.argsort(-index.score(q, docs), kind="stable")[:10]])
     folder_bytes = index.folder_bytes()
     tier_bytes = (folder / "refinement.u8").stat().st_size if args.refinement_bits else 0
     del index
     queries_file = work / "queries.npy"
     np.save(queries_file, queries)
-    settings = {"nprobe": args.nprobe, "candidates": args.candidates, "rescore": args.rescore}
+    settings = {"nprobe": args.nprobe, "pool": args.pool, "candidates": args.candidates}
     out = subprocess.run(
         [sys.executable, __file__, "--probe", str(folder), str(queries_file), json.dumps(settings)],
         check=True, capture_output=True, text=True).stdout
@@ -260,8 +262,8 @@ def main() -> None:
     parser.add_argument("--refinement-bits", type=int, default=4,
                         help="bits of the on-disk tier; 0 for none")
     parser.add_argument("--nprobe", type=int, default=4)
-    parser.add_argument("--candidates", type=int, default=256)
-    parser.add_argument("--rescore", type=int, default=32)
+    parser.add_argument("--pool", type=int, default=1024)
+    parser.add_argument("--candidates", type=int, default=64)
     parser.add_argument("--spans", type=int, default=3)
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)

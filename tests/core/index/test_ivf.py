@@ -82,10 +82,20 @@ def test_first_stage_finds_the_document_a_query_was_made_from(index):
         assert list(approx) == sorted(approx, reverse=True)
 
 
+def test_first_stage_ranks_by_maxsim_over_centroids(index):
+    q = QUERIES[3]
+    docs, approx = index.first_stage(q, nprobe=index.codec.n_centroids, pool=10_000, n=20)
+    replaced = index.codec.centroids.astype(np.float32)[index.codes]
+    expected = maxsim_packed(q, replaced, LENGTHS)
+    np.testing.assert_allclose(approx, expected[docs], rtol=1e-5)
+    assert set(docs) == set(np.argsort(-expected, kind="stable")[:20])
+
+
 def test_more_probes_never_lose_candidates_of_fewer(index):
     q = QUERIES[0]
     few, _ = index.first_stage(q, nprobe=2, n=index.n_documents)
     many, _ = index.first_stage(q, nprobe=8, n=index.n_documents)
+    assert len(few) < len(many)
     assert set(few) <= set(many)
 
 
@@ -161,7 +171,7 @@ def test_search_refuses_bad_queries_and_settings(index):
         index.search(np.zeros((4, DIM + 1), np.float32))
     with pytest.raises(InvalidInputError, match="NaN"):
         index.search(np.full((4, DIM), np.nan, np.float32))
-    for setting in ({"k": 0}, {"nprobe": 0}, {"candidates": -1}, {"k": True}):
+    for setting in ({"k": 0}, {"nprobe": 0}, {"candidates": -1}, {"pool": 0}, {"k": True}):
         with pytest.raises(InvalidInputError):
             index.search(QUERIES[0], **setting)
 

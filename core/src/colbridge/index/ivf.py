@@ -1,18 +1,19 @@
 """A prototype compressed index: residual codes in RAM, an inverted file over their centroids,
 and an optional refinement tier on disk (issue #15; not wired into the embedded index yet).
 
-Search runs in three steps, each a public method so a search stage can call them one by one:
+Search runs in two steps, each a public method so a search stage can call them one by one:
 
-1. :meth:`IvfIndex.first_stage`: every query token scores every centroid; each token probes
-   its ``nprobe`` best centroids, and a document's approximate score is, summed over query
-   tokens, the best score among the probed centroids it has a token in (a token whose probed
-   centroids the document misses counts that token's worst probed score). This is PLAID's
-   centroid interaction run over an inverted file of (centroid → documents), so nothing is
-   decoded and RAM grows with the codes, not with a graph over every vector.
-2. :meth:`IvfIndex.score`: MaxSim over the decoded residual codes of the best candidates.
-3. :meth:`IvfIndex.rescore`: MaxSim over both levels of codes (residual plus refinement), the
-   refinement read from disk with ``pread`` for the few documents rescored, so it is never
-   resident.
+1. :meth:`IvfIndex.first_stage`: every query token scores every centroid and probes its
+   ``nprobe`` best ones in an inverted file of (centroid → documents); a document's probe
+   score is, summed over query tokens, the best probed centroid it has a token in (a token
+   whose probed centroids the document misses counts that token's worst probed score). The
+   best ``pool`` of those are ranked by PLAID's centroid interaction (MaxSim with every token
+   replaced by its centroid, read from the resident centroid ids). Nothing is decoded, and RAM
+   grows with the codes, not with a graph over every vector.
+2. :meth:`IvfIndex.rescore`: MaxSim over both levels of codes (residual plus refinement) of
+   the first stage's candidates, the refinement read from disk with ``pread`` for those
+   documents only, so it is never resident. :meth:`IvfIndex.score` is the same over the
+   residual codes alone (what an index without a tier searches with).
 
 Folder layout (no pickle; arrays are ``.npy`` read with ``allow_pickle=False``; every file is
 written atomically and ``ivf.json`` last, which records the size of each array file):
@@ -183,51 +184,65 @@ class IvfIndex:
 
     # -- search ---------------------------------------------------------------------------
 
-    def search(self, query: Any, k: int = 10, *, nprobe: int = 4, candidates: int = 256,
-               rescore: int | None = 32) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: Any, k: int = 10, *, nprobe: int = 4, pool: int = 1024,
+               candidates: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best documents for ``query`` ``(q, dim)``: (document numbers, scores),
         best first.
 
-        The first stage keeps ``candidates`` documents, decoded MaxSim keeps the best
-        ``rescore`` of those (or ``k`` when ``rescore`` is ``None`` or there is no refinement
-        tier), and those are scored again from both levels of codes.
+        The first stage keeps ``candidates`` documents (see :meth:`first_stage`); they are
+        scored by MaxSim over both levels of codes when the index has a refinement tier
+        (:meth:`rescore`), over the residual codes otherwise (:meth:`score`).
         """
         q = self._check_query(query)
-        for name, value in (("k", k), ("nprobe", nprobe), ("candidates", candidates)):
+        for name, value in (("k", k), ("nprobe", nprobe), ("pool", pool),
+                            ("candidates", candidates)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-        docs, _ = self.first_stage(q, nprobe=nprobe, n=max(candidates, k))
-        scores = self.score(q, docs)
-        if rescore is not None and self.refinement is not None:
-            keep = _top(scores, max(rescore, k))
-            docs, scores = docs[keep], self.rescore(q, docs[keep])
+        docs, _ = self.first_stage(q, nprobe=nprobe, pool=max(pool, candidates, k),
+                                   n=max(candidates, k))
+        scores = self.rescore(q, docs) if self.refinement is not None else self.score(q, docs)
         best = _top(scores, k)
         return docs[best], scores[best]
 
-    def first_stage(self, query: Any, *, nprobe: int = 4, n: int = 256
+    def first_stage(self, query: Any, *, nprobe: int = 4, pool: int = 1024, n: int = 64
                     ) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` candidate documents and their approximate scores, best first, from
-        centroid scores alone (see the module docstring)."""
+        centroid scores alone: the inverted file's probes keep ``pool`` documents, and those are
+        ranked by PLAID's centroid interaction (MaxSim with each token replaced by its
+        centroid), read from the resident centroid ids."""
         q = self._check_query(query)
         similarities = q @ self._centroids.T  # (query tokens, centroids)
-        n_centroids = similarities.shape[1]
+        docs, approx = self._probe(similarities, nprobe, pool)
+        if len(docs) <= n:
+            return docs, approx
+        counts = self.lengths[docs]
+        rows = rows_of(self.starts[docs], counts)
+        offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        interaction = np.maximum.reduceat(similarities[:, self.codes[rows]], offsets,
+                                          axis=1).sum(axis=0)
+        order = _top(interaction, n)
+        return docs[order], interaction[order]
+
+    def _probe(self, similarities: np.ndarray, nprobe: int, n: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` documents best by probed centroids: each query token probes its
+        ``nprobe`` best centroids; a document scores, per query token, its best probed
+        centroid, or that token's worst probed score when it has none of them."""
+        n_tokens, n_centroids = similarities.shape
         p = min(nprobe, n_centroids)
         probed = np.argpartition(-similarities, p - 1, axis=1)[:, :p] if p < n_centroids \
             else np.broadcast_to(np.arange(n_centroids), similarities.shape)
-        token = np.repeat(np.arange(len(q)), p)
+        token = np.repeat(np.arange(n_tokens), p)
         centroid = probed.ravel()
         value = similarities[token, centroid]
-        floor = value.reshape(len(q), p).min(axis=1)  # a token's worst probed score
+        floor = value.reshape(n_tokens, p).min(axis=1)
         begin, end = self.ivf_offsets[centroid], self.ivf_offsets[centroid + 1]
-        listed = rows_of(begin, end - begin)
-        docs = self.ivf_docs[listed]
+        docs = self.ivf_docs[rows_of(begin, end - begin)]
         if len(docs) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        hit_token = np.repeat(token, end - begin)
-        hit_value = np.repeat(value, end - begin)
         unique, slot = np.unique(docs, return_inverse=True)
         best = np.repeat(floor[:, None], len(unique), axis=1)
-        np.maximum.at(best, (hit_token, slot), hit_value)
+        np.maximum.at(best, (np.repeat(token, end - begin), slot), np.repeat(value, end - begin))
         approx = best.sum(axis=0)
         order = _top(approx, n)
         return unique[order].astype(np.int64), approx[order]
