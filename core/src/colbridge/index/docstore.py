@@ -18,11 +18,12 @@ the new row count, or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,18 +85,32 @@ def read_vector_sums(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
                         ).fetchall()
 
 
-def add_vector_sums(conn: sqlite3.Connection, sums: Sequence[tuple[int, int, str]]) -> None:
-    """Record ``(first row, rows, sha256)`` of runs of committed rows that have none (rows
-    written by an older colbridge), in one transaction."""
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken at once (``BEGIN IMMEDIATE``): committed when the block
+    ends, rolled back when it raises."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(_VECTOR_SUMS)
-        conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
-                         sums)
+        yield conn
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _advance(conn: sqlite3.Connection, vector_rows: int) -> None:
+    """Record the committed row count and count one more change (what readers compare)."""
+    conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
+    conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
+
+
+def add_vector_sums(conn: sqlite3.Connection, sums: Sequence[tuple[int, int, str]]) -> None:
+    """Record ``(first row, rows, sha256)`` of runs of committed rows that have none (rows
+    written by an older colbridge), in one transaction."""
+    with _transaction(conn):
+        conn.execute(_VECTOR_SUMS)
+        conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
+                         sums)
 
 
 def read_checksums(conn: sqlite3.Connection) -> dict[str, tuple[int, str]]:
@@ -454,8 +469,7 @@ class DocStore:
         """Delete and insert in one transaction; returns the new documents' doc_nos.
         ``vector_sum`` is ``(first row, rows, sha256)`` of the rows this write appended."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             if vector_sum is not None and vector_sum[1]:
                 conn.execute(_VECTOR_SUMS)
                 conn.execute("INSERT OR REPLACE INTO vector_sums(first_row, rows, sha256) "
@@ -473,12 +487,7 @@ class DocStore:
                     (doc.id, doc.text, doc.metadata_json, doc.vec_start, doc.vec_count),
                 )
                 new_nos.append(int(cursor.lastrowid))
-            conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
-            conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            _advance(conn, vector_rows)
         return new_nos
 
     @_damage_is_corruption
@@ -489,8 +498,7 @@ class DocStore:
         """Point every document at its rows in the new vector file, in one transaction, with
         the checksums of that file's runs of rows."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.execute(_VECTOR_SUMS)
             conn.execute("DELETE FROM vector_sums")
             conn.executemany("INSERT INTO vector_sums(first_row, rows, sha256) VALUES (?, ?, ?)",
@@ -500,12 +508,7 @@ class DocStore:
                 [(start, doc_no) for doc_no, start in new_starts],
             )
             conn.execute("UPDATE state SET value = ? WHERE key = 'generation'", (generation,))
-            conn.execute("UPDATE state SET value = ? WHERE key = 'vector_rows'", (vector_rows,))
-            conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            _advance(conn, vector_rows)
 
     @_damage_is_corruption
     def record_checksums(self, records: dict[str, tuple[int, str]], keep: set[str] | None = None
@@ -513,8 +516,7 @@ class DocStore:
         """Record the ``(bytes, sha256)`` of cache files just written; with ``keep``, forget
         the records of every file not named in it (superseded files, deleted)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.execute(_CHECKSUMS)
             conn.executemany(
                 "INSERT OR REPLACE INTO checksums(name, bytes, sha256) VALUES (?, ?, ?)",
@@ -523,7 +525,3 @@ class DocStore:
                 conn.execute(
                     "DELETE FROM checksums WHERE name NOT IN (SELECT value FROM json_each(?))",
                     (json.dumps(sorted(keep)),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise

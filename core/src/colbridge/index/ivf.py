@@ -249,25 +249,31 @@ class IvfIndex:
 
     def score(self, query: Any, docs: np.ndarray) -> np.ndarray:
         """Exact MaxSim of ``query`` over the decoded residual codes of documents ``docs``."""
-        q = self._check_query(query)
-        docs = np.asarray(docs, dtype=np.int64)
-        if len(docs) == 0:
-            return np.zeros(0, np.float32)
-        counts = self.lengths[docs]
-        rows = rows_of(self.starts[docs], counts)
-        decoded = self.codec.decode(self.codes[rows], self.residuals[rows], dtype=np.float32)
-        return maxsim_packed(q, decoded, counts)
+        return self._maxsim(query, docs, self._decode_residual)
 
     def rescore(self, query: Any, docs: np.ndarray) -> np.ndarray:
         """MaxSim over both levels of codes, the refinement read from disk for ``docs`` only."""
         if self.refinement is None:
             raise InvalidInputError("this index was built without a refinement tier")
+        return self._maxsim(query, docs, self._decode_refined)
+
+    def _maxsim(self, query: Any, docs: Any, decode: Any) -> np.ndarray:
+        """MaxSim of ``query`` over the documents ``docs``, their rows decoded by
+        ``decode(docs, rows, counts)``."""
         q = self._check_query(query)
         docs = np.asarray(docs, dtype=np.int64)
         if len(docs) == 0:
             return np.zeros(0, np.float32)
         counts = self.lengths[docs]
         rows = rows_of(self.starts[docs], counts)
+        return maxsim_packed(q, decode(docs, rows, counts), counts)
+
+    def _decode_residual(self, docs: np.ndarray, rows: np.ndarray, counts: np.ndarray
+                         ) -> np.ndarray:
+        return self.codec.decode(self.codes[rows], self.residuals[rows], dtype=np.float32)
+
+    def _decode_refined(self, docs: np.ndarray, rows: np.ndarray, counts: np.ndarray
+                        ) -> np.ndarray:
         width = self.refinement.refinement_bytes
         refinement = np.empty((len(rows), width), dtype=np.uint8)
         fd = open_nofollow(self.folder / "refinement.u8", os.O_RDONLY)
@@ -281,8 +287,7 @@ class IvfIndex:
                 at += count
         finally:
             os.close(fd)
-        decoded = self.refinement.decode(self.codes[rows], self.residuals[rows], refinement)
-        return maxsim_packed(q, decoded, counts)
+        return self.refinement.decode(self.codes[rows], self.residuals[rows], refinement)
 
     def _check_query(self, query: Any) -> np.ndarray:
         q = np.asarray(query, dtype=np.float32) if not isinstance(query, np.ndarray) else query

@@ -33,6 +33,7 @@ import numpy as np
 
 from .._aio import run_off_loop
 from .._linalg import l2_normalize
+from .._plans import drive
 from ..errors import (
     BackendError,
     ColbridgeError,
@@ -297,13 +298,7 @@ class QdrantIndex(BaseIndex):
 
     # -- driving plans ------------------------------------------------------------------------
     def _run(self, plan: Plan[T]) -> T:
-        result = None
-        while True:
-            try:
-                method, kwargs = plan.send(result)
-            except StopIteration as done:
-                return done.value
-            result = self._call(method, **kwargs)
+        return drive(plan, lambda request: self._call(request[0], **request[1]))
 
     async def _arun(self, plan: Plan[T]) -> T:
         if self.async_client is None:  # local mode: its one client, in a worker thread

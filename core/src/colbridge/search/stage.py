@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .._plans import drive
 from ..filters import Condition
 from .backend import Candidates, Document, Pool, SearchBackend
 from .fusion import DEFAULT_FUSION, DEFAULT_HYBRID_WEIGHT, fusion_named
@@ -121,14 +122,7 @@ def _assemble(keys: np.ndarray, scores: np.ndarray, k: int, tie_break: np.ndarra
 
 def run_search(backend: SearchBackend, *args: Any, **kwargs: Any) -> Found:
     """Run :func:`search_steps` (same arguments) against ``backend``'s primitives."""
-    steps = search_steps(*args, **kwargs)
-    answer = None
-    while True:
-        try:
-            name, step_args = steps.send(answer)
-        except StopIteration as done:
-            return done.value
-        answer = getattr(backend, name)(*step_args)
+    return drive(search_steps(*args, **kwargs), lambda step: getattr(backend, step[0])(*step[1]))
 
 
 def through_plans(steps: Generator[Step, Any, T], backend: Any) -> Generator[Any, Any, T]:

@@ -18,6 +18,7 @@ Persisted form (no pickle), written by :meth:`RefinementCodec.save`: ``<stem>.np
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -34,6 +35,7 @@ from .residual import (
     _npz_bytes,
     _pack,
     read_params,
+    verified_bytes,
 )
 
 FORMAT_VERSION = 1
@@ -175,14 +177,9 @@ class RefinementCodec:
                 f"{folder / stem}.json refines {params.get('base_bits')}-bit "
                 f"{params.get('dim')}-d codes, the base codec is {base.bits}-bit {base.dim}-d")
         path = folder / f"{stem}.npz"
+        checked = io.BytesIO(verified_bytes(folder, stem, params))
         try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise IndexCorruptError(f"{path} cannot be read: {e}") from e
-        if hashlib.sha256(raw).hexdigest() != params.get("arrays_sha256"):
-            raise IndexCorruptError(f"{path} does not match {stem}.json")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
+            with np.load(checked, allow_pickle=False) as archive:
                 return cls(base, archive["cutoffs"], archive["weights"], params["bits"])
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile,
                 InvalidInputError) as e:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import zipfile
@@ -245,15 +246,9 @@ class ResidualCodec:
                 f"{FORMAT_VERSION}"
             )
         path = folder / f"{stem}.npz"
+        checked = io.BytesIO(verified_bytes(folder, stem, params))
         try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise IndexCorruptError(f"{path} cannot be read: {e}") from e
-        if hashlib.sha256(raw).hexdigest() != params.get("arrays_sha256"):
-            raise IndexCorruptError(
-                f"{path} does not match {stem}.json (damaged, or from another save)")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
+            with np.load(checked, allow_pickle=False) as archive:
                 centroids = archive["centroids"]
                 cutoffs, weights = archive["cutoffs"], archive["weights"]
             codec = cls(centroids, cutoffs, weights, params["bits"])
@@ -265,6 +260,20 @@ class ResidualCodec:
                 f"{path} holds {codec.n_centroids} {codec.dim}-d centroids, {stem}.json says "
                 f"{params.get('n_centroids')} {params.get('dim')}-d")
         return codec
+
+
+def verified_bytes(folder: Path, stem: str, params: dict[str, Any]) -> bytes:
+    """The bytes of ``<stem>.npz``, once they match the checksum ``<stem>.json`` records. They
+    are read once, so what the caller loads is what was checked."""
+    path = folder / f"{stem}.npz"
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise IndexCorruptError(f"{path} cannot be read: {e}") from e
+    if hashlib.sha256(raw).hexdigest() != params.get("arrays_sha256"):
+        raise IndexCorruptError(
+            f"{path} does not match {stem}.json (damaged, or from another save)")
+    return raw
 
 
 def read_params(folder: Path, stem: str) -> dict[str, Any]:
