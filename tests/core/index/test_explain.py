@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import re
 
-import numpy as np
 import pytest
 from colbridge import ColBERTModel, EmbeddedIndex, InvalidInputError
 from colbridge.scoring import normalize_score
