@@ -201,3 +201,13 @@ def test_highlights_merge_words_matched_in_a_row_and_come_best_first():
                TokenMatch(5, 3, (6, 10), -0.2)]   # negative contributions weigh nothing
     assert highlights(text, matches) == [(0, 17), (25, 32)]
     assert highlights(text, matches, limit=1) == [(0, 17)]
+
+
+def test_a_hit_replaced_after_scoring_is_not_explained_with_its_new_vectors(small_index):
+    query = "alpha omega forest"
+    embedding = small_index.model.encode_query(query)
+    hits = small_index.search_encoded(embedding, k=2)
+    small_index.add(["entirely different words now"], ids=[hits[0].id])
+    explained = small_index._explain(hits, embedding)
+    assert explained[0].matches is None and explained[0].highlights == []
+    assert abs(sum(m.score for m in explained[1].matches) - hits[1].score) < 1e-4
