@@ -211,3 +211,23 @@ def test_a_hit_replaced_after_scoring_is_not_explained_with_its_new_vectors(smal
     explained = small_index._explain(hits, embedding)
     assert explained[0].matches is None and explained[0].highlights == []
     assert abs(sum(m.score for m in explained[1].matches) - hits[1].score) < 1e-4
+
+
+def test_an_encoder_that_cannot_tell_spans_still_explains_the_scores(tmp_path, tiny_model):
+    from colbridge import Encoder
+
+    class NoSpans(Encoder):
+        dimension = tiny_model.dimension
+        query_length = tiny_model.query_length
+        document_length = tiny_model.document_length
+
+        def _encode(self, texts, **kwargs):
+            return tiny_model._encode(texts, **kwargs)
+
+    texts, ids, _ = synthetic_docs(10)
+    with EmbeddedIndex(tmp_path / "plain", model=NoSpans(name="no-spans")) as index:
+        index.add(texts, ids=ids)
+        hits = index.search("alpha beta", k=3, explain=True)
+    assert all(m.span is None for h in hits for m in h.matches)
+    assert all(h.highlights == [] for h in hits)
+    assert all(abs(sum(m.score for m in h.matches) - h.score) < 1e-4 for h in hits)
