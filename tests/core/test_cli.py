@@ -219,3 +219,23 @@ def test_pool_factor_reaches_the_encoder(files, tmp_path, tiny_model_path):
         with EmbeddedIndex(target, create=False) as index:
             counts[factor] = index.stats()["token_vectors"]
     assert counts[2] < counts[1]
+
+
+def test_search_explain_marks_the_matched_words(cli_index):
+    result = runner.invoke(app, ["search", "green tea", "--index", str(cli_index), "-k", "1",
+                                 "--explain"])
+    assert result.exit_code == 0, result.output
+    marked = re.findall(r"\*\*([^*]+)\*\*", result.output)  # not a terminal: plain markers
+    assert marked and all(m.strip() for m in marked)
+    plain = runner.invoke(app, ["search", "green tea", "--index", str(cli_index), "-k", "1"])
+    assert "**" not in plain.output
+
+
+def test_search_explain_json_gives_highlight_offsets(cli_index):
+    args = ["search", "green tea", "--index", str(cli_index), "-k", "2", "--json"]
+    explained = json.loads(runner.invoke(app, [*args, "--explain"]).output)
+    assert all(h["highlights"] for h in explained)
+    for hit in explained:
+        for start, end in hit["highlights"]:
+            assert 0 <= start < end <= len(hit["text"])
+    assert all("highlights" not in h for h in json.loads(runner.invoke(app, args).output))

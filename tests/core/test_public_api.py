@@ -33,6 +33,7 @@ EXPECTED = [
     "SearchMode",
     "SearchOptions",
     "StoredDocument",
+    "TokenMatch",
     "mmr",
 ]
 

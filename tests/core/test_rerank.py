@@ -104,3 +104,38 @@ def test_pre_encoded_documents_of_any_scale_are_normalised_not_zeroed(tiny_model
     results = Reranker(tiny_model).rerank("capital city", scaled)
     assert results[0].score > 0
     assert [r.score for r in results] == pytest.approx([results[0].score] * 3, rel=1e-5)
+
+
+# -- explain=True ---------------------------------------------------------------------------------
+async def test_explained_contributions_add_up_and_spans_only_for_texts(tiny_model):
+    reranker = Reranker(tiny_model)
+    plain = reranker.rerank("capital city", DOCS)
+    mixed = [DOCS[0], tiny_model.encode_documents([DOCS[1]])[0], DOCS[2], DOCS[3]]
+    for results in (reranker.rerank("capital city", mixed, explain=True),
+                    await reranker.arerank("capital city", mixed, explain=True)):
+        assert [r.index for r in results] == [r.index for r in plain]
+        for result in results:
+            assert len(result.matches) == tiny_model.query_length
+            assert abs(sum(m.score for m in result.matches) - result.score) < 1e-4
+            if result.index == 1:  # given as vectors: no text to point into
+                assert all(m.span is None for m in result.matches) and result.highlights == []
+            else:
+                assert result.highlights
+                assert all(result.text[a:b].strip() for a, b in result.highlights)
+    assert all(r.matches is None and r.highlights == [] for r in plain)
+
+
+def test_explained_rerank_highlights_the_answer(offline_model):
+    (best,) = Reranker(offline_model).rerank("What is the capital of France?", DOCS, top_n=1,
+                                             explain=True)
+    phrase_start = DOCS[1].index("the capital and largest city of France")
+    phrase_end = phrase_start + len("the capital and largest city of France")
+    assert best.index == 1
+    start, end = best.highlights[0]
+    assert phrase_start <= start and end <= phrase_end
+    assert any("capital" in DOCS[1][a:b] for a, b in best.highlights)
+
+
+def test_rerank_explain_must_be_a_bool(tiny_model):
+    with pytest.raises(InvalidInputError, match="explain must be True or False"):
+        Reranker(tiny_model).rerank("q", DOCS, explain="yes")

@@ -29,6 +29,7 @@ _EXPORTS = {
     "Hit": "colbridge.types",
     "RerankResult": "colbridge.types",
     "StoredDocument": "colbridge.types",
+    "TokenMatch": "colbridge.types",
     "ColbridgeError": "colbridge.errors",
     "BackendError": "colbridge.errors",
     "IndexClosedError": "colbridge.errors",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
     from .models import ColBERTModel, Encoder
     from .rerank import Reranker
-    from .types import Hit, RerankResult, SearchMode, StoredDocument
+    from .types import Hit, RerankResult, SearchMode, StoredDocument, TokenMatch
 
 
 def __getattr__(name: str) -> Any:

@@ -131,3 +131,11 @@ def check_k(k: Any, what: str = "k") -> int:
     if k > MAX_K:
         raise InvalidInputError(f"{what} must be at most {MAX_K}, got {k}")
     return k
+
+
+def check_flag(value: Any, what: str) -> bool:
+    """``value`` if it is a bool, else :class:`InvalidInputError` (``explain="no"`` is not
+    silently true)."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{what} must be True or False, got {value!r}")
+    return value

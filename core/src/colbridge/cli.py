@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -121,6 +122,25 @@ def _count_or_zero(index: Any) -> int:
 def _snippet(text: str, width: int = 90) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _marked(text: str, spans: list[tuple[int, int]], terminal: bool, margin: int = 24) -> str:
+    """Rich markup of ``text`` from a little before its first span to a little after its
+    last, whitespace flattened, with ``spans`` marked: bold in a terminal, ``**`` otherwise."""
+    from rich.markup import escape
+
+    if not spans:
+        return escape(_snippet(text))
+    opening, closing = ("[bold yellow]", "[/]") if terminal else ("**", "**")
+    begin = max(0, min(start for start, _ in spans) - margin)
+    finish = min(len(text), max(end for _, end in spans) + margin)
+    pieces = ["…" if begin else ""]
+    at = begin
+    for start, end in sorted(spans):
+        pieces += [escape(text[at:start]), opening, escape(text[start:end]), closing]
+        at = end
+    pieces += [escape(text[at:finish]), "…" if finish < len(text) else ""]
+    return re.sub(r"\s+", " ", "".join(pieces)).strip()
 
 
 # -- demo --------------------------------------------------------------------------------------
@@ -266,6 +286,8 @@ def search(
     hybrid_weight: Annotated[float, typer.Option(
         help="Hybrid mode: share of the ColBERT score, 0 to 1.")] = DEFAULT_HYBRID_WEIGHT,
     model: ModelOption = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Mark where each hit matched (its highlights).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Search an index."""
@@ -288,7 +310,7 @@ def search(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 hits = target.search(query, k=k, filter=spec, mode=mode.value,
-                                     hybrid_weight=hybrid_weight)
+                                     hybrid_weight=hybrid_weight, explain=explain)
             timing = f"search {(time.perf_counter() - started) * 1000:.0f} ms"
         if load_seconds is not None:
             timing += f", model loaded in {load_seconds:.1f} s"
@@ -296,14 +318,17 @@ def search(
             err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
-                               "text": h.text, "metadata": h.metadata} for h in hits],
+                               "text": h.text, "metadata": h.metadata,
+                               **({"highlights": h.highlights} if explain else {})} for h in hits],
                              ensure_ascii=False, indent=2))
             return
         table = Table(title=f"{len(hits)} hits for {query!r} ({mode.value}: {timing})")
         for column in ("#", "id", "score", "text", "metadata"):
             table.add_column(column, overflow="fold")
         for rank, hit in enumerate(hits, start=1):
-            table.add_row(str(rank), hit.id, f"{hit.normalized_score:.3f}", _snippet(hit.text),
+            text = (_marked(hit.text, hit.highlights, out.is_terminal) if explain
+                    else _snippet(hit.text))
+            table.add_row(str(rank), hit.id, f"{hit.normalized_score:.3f}", text,
                           json.dumps(hit.metadata, ensure_ascii=False) if hit.metadata else "")
         out.print(table)
 

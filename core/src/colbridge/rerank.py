@@ -6,14 +6,16 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ._aio import run_off_loop
 from ._linalg import l2_normalize
-from ._validate import check_k, check_text
+from ._validate import check_flag, check_k, check_text
 from .errors import InvalidInputError
+from .explain import highlights, token_matches
 from .models import ColBERTModel, Encoder
 from .scoring import maxsim_many, normalize_score
 from .types import RerankResult
@@ -55,7 +57,8 @@ class Reranker:
         self._cache_lock = threading.Lock()
 
     def rerank(
-        self, query: str, documents: Sequence[str | np.ndarray], top_n: int | None = None
+        self, query: str, documents: Sequence[str | np.ndarray], top_n: int | None = None,
+        *, explain: bool = False,
     ) -> list[RerankResult]:
         """Order ``documents`` by MaxSim against ``query``.
 
@@ -64,27 +67,33 @@ class Reranker:
             documents: texts, or token-vector arrays ``(n_tokens, dim)`` already encoded with
                 this model (mixing both is allowed).
             top_n: keep only the best ``top_n`` (all when None).
+            explain: also fill each kept result's ``matches`` and ``highlights``, as
+                ``search(..., explain=True)`` does (a document given as vectors has no text,
+                so its matches have no spans).
 
         Returns:
             One :class:`RerankResult` per kept document, best first; ``index`` points into
             ``documents``. Ties keep the input order.
         """
         query = check_text(query, "query")
+        check_flag(explain, "explain")
         self._check_documents(documents, top_n)
         if not documents:
             return []
-        return self._rank(self.model.encode_query(query), documents, top_n)
+        return self._rank(self.model.encode_query(query), documents, top_n, explain)
 
     async def arerank(
-        self, query: str, documents: Sequence[str | np.ndarray], top_n: int | None = None
+        self, query: str, documents: Sequence[str | np.ndarray], top_n: int | None = None,
+        *, explain: bool = False,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`: query encoding is coalesced, document work runs off the loop."""
         query = check_text(query, "query")
+        check_flag(explain, "explain")
         self._check_documents(documents, top_n)
         if not documents:
             return []
         embedding = await self.model.aencode_query(query)
-        return await run_off_loop(self._rank, embedding, documents, top_n)
+        return await run_off_loop(self._rank, embedding, documents, top_n, explain)
 
     def _check_documents(self, documents: object, top_n: int | None) -> None:
         if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
@@ -103,7 +112,8 @@ class Reranker:
             check_k(top_n, "top_n")
 
     def _rank(
-        self, query: np.ndarray, documents: Sequence[str | np.ndarray], top_n: int | None
+        self, query: np.ndarray, documents: Sequence[str | np.ndarray], top_n: int | None,
+        explain: bool = False,
     ) -> list[RerankResult]:
         embeddings = self._embed(documents)
         for position, emb in enumerate(embeddings):
@@ -114,7 +124,7 @@ class Reranker:
                 )
         scores = maxsim_many(query, embeddings)
         order = np.argsort(-scores, kind="stable")[: top_n or len(documents)]
-        return [
+        results = [
             RerankResult(
                 index=int(i),
                 score=float(scores[i]),
@@ -123,6 +133,21 @@ class Reranker:
             )
             for i in order
         ]
+        return self._explain(query, results, embeddings) if explain else results
+
+    def _explain(self, query: np.ndarray, results: list[RerankResult],
+                 embeddings: list[np.ndarray]) -> list[RerankResult]:
+        """``results`` with matches and highlights (spans only for documents given as text)."""
+        texts = [r.text for r in results if r.text is not None]
+        spans = iter((self.model.document_token_spans(texts) if texts else None)
+                     or [None] * len(texts))
+        explained = []
+        for result in results:
+            doc_spans = next(spans) if result.text is not None else None
+            matches = token_matches(query, embeddings[result.index], doc_spans)
+            marked = highlights(result.text, matches) if result.text is not None else []
+            explained.append(replace(result, matches=matches, highlights=marked))
+        return explained
 
     def _embed(self, documents: Sequence[str | np.ndarray]) -> list[np.ndarray]:
         """Arrays pass through; texts come from the cache or one batched encoder call."""

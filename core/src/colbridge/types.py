@@ -45,6 +45,26 @@ class StoredDocument:
 
 
 @dataclass(frozen=True)
+class TokenMatch:
+    """What one query token matched in a document (``explain=True``; see
+    ``docs/concepts.md``, "Where it matched").
+
+    Attributes:
+        query_token: the token's position in the encoded query (``[MASK]`` expansion included).
+        document_token: the matched vector's position among the document's stored vectors.
+        span: that token's ``(start, end)`` character offsets in the stored text; None for a
+            token with no text (``[CLS]``, the document marker, ``[SEP]``) or when the vectors
+            cannot be mapped to the text (pooled, or supplied through ``add_encoded``).
+        score: the cosine similarity of the two tokens: this token's contribution to MaxSim.
+    """
+
+    query_token: int
+    document_token: int
+    span: tuple[int, int] | None
+    score: float
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result.
 
@@ -56,6 +76,12 @@ class Hit:
             (see :func:`colbridge.scoring.normalize_score`); use it for thresholds.
         text: the stored text.
         metadata: the stored metadata (a fresh dict per hit).
+        matches: with ``explain=True``, one :class:`TokenMatch` per query token, in query order;
+            their scores add up to the hit's MaxSim (``score`` in ``colbert`` mode). None
+            otherwise, and in ``bm25`` mode.
+        highlights: with ``explain=True``, ``(start, end)`` character offsets into ``text``,
+            best first: the few merged spans of matched words that carry most of the score.
+            Empty otherwise.
     """
 
     id: str
@@ -63,13 +89,20 @@ class Hit:
     normalized_score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    matches: list[TokenMatch] | None = None
+    highlights: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One reranked document; ``index`` is its position in the list given to ``rerank``."""
+    """One reranked document; ``index`` is its position in the list given to ``rerank``.
+
+    ``matches`` and ``highlights`` are filled with ``explain=True``, as on :class:`Hit`
+    (a document given as vectors has matches without spans, and no highlights)."""
 
     index: int
     score: float
     normalized_score: float
     text: str | None = None
+    matches: list[TokenMatch] | None = None
+    highlights: list[tuple[int, int]] = field(default_factory=list)

@@ -29,7 +29,7 @@ import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -37,8 +37,17 @@ import numpy as np
 
 from .._aio import run_off_loop
 from .._linalg import TINY, l2_normalize, row_norms
-from .._validate import check_ids, check_k, check_metadatas, check_text, check_texts, dump_metadata
+from .._validate import (
+    check_flag,
+    check_ids,
+    check_k,
+    check_metadatas,
+    check_text,
+    check_texts,
+    dump_metadata,
+)
 from ..errors import DocumentNotFoundError, IndexMismatchError, InvalidInputError
+from ..explain import highlights, token_matches
 from ..filters import Condition, parse_filter
 from ..models import ColBERTModel
 from ..scoring import normalize_score
@@ -287,6 +296,7 @@ class BaseIndex(ABC):
         filter: Mapping[str, Any] | None = None,
         mode: str = "colbert",
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
+        explain: bool = False,
         **options: Any,
     ) -> list[Hit]:
         """The ``k`` best documents for ``query``, best first.
@@ -301,16 +311,22 @@ class BaseIndex(ABC):
                 query is not encoded); ``"hybrid"`` gathers candidates both ways, scores each
                 with both and fuses the scores (see ``docs/hybrid.md``).
             hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1].
+            explain: also say where each hit matched: its ``matches`` (each query token's
+                best document token, its span in the text and its contribution) and its
+                ``highlights`` (see ``docs/concepts.md``, "Where it matched"). Computed after
+                ranking, for the returned hits only; ``bm25`` hits get neither.
             **options: backend search knobs (for the embedded index: ``token_k``, ``ef``,
                 ``max_candidates``, ``exact_threshold``).
 
         Each hit's ``score`` is raw MaxSim, the BM25 score or the fused score, by mode.
         """
         query = check_text(query, "query")
+        check_flag(explain, "explain")
         k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
         embedding = None if how.name == "bm25" else self.model.encode_query(query)
-        return self._finish(self._search_checked(embedding, k, conditions, options, how),
+        hits = self._finish(self._search_checked(embedding, k, conditions, options, how),
                             embedding, how)
+        return self._explain(hits, embedding) if explain else hits
 
     async def asearch(
         self,
@@ -320,14 +336,17 @@ class BaseIndex(ABC):
         filter: Mapping[str, Any] | None = None,
         mode: str = "colbert",
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
+        explain: bool = False,
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search`: concurrent calls share encoder batches; nothing blocks the loop."""
         query = check_text(query, "query")
+        check_flag(explain, "explain")
         k, conditions, how = self._check_search(k, filter, options, mode, hybrid_weight, query)
         embedding = None if how.name == "bm25" else await self.model.aencode_query(query)
         found = await self._asearch_checked(embedding, k, conditions, options, how)
-        return self._finish(found, embedding, how)
+        hits = self._finish(found, embedding, how)
+        return await run_off_loop(self._explain, hits, embedding) if explain else hits
 
     def search_encoded(
         self,
@@ -338,18 +357,21 @@ class BaseIndex(ABC):
         mode: str = "colbert",
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         query_text: str | None = None,
+        explain: bool = False,
         **options: Any,
     ) -> list[Hit]:
         """:meth:`search` for a query already encoded, ``(query_tokens, dim)``.
 
         Rows that are not of unit length are L2-normalised (the model's own queries are); rows
         that are all zeros or hold NaN or infinity are refused. The ``bm25`` and ``hybrid``
-        modes also need the query's text, as ``query_text``.
+        modes also need the query's text, as ``query_text``. ``explain`` is :meth:`search`'s.
         """
+        check_flag(explain, "explain")
         embedding, k, conditions, how = self._check_search_encoded(
             query_embedding, k, filter, options, mode, hybrid_weight, query_text)
-        return self._finish(self._search_checked(embedding, k, conditions, options, how),
+        hits = self._finish(self._search_checked(embedding, k, conditions, options, how),
                             embedding, how)
+        return self._explain(hits, embedding) if explain else hits
 
     async def asearch_encoded(
         self,
@@ -360,13 +382,16 @@ class BaseIndex(ABC):
         mode: str = "colbert",
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         query_text: str | None = None,
+        explain: bool = False,
         **options: Any,
     ) -> list[Hit]:
         """Async :meth:`search_encoded`."""
+        check_flag(explain, "explain")
         embedding, k, conditions, how = self._check_search_encoded(
             query_embedding, k, filter, options, mode, hybrid_weight, query_text)
         found = await self._asearch_checked(embedding, k, conditions, options, how)
-        return self._finish(found, embedding, how)
+        hits = self._finish(found, embedding, how)
+        return await run_off_loop(self._explain, hits, embedding) if explain else hits
 
     # -- shared helpers ---------------------------------------------------------------------
     def _check_search(
@@ -449,6 +474,24 @@ class BaseIndex(ABC):
             Hit(id=i, score=float(s), normalized_score=n, text=t, metadata=m)
             for (i, s, t, m), n in zip(found, normalized, strict=True)
         ]
+
+    def _explain(self, hits: list[Hit], embedding: np.ndarray | None) -> list[Hit]:
+        """``hits`` with their matches and highlights, from the stored vectors of just these
+        hits. A hit replaced since it was scored keeps none (its vectors are not the ones
+        that were scored); ``bm25`` hits (no query embedding) have none."""
+        if embedding is None or not hits:
+            return hits
+        stored = self._get_with_vectors(list(dict.fromkeys(h.id for h in hits)))
+        current = [h for h in hits if h.id in stored and stored[h.id][0] == h.text]
+        spans = self.model.document_token_spans([h.text for h in current]) if current else []
+        spans_of = {h.id: s for h, s in zip(current, spans or [None] * len(current), strict=True)}
+        explained = []
+        for hit in hits:
+            if hit.id in spans_of:
+                matches = token_matches(embedding, stored[hit.id][2], spans_of[hit.id])
+                hit = replace(hit, matches=matches, highlights=highlights(hit.text, matches))
+            explained.append(hit)
+        return explained
 
     def _check_new(
         self, texts: Any, ids: Any, metadatas: Any

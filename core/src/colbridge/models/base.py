@@ -112,6 +112,19 @@ class Encoder(ABC):
         return self._encode(texts, is_query=False, pool_factor=pool_factor,
                             show_progress=show_progress)
 
+    def document_token_spans(
+        self, documents: Sequence[str]
+    ) -> list[list[tuple[int, int] | None]] | None:
+        """Where each stored token vector of each document comes from in its text.
+
+        For each document, one entry per vector that :meth:`encode_documents` makes of it
+        (``pool_factor=1``), in order: the token's ``(start, end)`` character offsets in the
+        document, or None for a token with no text (``[CLS]``, the document marker,
+        ``[SEP]``). An encoder that cannot tell returns None (the default); explanations then
+        name the matched tokens without their spans.
+        """
+        return None
+
     async def aencode_query(self, query: str) -> np.ndarray:
         """Async :meth:`encode_query`; concurrent calls share encoder batches."""
         return await self._query_coalescer.submit(check_text(query, "query"))

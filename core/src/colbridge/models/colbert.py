@@ -10,12 +10,14 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._aio import Coalescer
+from .._validate import check_texts
 from ..config import BACKEND_ENV, DEFAULT_MODEL, OFFLINE_MODEL, default_model_name
 from ..errors import InvalidInputError, ModelLoadError
 from .base import Encoder
@@ -362,6 +364,39 @@ class ColBERTModel(Encoder):
         if pool_factor > 1:
             output = _pool(output, pool_factor)
         return output
+
+    def document_token_spans(
+        self, documents: Sequence[str]
+    ) -> list[list[tuple[int, int] | None]]:
+        """Where each stored token vector of each document comes from in its text: its
+        ``(start, end)`` character offsets, or None for ``[CLS]``, the document marker and
+        ``[SEP]``. The text is tokenized again exactly as for encoding (same truncation,
+        punctuation dropped as PyLate drops it), on every backend."""
+        texts = check_texts(documents, "documents")
+        if not texts:
+            return []
+        if self._backend != "torch":
+            runtime = self.load()
+            with self._encode_lock:
+                return runtime.document_token_spans(texts, length=self.document_length)
+        from ._spans import stored_token_spans
+
+        model = self.load()
+        prefix = model.document_prefix_id
+        budget = model.document_length - (prefix is not None)
+
+        def tokenize(ready: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
+            encoded = model.tokenizer(ready, add_special_tokens=True, truncation="longest_first",
+                                      max_length=budget, return_offsets_mapping=True,
+                                      return_special_tokens_mask=True, verbose=False)
+            return list(zip(encoded["input_ids"], encoded["offset_mapping"],
+                            encoded["special_tokens_mask"], strict=True))
+
+        prompt = model.prompts.get(model.default_prompt_name) or ""
+        lower = bool(getattr(model[0], "do_lower_case", False))
+        skiplist = {int(i) for i in model.skiplist if i is not None}
+        with self._encode_lock:
+            return stored_token_spans(texts, prompt, lower, tokenize, prefix, skiplist)
 
     def _warn_truncated(self, truncated: int, total: int) -> None:
         warnings.warn(

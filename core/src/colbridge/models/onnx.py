@@ -121,6 +121,24 @@ class OnnxRuntime:
             ids = [[*row[:1], prefix, *row[1:]] for row in ids]
         return ids, truncated
 
+    def document_token_spans(self, texts: list[str], *, length: int
+                             ) -> list[list[tuple[int, int] | None]]:
+        """The character span of each stored vector of each document (see
+        :meth:`colbridge.models.Encoder.document_token_spans`)."""
+        from ._spans import stored_token_spans
+
+        spec = self.spec
+        budget = length - 1 if spec.document_prefix_id is not None else length
+
+        def tokenize(ready: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
+            self._tokenizer.enable_truncation(budget, strategy="longest_first",
+                                              direction=spec.truncation_side)
+            return [(e.ids, e.offsets, e.special_tokens_mask)
+                    for e in self._tokenizer.encode_batch(ready, add_special_tokens=True)]
+
+        return stored_token_spans(texts, spec.prompt, spec.do_lower_case, tokenize,
+                                  spec.document_prefix_id, set(spec.skiplist))
+
     def _pad(self, rows: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.full((len(rows), width), self.spec.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)

@@ -1,0 +1,68 @@
+"""Where a document matched a query: each query token's best document token, and the spans of
+text that carry the score (``explain=True``; ``docs/concepts.md``, "Where it matched").
+
+Explanations are computed after ranking, for the hits returned only, from the same stored
+vectors that were scored, so a hit's token contributions add up to its MaxSim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .scoring import token_similarities
+from .types import TokenMatch
+
+MAX_HIGHLIGHTS = 3
+"""Most highlight spans per hit."""
+
+
+def token_matches(query: np.ndarray, vectors: np.ndarray,
+                  spans: Sequence[tuple[int, int] | None] | None) -> list[TokenMatch]:
+    """One :class:`TokenMatch` per row of ``query`` against a document's ``vectors``.
+
+    ``spans`` are the vectors' character spans (:meth:`Encoder.document_token_spans`); they
+    are used only when there is one per vector (pooled vectors have none).
+    """
+    similarities = token_similarities(query, vectors)
+    best = similarities.argmax(axis=1)
+    scores = similarities[np.arange(len(best)), best]
+    usable = spans is not None and len(spans) == len(vectors)
+    return [
+        TokenMatch(query_token=q, document_token=int(j),
+                   span=spans[j] if usable else None, score=float(s))  # type: ignore[index]
+        for q, (j, s) in enumerate(zip(best.tolist(), scores.tolist(), strict=True))
+    ]
+
+
+def highlights(text: str, matches: Sequence[TokenMatch],
+               limit: int = MAX_HIGHLIGHTS) -> list[tuple[int, int]]:
+    """The best ``limit`` spans of ``text`` by the score of the matches inside them.
+
+    Each matched token is widened to its whole word; words matched in a row (nothing but
+    spaces or punctuation between them) merge into one span, whose weight is the sum of the
+    positive contributions of the query tokens that matched in it.
+    """
+    weight: dict[tuple[int, int], float] = {}
+    for match in matches:
+        if match.span is not None and match.score > 0:
+            word = _whole_word(text, *match.span)
+            weight[word] = weight.get(word, 0.0) + match.score
+    merged: list[list[float]] = []  # [start, end, weight]
+    for (start, end), w in sorted(weight.items()):
+        if merged and not any(c.isalnum() for c in text[int(merged[-1][1]):start]):
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][2] += w
+        else:
+            merged.append([start, end, w])
+    merged.sort(key=lambda m: (-m[2], m[0]))
+    return [(int(start), int(end)) for start, end, _ in merged[:limit]]
+
+
+def _whole_word(text: str, start: int, end: int) -> tuple[int, int]:
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    while end < len(text) and text[end].isalnum():
+        end += 1
+    return start, end
