@@ -382,16 +382,18 @@ async def test_concurrent_async_searches(filled):
 
 
 # -- the backends agree ---------------------------------------------------------------------------
-def test_raw_scores_agree_between_backends(tmp_path, tiny_model):
-    texts, ids, metadatas = synthetic_docs(40, seed=3)
-    indexes = [open_index(b, tmp_path, tiny_model, name=f"agree-{b}") for b in BACKENDS]
+def _assert_backends_agree(tmp_path, tiny_model, name: str, seed: int, searches) -> None:
+    """Both backends, given the same documents, give the same scores for each
+    ``(query, filter, mode)`` of ``searches``."""
+    texts, ids, metadatas = synthetic_docs(40, seed=seed)
+    indexes = [open_index(b, tmp_path, tiny_model, name=f"{name}-{b}") for b in BACKENDS]
     try:
         for index in indexes:
             index.add(texts, ids=ids, metadatas=metadatas)
-        for query, spec in [("alpha river", None), ("omega desert item", {"even": False}),
-                            ("mountain", {"n": {"$lt": 13}})]:
-            embedded, qdrant = (
-                {h.id: h.score for h in ix.search(query, k=40, filter=spec)} for ix in indexes)
+        for query, spec, mode in searches:
+            embedded, qdrant = ({h.id: h.score for h in ix.search(query, k=40, filter=spec,
+                                                                    mode=mode)}
+                                for ix in indexes)
             assert embedded.keys() == qdrant.keys() and embedded
             for doc_id, score in embedded.items():
                 assert qdrant[doc_id] == pytest.approx(score, abs=1e-4)
@@ -400,22 +402,15 @@ def test_raw_scores_agree_between_backends(tmp_path, tiny_model):
             index.close()
 
 
+def test_raw_scores_agree_between_backends(tmp_path, tiny_model):
+    _assert_backends_agree(tmp_path, tiny_model, "agree", 3, [
+        ("alpha river", None, "colbert"), ("omega desert item", {"even": False}, "colbert"),
+        ("mountain", {"n": {"$lt": 13}}, "colbert")])
+
+
 def test_lexical_and_hybrid_scores_agree_between_backends(tmp_path, tiny_model):
     """One stage, two backends: the same texts give the same BM25 and fused scores."""
-    texts, ids, metadatas = synthetic_docs(40, seed=4)
-    indexes = [open_index(b, tmp_path, tiny_model, name=f"modes-{b}") for b in BACKENDS]
-    try:
-        for index in indexes:
-            index.add(texts, ids=ids, metadatas=metadatas)
-        for mode in ("bm25", "hybrid"):
-            for query, spec in [("alpha river item", None), ("omega desert", {"even": False}),
-                                ("mountain item 7", {"n": {"$lt": 13}})]:
-                embedded, qdrant = ({h.id: h.score for h in ix.search(query, k=40, filter=spec,
-                                                                        mode=mode)}
-                                    for ix in indexes)
-                assert embedded.keys() == qdrant.keys() and embedded
-                for doc_id, score in embedded.items():
-                    assert qdrant[doc_id] == pytest.approx(score, abs=1e-4)
-    finally:
-        for index in indexes:
-            index.close()
+    _assert_backends_agree(tmp_path, tiny_model, "modes", 4, [
+        (query, spec, mode) for mode in ("bm25", "hybrid")
+        for query, spec in [("alpha river item", None), ("omega desert", {"even": False}),
+                            ("mountain item 7", {"n": {"$lt": 13}})]])
