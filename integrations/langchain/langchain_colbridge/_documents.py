@@ -7,18 +7,41 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 
 if TYPE_CHECKING:
-    from colbridge import Hit, StoredDocument
+    from colbridge import Hit, RerankResult, StoredDocument
 
 SCORE_KEY = "relevance_score"
 """Metadata key under which a score in [0, 1] is written on returned copies."""
 
+HIGHLIGHTS_KEY = "highlights"
+"""Metadata key of the highlights (``explain=True``): ``[start, end]`` offsets into
+``page_content``, best first."""
 
-def hit_to_document(hit: Hit, *, with_score: bool) -> Document:
-    """A new ``Document`` for a search hit; the score goes in ``metadata[SCORE_KEY]`` if asked."""
+MATCHES_KEY = "token_matches"
+"""Metadata key of the token matches (``explain=True``): one dict per query token."""
+
+
+def hit_to_document(hit: Hit, *, with_score: bool, explain: bool = False) -> Document:
+    """A new ``Document`` for a search hit; the score goes in ``metadata[SCORE_KEY]`` if asked,
+    the explanation under ``HIGHLIGHTS_KEY`` and ``MATCHES_KEY`` with ``explain``."""
     metadata: dict[str, Any] = dict(hit.metadata)
     if with_score:
         metadata[SCORE_KEY] = hit.normalized_score
+    if explain:
+        metadata.update(explanation(hit))
     return Document(id=hit.id, page_content=hit.text, metadata=metadata)
+
+
+def explanation(result: Hit | RerankResult | None) -> dict[str, Any]:
+    """The two explanation keys for a hit or rerank result, as plain lists and dicts (JSON
+    values); both lists are empty when there is nothing to explain (None, or a ``bm25`` hit)."""
+    if result is None:
+        return {HIGHLIGHTS_KEY: [], MATCHES_KEY: []}
+    matches = [
+        {"query_token": m.query_token, "document_token": m.document_token,
+         "span": None if m.span is None else list(m.span), "score": m.score}
+        for m in result.matches or []
+    ]
+    return {HIGHLIGHTS_KEY: [list(span) for span in result.highlights], MATCHES_KEY: matches}
 
 
 def stored_to_document(stored: StoredDocument) -> Document:
@@ -26,9 +49,12 @@ def stored_to_document(stored: StoredDocument) -> Document:
     return Document(id=stored.id, page_content=stored.text, metadata=dict(stored.metadata))
 
 
-def scored_copy(document: Document, score: float) -> Document:
-    """A copy of ``document`` with ``metadata[SCORE_KEY] = score``; the original is untouched.
+def scored_copy(document: Document, score: float,
+                extra: dict[str, Any] | None = None) -> Document:
+    """A copy of ``document`` with ``metadata[SCORE_KEY] = score`` (and the ``extra`` keys);
+    the original is untouched.
 
     Every field (``id``, ``type``, subclass fields) carries over; only ``metadata`` is a new dict.
     """
-    return document.model_copy(update={"metadata": {**document.metadata, SCORE_KEY: score}})
+    metadata = {**document.metadata, SCORE_KEY: score, **(extra or {})}
+    return document.model_copy(update={"metadata": metadata})

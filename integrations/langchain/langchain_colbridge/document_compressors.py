@@ -12,7 +12,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._documents import scored_copy
+from ._documents import explanation, scored_copy
 
 
 class ColBERTRerank(BaseDocumentCompressor):
@@ -34,6 +34,11 @@ class ColBERTRerank(BaseDocumentCompressor):
         top_n: how many documents to keep (default 3); None keeps them all, reordered.
         batch_size: documents per encoder call when the model is built from a name (default:
             32). To change it for a ``ColBERTModel`` you pass in, set its ``batch_size``.
+        explain: also say where each document matched (default False): the copies get
+            ``metadata["highlights"]`` (``[start, end]`` character offsets into
+            ``page_content``, best first) and ``metadata["token_matches"]`` (one dict per query
+            token: ``query_token``, ``document_token``, ``span``, ``score``); both are empty
+            for a blank document. See ``docs/langchain.md``.
 
     Example:
         ```python
@@ -50,6 +55,7 @@ class ColBERTRerank(BaseDocumentCompressor):
     model: Encoder | str | Path | None = None
     top_n: int | None = Field(default=3, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
+    explain: bool = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -81,7 +87,8 @@ class ColBERTRerank(BaseDocumentCompressor):
             return []
         scored = _with_text(documents)
         results = (
-            self._reranker.rerank(query, [documents[i].page_content for i in scored], self.top_n)
+            self._reranker.rerank(query, [documents[i].page_content for i in scored], self.top_n,
+                                  explain=self.explain)
             if scored
             else []
         )
@@ -99,7 +106,8 @@ class ColBERTRerank(BaseDocumentCompressor):
         scored = _with_text(documents)
         results = (
             await self._reranker.arerank(
-                query, [documents[i].page_content for i in scored], self.top_n
+                query, [documents[i].page_content for i in scored], self.top_n,
+                explain=self.explain,
             )
             if scored
             else []
@@ -109,13 +117,18 @@ class ColBERTRerank(BaseDocumentCompressor):
     def _assemble(
         self, documents: Sequence[Document], scored: list[int], results: list[RerankResult]
     ) -> list[Document]:
-        ranked: list[tuple[int, float]] = [(scored[r.index], r.normalized_score) for r in results]
+        ranked: list[tuple[int, float, RerankResult | None]] = [
+            (scored[r.index], r.normalized_score, r) for r in results
+        ]
         room = len(documents) if self.top_n is None else self.top_n
         if len(ranked) < room:
             kept = set(scored)
             blanks = [i for i in range(len(documents)) if i not in kept]
-            ranked += [(i, 0.0) for i in blanks[: room - len(ranked)]]
-        return [scored_copy(documents[i], score) for i, score in ranked]
+            ranked += [(i, 0.0, None) for i in blanks[: room - len(ranked)]]
+        return [
+            scored_copy(documents[i], score, explanation(result) if self.explain else None)
+            for i, score, result in ranked
+        ]
 
 
 def _with_text(documents: Sequence[Any]) -> list[int]:

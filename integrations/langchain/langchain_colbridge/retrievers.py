@@ -54,6 +54,11 @@ class ColBERTRetriever(BaseRetriever):
             the embedded index and ``QdrantIndex`` do).
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score in [0, 1] (default
             0.5; the rest is BM25's); ``invoke(query, hybrid_weight=...)`` overrides it.
+        explain: also say where each document matched (default False;
+            ``invoke(query, explain=True)`` for one call): ``metadata["highlights"]``, a list
+            of ``[start, end]`` character offsets into ``page_content``, best first, and
+            ``metadata["token_matches"]``, one dict per query token (``query_token``,
+            ``document_token``, ``span``, ``score``). See ``docs/langchain.md``.
 
     The index checks every search argument: an unknown mode, a mode the index lacks, a weight
     outside [0, 1], a ``k`` below 1 or a malformed filter raise ``colbridge.InvalidInputError``
@@ -76,6 +81,7 @@ class ColBERTRetriever(BaseRetriever):
     search_options: dict[str, Any] = Field(default_factory=dict)
     mode: str = "colbert"
     hybrid_weight: float = DEFAULT_HYBRID_WEIGHT
+    explain: bool = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -101,9 +107,10 @@ class ColBERTRetriever(BaseRetriever):
 
     def _search_arguments(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """``search_options`` and the fields, overridden by the call's keyword arguments (a
-        None ``k``, ``filter``, ``mode`` or ``hybrid_weight`` keeps the field's value)."""
+        None ``k``, ``filter``, ``mode``, ``hybrid_weight`` or ``explain`` keeps the field's
+        value)."""
         fields = {"k": self.k, "filter": self.filter, "mode": self.mode,
-                  "hybrid_weight": self.hybrid_weight}
+                  "hybrid_weight": self.hybrid_weight, "explain": self.explain}
         given = {key: value for key, value in overrides.items()
                  if value is not None or key not in fields}
         return {**self.search_options, **fields, **given}
@@ -111,11 +118,15 @@ class ColBERTRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        hits = self.index.search(query, **self._search_arguments(overrides))
-        return [hit_to_document(hit, with_score=True) for hit in hits]
+        arguments = self._search_arguments(overrides)
+        hits = self.index.search(query, **arguments)
+        return [hit_to_document(hit, with_score=True, explain=arguments["explain"] is True)
+                for hit in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        hits = await self.index.asearch(query, **self._search_arguments(overrides))
-        return [hit_to_document(hit, with_score=True) for hit in hits]
+        arguments = self._search_arguments(overrides)
+        hits = await self.index.asearch(query, **arguments)
+        return [hit_to_document(hit, with_score=True, explain=arguments["explain"] is True)
+                for hit in hits]

@@ -72,6 +72,13 @@ class ColBERTVectorStore(VectorStore):
     that lacks a mode raises ``colbridge.InvalidInputError``, as for an unknown mode or a weight
     outside [0, 1]). See ``docs/hybrid.md``.
 
+    Where it matched: every search method also takes ``explain=True`` (so does
+    ``as_retriever(search_kwargs={"explain": True})``). Each returned document then carries
+    ``metadata["highlights"]``, a list of ``[start, end]`` character offsets into
+    ``page_content``, best first, and ``metadata["token_matches"]``, one dict per query token
+    (``query_token``, ``document_token``, ``span``, ``score``); both are empty in ``bm25``
+    mode. Without it, metadata is the stored metadata only. See ``docs/langchain.md``.
+
     Args:
         index: the colbridge index holding the documents (kept as ``store.index``; close it
             with ``store.index.close()`` when done).
@@ -316,14 +323,14 @@ class ColBERTVectorStore(VectorStore):
         """The ``k`` best documents for ``query``, best first: by MaxSim, or as ``mode=`` says
         (``"bm25"``, ``"hybrid"`` with ``hybrid_weight=``; see the class docstring)."""
         hits = self.index.search(query, k, filter=filter, **kwargs)
-        return [hit_to_document(h, with_score=False) for h in hits]
+        return _documents(hits, kwargs)
 
     async def asimilarity_search(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async :meth:`similarity_search`."""
         hits = await self.index.asearch(query, k, filter=filter, **kwargs)
-        return [hit_to_document(h, with_score=False) for h in hits]
+        return _documents(hits, kwargs)
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
@@ -331,27 +338,29 @@ class ColBERTVectorStore(VectorStore):
         """Like :meth:`similarity_search`, with each document's raw score: MaxSim, or in
         ``mode="bm25"`` the BM25 score, in ``mode="hybrid"`` the fused score in [0, 1]."""
         hits = self.index.search(query, k, filter=filter, **kwargs)
-        return [(hit_to_document(h, with_score=False), h.score) for h in hits]
+        return [(d, h.score) for d, h in zip(_documents(hits, kwargs), hits, strict=True)]
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
         hits = await self.index.asearch(query, k, filter=filter, **kwargs)
-        return [(hit_to_document(h, with_score=False), h.score) for h in hits]
+        return [(d, h.score) for d, h in zip(_documents(hits, kwargs), hits, strict=True)]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         # Behind similarity_search_with_relevance_scores, which applies score_threshold.
         hits = self.index.search(query, k, **kwargs)
-        return [(hit_to_document(h, with_score=False), h.normalized_score) for h in hits]
+        documents = _documents(hits, kwargs)
+        return [(d, h.normalized_score) for d, h in zip(documents, hits, strict=True)]
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         hits = await self.index.asearch(query, k, **kwargs)
-        return [(hit_to_document(h, with_score=False), h.normalized_score) for h in hits]
+        documents = _documents(hits, kwargs)
+        return [(d, h.normalized_score) for d, h in zip(documents, hits, strict=True)]
 
     def max_marginal_relevance_search(
         self,
@@ -383,7 +392,7 @@ class ColBERTVectorStore(VectorStore):
             **kwargs: ``mode``, ``hybrid_weight`` and the index's search options.
         """
         hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)
-        return self._diverse(hits, k, lambda_mult)
+        return self._diverse(hits, k, lambda_mult, _explaining(kwargs))
 
     async def amax_marginal_relevance_search(
         self,
@@ -397,7 +406,7 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search`."""
         hits = await self.index.asearch(query, max(fetch_k, k), filter=filter, **kwargs)
-        return await self._adiverse(hits, k, lambda_mult)
+        return await self._adiverse(hits, k, lambda_mult, _explaining(kwargs))
 
     # -- searches by an encoded query ---------------------------------------------------------
     def similarity_search_by_vector(
@@ -417,7 +426,7 @@ class ColBERTVectorStore(VectorStore):
         text, as ``query_text=``.
         """
         hits = self.index.search_encoded(_query_matrix(embedding), k, filter=filter, **kwargs)
-        return [hit_to_document(h, with_score=False) for h in hits]
+        return _documents(hits, kwargs)
 
     async def asimilarity_search_by_vector(
         self,
@@ -430,7 +439,7 @@ class ColBERTVectorStore(VectorStore):
         """Async :meth:`similarity_search_by_vector`."""
         matrix = _query_matrix(embedding)
         hits = await self.index.asearch_encoded(matrix, k, filter=filter, **kwargs)
-        return [hit_to_document(h, with_score=False) for h in hits]
+        return _documents(hits, kwargs)
 
     def max_marginal_relevance_search_by_vector(
         self,
@@ -446,7 +455,7 @@ class ColBERTVectorStore(VectorStore):
         ``(query_tokens, dim)`` matrix (see :meth:`similarity_search_by_vector`)."""
         matrix = _query_matrix(embedding)
         hits = self.index.search_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
-        return self._diverse(hits, k, lambda_mult)
+        return self._diverse(hits, k, lambda_mult, _explaining(kwargs))
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -461,31 +470,43 @@ class ColBERTVectorStore(VectorStore):
         """Async :meth:`max_marginal_relevance_search_by_vector`."""
         matrix = _query_matrix(embedding)
         hits = await self.index.asearch_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
-        return await self._adiverse(hits, k, lambda_mult)
+        return await self._adiverse(hits, k, lambda_mult, _explaining(kwargs))
 
-    def _diverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
+    def _diverse(self, hits: list[Hit], k: int, lambda_mult: float, explain: bool
+                 ) -> list[Document]:
         """MMR over the candidates ``hits``, with their stored token vectors."""
         stored = self.index.get([h.id for h in hits], missing_ok=True, with_vectors=True)
-        return _pick(hits, stored, k, lambda_mult)
+        return _pick(hits, stored, k, lambda_mult, explain)
 
-    async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
+    async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float, explain: bool
+                        ) -> list[Document]:
         stored = await self.index.aget([h.id for h in hits], missing_ok=True, with_vectors=True)
-        return await asyncio.to_thread(_pick, hits, stored, k, lambda_mult)
+        return await asyncio.to_thread(_pick, hits, stored, k, lambda_mult, explain)
 
     def __repr__(self) -> str:
         return f"ColBERTVectorStore({self.index!r})"
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _pick(hits: list[Hit], stored: list[StoredDocument], k: int, lambda_mult: float
-          ) -> list[Document]:
+def _pick(hits: list[Hit], stored: list[StoredDocument], k: int, lambda_mult: float,
+          explain: bool) -> list[Document]:
     """The MMR choice among ``hits`` (those deleted since the search, absent from ``stored``,
     are left out)."""
     vectors = {s.id: s.vectors for s in stored}
     kept = [h for h in hits if h.id in vectors]
     chosen = mmr([h.normalized_score for h in kept], [vectors[h.id] for h in kept], k,
                  lambda_mult=lambda_mult)
-    return [hit_to_document(kept[i], with_score=False) for i in chosen]
+    return [hit_to_document(kept[i], with_score=False, explain=explain) for i in chosen]
+
+
+def _documents(hits: list[Hit], kwargs: dict[str, Any]) -> list[Document]:
+    """The hits as documents without scores, explained if the search's ``kwargs`` asked."""
+    return [hit_to_document(h, with_score=False, explain=_explaining(kwargs)) for h in hits]
+
+
+def _explaining(kwargs: dict[str, Any]) -> bool:
+    """Whether a search's keyword arguments ask for explanations (the index checks the value)."""
+    return kwargs.get("explain") is True
 
 
 def _query_matrix(embedding: Any) -> np.ndarray:
