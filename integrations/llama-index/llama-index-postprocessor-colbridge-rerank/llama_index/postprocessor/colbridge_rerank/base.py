@@ -12,6 +12,8 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from ._explain import explained_copy
+
 dispatcher = instrument.get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
@@ -32,6 +34,12 @@ class ColBERTRerank(BaseNodePostprocessor):
             ``"retrieval_score"`` (also added to the node's excluded LLM and embedding
             metadata keys, so it does not leak into prompts).
         normalize_scores: set ``score / query_length`` in [0, 1] instead of raw MaxSim.
+        explain: also say where each node matched: the returned node copies get
+            ``metadata["highlights"]``, a list of ``[start, end]`` character offsets into the
+            node's text (``node.text``), best first, and ``metadata["token_matches"]``, one dict
+            per query token (``query_token``, ``document_token``, ``span``, ``score``); both
+            keys are added to the copies' excluded LLM and embedding metadata keys, so they do
+            not leak into prompts. See ``docs/llamaindex.md``.
 
     The score set on each returned node is exact MaxSim — the sum over query tokens of the
     best cosine similarity among the node's tokens — raw unless ``normalize_scores``. The text
@@ -56,6 +64,9 @@ class ColBERTRerank(BaseNodePostprocessor):
     normalize_scores: bool = Field(
         default=False, description="Set MaxSim / query length instead of raw MaxSim."
     )
+    explain: bool = Field(
+        default=False, description="Put highlights and token matches in node metadata."
+    )
     _reranker: Reranker = PrivateAttr()
 
     def __init__(
@@ -67,6 +78,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         batch_size: int | None = None,
         keep_retrieval_score: bool = False,
         normalize_scores: bool = False,
+        explain: bool = False,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if isinstance(model, Encoder):
@@ -87,6 +99,7 @@ class ColBERTRerank(BaseNodePostprocessor):
             batch_size=encoder.batch_size,
             keep_retrieval_score=keep_retrieval_score,
             normalize_scores=normalize_scores,
+            explain=explain,
             callback_manager=callback_manager or CallbackManager([]),
         )
         self._reranker = Reranker(encoder)
@@ -113,11 +126,13 @@ class ColBERTRerank(BaseNodePostprocessor):
             CBEventType.RERANKING, payload=self._payload(nodes, query_bundle)
         ) as event:
             results = (
-                self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n)
+                self._reranker.rerank(
+                    query_bundle.query_str, texts, top_n=self.top_n, explain=self.explain
+                )
                 if texts
                 else []
             )
-            reranked = self._assemble(nodes, results)
+            reranked = self._assemble(nodes, texts, results)
             event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
@@ -132,11 +147,13 @@ class ColBERTRerank(BaseNodePostprocessor):
             CBEventType.RERANKING, payload=self._payload(nodes, query_bundle)
         ) as event:
             results = (
-                await self._reranker.arerank(query_bundle.query_str, texts, top_n=self.top_n)
+                await self._reranker.arerank(
+                    query_bundle.query_str, texts, top_n=self.top_n, explain=self.explain
+                )
                 if texts
                 else []
             )
-            reranked = self._assemble(nodes, results)
+            reranked = self._assemble(nodes, texts, results)
             event.on_end(payload={EventPayload.NODES: reranked})
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
@@ -168,9 +185,10 @@ class ColBERTRerank(BaseNodePostprocessor):
         }
 
     def _assemble(
-        self, nodes: list[NodeWithScore], results: list[RerankResult]
+        self, nodes: list[NodeWithScore], texts: list[str], results: list[RerankResult]
     ) -> list[NodeWithScore]:
-        """One new ``NodeWithScore`` per result, joined on ``RerankResult.index``."""
+        """One new ``NodeWithScore`` per result, joined on ``RerankResult.index`` (``texts``
+        are the texts that were scored)."""
         reranked = []
         for result in results:
             original = nodes[result.index]
@@ -185,6 +203,8 @@ class ColBERTRerank(BaseNodePostprocessor):
                         ),
                     }
                 )
+            if self.explain:
+                node = explained_copy(node, result, texts[result.index])
             score = result.normalized_score if self.normalize_scores else result.score
             reranked.append(NodeWithScore(node=node, score=score))
         return reranked

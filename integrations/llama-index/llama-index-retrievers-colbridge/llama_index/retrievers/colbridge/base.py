@@ -26,6 +26,7 @@ from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
 from colbridge.search import DEFAULT_HYBRID_WEIGHT
 
 from ._convert import REF_DOC_KEY, hit_to_node, node_to_record, to_core_filter
+from ._explain import explained_copy
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -61,6 +62,12 @@ class ColBERTRetriever(BaseRetriever):
             (``index.search_modes``: the embedded index and ``QdrantIndex`` do).
         hybrid_weight: in ``hybrid`` mode, the share of the ColBERT score, in [0, 1]
             (default 0.5; the rest is BM25's).
+        explain: also say where each node matched: ``node.metadata["highlights"]``, a list
+            of ``[start, end]`` character offsets into the node's text (``node.text``), best
+            first, and ``node.metadata["token_matches"]``, one dict per query token
+            (``query_token``, ``document_token``, ``span``, ``score``). Both keys are added to
+            the node's ``excluded_embed_metadata_keys`` and ``excluded_llm_metadata_keys``,
+            so they stay out of prompts. See ``docs/llamaindex.md``.
         callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
 
     The index checks the search arguments: a ``similarity_top_k``, mode or weight it cannot
@@ -93,6 +100,7 @@ class ColBERTRetriever(BaseRetriever):
         normalize_scores: bool = False,
         mode: str = "colbert",
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
+        explain: bool = False,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
         object_map: dict[str, Any] | None = None,
@@ -120,6 +128,7 @@ class ColBERTRetriever(BaseRetriever):
         self.normalize_scores = normalize_scores
         self.mode = mode
         self.hybrid_weight = hybrid_weight
+        self.explain = explain
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -222,16 +231,20 @@ class ColBERTRetriever(BaseRetriever):
     def _arguments(self) -> dict[str, Any]:
         """The search's arguments, translated; the index checks them."""
         return {"k": self.similarity_top_k, "filter": to_core_filter(self.filters),
-                "mode": self.mode, "hybrid_weight": self.hybrid_weight}
+                "mode": self.mode, "hybrid_weight": self.hybrid_weight, "explain": self.explain}
 
     def _to_nodes(self, hits: list[Hit]) -> list[NodeWithScore]:
         return [
             NodeWithScore(
-                node=hit_to_node(hit),
+                node=self._node(hit),
                 score=hit.normalized_score if self.normalize_scores else hit.score,
             )
             for hit in hits
         ]
+
+    def _node(self, hit: Hit) -> BaseNode:
+        node = hit_to_node(hit)
+        return explained_copy(node, hit, hit.text) if self.explain is True else node
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
