@@ -8,14 +8,21 @@ vectors that were scored, so a hit's token contributions add up to its MaxSim.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .scoring import token_similarities
-from .types import TokenMatch
+from .types import Hit, RerankResult, TokenMatch
 
 MAX_HIGHLIGHTS = 3
 """Most highlight spans per hit."""
+
+HIGHLIGHTS_KEY = "highlights"
+"""Metadata key of the highlights (:func:`as_metadata`): ``[start, end]`` offsets, best first."""
+
+MATCHES_KEY = "token_matches"
+"""Metadata key of the token matches (:func:`as_metadata`): one dict per query token."""
 
 
 def token_matches(query: np.ndarray, vectors: np.ndarray,
@@ -66,3 +73,48 @@ def _whole_word(text: str, start: int, end: int) -> tuple[int, int]:
     while end < len(text) and text[end].isalnum():
         end += 1
     return start, end
+
+
+def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
+                scored_text: str | None = None) -> dict[str, list[Any]]:
+    """An explained hit or rerank result as JSON values, for a framework's metadata:
+    ``{"highlights": [[start, end], ...], "token_matches": [{query_token, document_token, span,
+    score}, ...]}``. Both lists are empty when there is nothing to explain (None, or a ``bm25``
+    hit).
+
+    When what was scored (``scored_text``) holds the returned ``text`` inside it (LlamaIndex
+    scores its metadata header followed by the node's text), pass both: offsets are moved into
+    ``text``, and a match outside it keeps no span (nor a highlight).
+    """
+    if result is None:
+        return {HIGHLIGHTS_KEY: [], MATCHES_KEY: []}
+    offset = 0 if text is None or scored_text is None else _offset_in(scored_text, text)
+    limit = None if text is None else len(text)
+
+    def moved(span: tuple[int, int] | None) -> list[int] | None:
+        if span is None or offset is None:
+            return None
+        start, end = span[0] - offset, span[1] - offset
+        return [start, end] if start >= 0 and (limit is None or end <= limit) else None
+
+    return {
+        HIGHLIGHTS_KEY: [span for span in map(moved, result.highlights) if span is not None],
+        MATCHES_KEY: [
+            {"query_token": m.query_token, "document_token": m.document_token,
+             "span": moved(m.span), "score": m.score}
+            for m in result.matches or []
+        ],
+    }
+
+
+def _offset_in(scored_text: str, text: str) -> int | None:
+    """Where ``text`` starts in ``scored_text`` (last occurrence; found also when the whole was
+    stripped of surrounding whitespace), or None."""
+    if scored_text == text:
+        return 0
+    at = scored_text.rfind(text)
+    if at >= 0:
+        return at
+    stripped = text.strip()
+    at = scored_text.rfind(stripped) if stripped else -1
+    return at - (len(text) - len(text.lstrip())) if at >= 0 else None

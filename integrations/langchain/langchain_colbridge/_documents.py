@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import colbridge.explain as explain_keys
+from colbridge.explain import as_metadata
 from langchain_core.documents import Document
 
 if TYPE_CHECKING:
@@ -12,12 +14,9 @@ if TYPE_CHECKING:
 SCORE_KEY = "relevance_score"
 """Metadata key under which a score in [0, 1] is written on returned copies."""
 
-HIGHLIGHTS_KEY = "highlights"
-"""Metadata key of the highlights (``explain=True``): ``[start, end]`` offsets into
-``page_content``, best first."""
-
-MATCHES_KEY = "token_matches"
-"""Metadata key of the token matches (``explain=True``): one dict per query token."""
+HIGHLIGHTS_KEY, MATCHES_KEY = explain_keys.HIGHLIGHTS_KEY, explain_keys.MATCHES_KEY
+"""Metadata keys of the explanation (``explain=True``): ``"highlights"``, ``[start, end]``
+offsets into ``page_content``, best first; ``"token_matches"``, one dict per query token."""
 
 
 def hit_to_document(hit: Hit, *, with_score: bool, explain: bool = False) -> Document:
@@ -34,14 +33,7 @@ def hit_to_document(hit: Hit, *, with_score: bool, explain: bool = False) -> Doc
 def explanation(result: Hit | RerankResult | None) -> dict[str, Any]:
     """The two explanation keys for a hit or rerank result, as plain lists and dicts (JSON
     values); both lists are empty when there is nothing to explain (None, or a ``bm25`` hit)."""
-    if result is None:
-        return {HIGHLIGHTS_KEY: [], MATCHES_KEY: []}
-    matches = [
-        {"query_token": m.query_token, "document_token": m.document_token,
-         "span": None if m.span is None else list(m.span), "score": m.score}
-        for m in result.matches or []
-    ]
-    return {HIGHLIGHTS_KEY: [list(span) for span in result.highlights], MATCHES_KEY: matches}
+    return as_metadata(result)
 
 
 def stored_to_document(stored: StoredDocument) -> Document:
