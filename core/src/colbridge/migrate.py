@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import IndexMismatchError, IndexNotFoundError, InvalidInputError
+from .errors import IndexMismatchError, IndexNotFoundError, InvalidInputError, ModelLoadError
 from .index.base import BaseIndex
 from .index.embedded import EmbeddedIndex
 from .index.manifest import ModelInfo
 from .index.qdrant import QdrantIndex
-from .models import ColBERTModel
+from .models import Encoder
 
 
 @dataclass(frozen=True)
@@ -146,13 +146,29 @@ def _open_target(target: str, src: BaseIndex, api_key: str | None,
     manifest = getattr(src, "manifest", None)
     info = manifest.model if manifest is not None else ModelInfo(
         src.model.name, src.dimension, src.model.query_length, src.model.document_length)
-    # The source's model is known by name only: the collection takes its dimension from the
-    # source's record rather than from weights that would have to be loaded.
-    model = ColBERTModel(info.name, query_length=info.query_length,
-                         document_length=info.document_length)
-    return QdrantIndex._for_model_info(where.location, where.collection, model, info,
-                                       api_key=api_key if remote else None,
-                                       create_options=create_options)
+    # The collection takes its shape from the source's record, not from weights that would
+    # have to be loaded (a migration copies stored vectors and never encodes).
+    return QdrantIndex(where.location, where.collection, _RecordedModel(info),
+                       api_key=api_key if remote else None, create_options=create_options)
+
+
+class _RecordedModel(Encoder):
+    """The source's model as its record describes it: name, shapes and precision, no weights.
+    The target opened with it can take stored vectors (``add_encoded``) but not encode."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        super().__init__(name=info.name)
+        self._info = info
+
+    dimension = property(lambda self: self._info.dimension)
+    query_length = property(lambda self: self._info.query_length)
+    document_length = property(lambda self: self._info.document_length)
+    precision = property(lambda self: self._info.precision)
+
+    def _encode(self, texts: list[str], *, is_query: bool, pool_factor: int = 1,
+                show_progress: bool = False) -> list[Any]:
+        raise ModelLoadError(f"the migration target holds {self.name!r} vectors copied from its "
+                             "source; open it with that model to encode")
 
 
 def _copy(src: BaseIndex, dest: BaseIndex, batch_size: int,

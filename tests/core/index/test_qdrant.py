@@ -18,6 +18,7 @@ from colbridge import (
     BackendError,
     ColBERTModel,
     EmbeddedIndex,
+    Encoder,
     IndexClosedError,
     IndexCorruptError,
     IndexLockedError,
@@ -107,8 +108,7 @@ def test_a_model_with_another_name_is_refused(index, client):
 
 
 def test_a_model_with_another_dimension_is_refused(client, tiny_model):
-    info = qdrant_module.ModelInfo(tiny_model.name, tiny_model.dimension * 2, 32, 300)
-    QdrantIndex._for_model_info(client, "wide", ColBERTModel(tiny_model.name), info)  # 32-d
+    QdrantIndex(client, "wide", _Shaped(tiny_model.name, tiny_model.dimension * 2))  # 32-d
     with pytest.raises(IndexMismatchError, match=f"{tiny_model.dimension * 2}-d"):
         QdrantIndex(client, "wide", model=tiny_model)  # the tiny model is loaded: 16-d
 
@@ -426,9 +426,7 @@ def test_an_interrupted_migration_resumes(source, tmp_path, tiny_model, monkeypa
 
 
 def test_migration_into_a_collection_of_another_model_is_refused(source, tmp_path):
-    info = qdrant_module.ModelInfo("another-model", 16, 32, 300)
-    QdrantIndex._for_model_info(tmp_path / "qdrant", "docs", ColBERTModel("another-model"),
-                                info).close()
+    QdrantIndex(tmp_path / "qdrant", "docs", _Shaped("another-model", 16)).close()
     with pytest.raises(IndexMismatchError, match="another-model"):
         migrate_index(source, f"qdrant+local://{tmp_path}/qdrant/docs")
 
@@ -601,3 +599,18 @@ def _rss_of_opening(path) -> float:
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
                          check=True)
     return float(out.stdout.split()[-1])
+
+
+class _Shaped(Encoder):
+    """An encoder known by name and shape only: it creates collections, it never encodes."""
+
+    def __init__(self, name: str, dimension: int) -> None:
+        super().__init__(name=name)
+        self._dimension = dimension
+
+    dimension = property(lambda self: self._dimension)
+    query_length = property(lambda self: 32)
+    document_length = property(lambda self: 300)
+
+    def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
+        raise AssertionError("not expected to encode")

@@ -156,7 +156,6 @@ class QdrantIndex(BaseIndex):
 
     search_option_names = tuple(f.name for f in fields(QdrantSearchOptions))
     search_modes = MODES
-    _known_info: ModelInfo | None = None  # set by _for_model_info
 
     def __init__(
         self,
@@ -209,17 +208,6 @@ class QdrantIndex(BaseIndex):
         self.model = model
         self.dimension = info.dimension
 
-    @classmethod
-    def _for_model_info(
-        cls, client: Any, collection_name: str, model: ColBERTModel, info: ModelInfo, **kwargs: Any
-    ) -> QdrantIndex:
-        """Open (or create) the collection taking ``info`` as the model's, so creating it loads
-        no weights: a migration copies vectors and never encodes."""
-        index = cls.__new__(cls)
-        index._known_info = info
-        index.__init__(client, collection_name, model, **kwargs)  # type: ignore[misc]
-        return index
-
     # -- the collection -----------------------------------------------------------------------
     def _open_collection(
         self, model: ColBERTModel | None, create: bool, create_options: Mapping[str, Any] | None
@@ -230,8 +218,8 @@ class QdrantIndex(BaseIndex):
                     f"there is no Qdrant collection {self.collection_name!r} at {self._where}"
                 )
             model = model or ColBERTModel()
-            info = self._known_info or ModelInfo(
-                model.name, model.dimension, model.query_length, model.document_length)
+            info = ModelInfo(model.name, model.dimension, model.query_length,
+                             model.document_length)
             self._create_collection(info, create_options)
         info = self._read_collection_info(self._call("get_collection"))
         if model is not None:
