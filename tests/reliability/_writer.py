@@ -138,7 +138,7 @@ def _arm(point: str, hit: int) -> None:
 
         setattr(owner, attr, wrapper)
 
-    after(vectors.VectorFile, "append", "append")
+    after(vectors.Float16Store, "append", "append")
     after(docstore.DocStore, "commit_write", "commit")
     after(vectors.Float16Store, "write_generation", "compact-vectors")
     before(docstore.DocStore, "commit_compaction", "compact-commit-before")

@@ -15,61 +15,13 @@ import numpy as np
 import pytest
 from colbridge import (
     DocumentNotFoundError,
-    EmbeddedIndex,
     IndexMismatchError,
     InvalidInputError,
     QdrantIndex,
 )
 from colbridge.filters import matches, parse_filter
 
-from .conftest import synthetic_docs
-
-BACKENDS = ["embedded", "qdrant"]
-
-
-def qdrant_clients():
-    """A local-mode ``QdrantClient`` and an ``AsyncQdrantClient`` that see the same data.
-
-    Local mode keeps a client's collections in the client object, so two clients never share
-    them. Point the async client at the sync one's collections, as two clients of one server
-    would be; the index's ``a*`` methods then really run on the ``AsyncQdrantClient``.
-    """
-    from qdrant_client import AsyncQdrantClient, QdrantClient
-
-    client, async_client = QdrantClient(":memory:"), AsyncQdrantClient(":memory:")
-    sync_local, async_local = client._client, async_client._client
-    assert isinstance(sync_local.collections, dict) and isinstance(async_local.collections, dict)
-    async_local.collections = sync_local.collections
-    async_local.aliases = sync_local.aliases
-    return client, async_client
-
-
-def open_index(backend, tmp_path, model, name="index"):
-    if backend == "embedded":  # created now, as QdrantIndex creates its collection
-        return EmbeddedIndex.open_or_create(tmp_path / name, model=model)
-    client, async_client = qdrant_clients()
-    return QdrantIndex(client, name, model=model, async_client=async_client)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
-def index(backend, tmp_path, tiny_model):
-    index = open_index(backend, tmp_path, tiny_model)
-    yield index
-    index.close()
-
-
-@pytest.fixture
-def filled(index):
-    """``index`` holding 40 synthetic documents (ids d0..d39, metadata {group, n, even})."""
-    texts, ids, metadatas = synthetic_docs(40)
-    index.add(texts, ids=ids, metadatas=metadatas)
-    return index
-
+from .conftest import BACKENDS, open_index, synthetic_docs
 
 # -- writes and reads ---------------------------------------------------------------------------
 def test_add_get_count_round_trip_metadata(index):

@@ -9,8 +9,7 @@ import pytest
 from colbridge import ColBERTModel, EmbeddedIndex, InvalidInputError
 from colbridge.scoring import normalize_score
 
-from .conftest import synthetic_docs
-from .test_contract import BACKENDS, open_index
+from .conftest import BACKENDS, open_index, synthetic_docs
 
 TEXTS = [
     "  Hello, world! The Eiffel-Tower (Paris) is 330 m tall.",

@@ -14,8 +14,7 @@ from colbridge.check import check_index
 from colbridge.index import lexical
 from colbridge.index.lexical import saved_segments, tokenize
 
-from .conftest import synthetic_docs
-from .test_contract import BACKENDS, open_index
+from .conftest import BACKENDS, open_index, synthetic_docs
 
 RARE = "part number XJ-4471 fits the left hinge"
 

@@ -9,22 +9,7 @@ import pytest
 from colbridge import DocumentNotFoundError, InvalidInputError, SearchMode
 from colbridge.filters import matches, parse_filter
 
-from .conftest import synthetic_docs
-from .test_contract import BACKENDS, open_index
-
-
-@pytest.fixture(params=BACKENDS)
-def index(request, tmp_path, tiny_model):
-    index = open_index(request.param, tmp_path, tiny_model)
-    yield index
-    index.close()
-
-
-@pytest.fixture
-def filled(index):
-    texts, ids, metadatas = synthetic_docs(40)
-    index.add(texts, ids=ids, metadatas=metadatas)
-    return index
+from .conftest import open_index, synthetic_docs
 
 
 def _unit_f16(vectors: np.ndarray) -> np.ndarray:

@@ -61,7 +61,6 @@ from .vectors import TokenStore, store_class
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = layout.LOCK
 _MAX_TOKEN_K = 4096
 
 
@@ -241,7 +240,7 @@ class EmbeddedIndex(BaseIndex):
             )
         self.model = model
         self._store_class: type[TokenStore] = store_class(self.manifest.codec)
-        self._file_lock = FileLock(self.path / LOCK_FILE, thread_local=False)
+        self._file_lock = FileLock(self.path / layout.LOCK, thread_local=False)
         self._store = DocStore(self.path)
         self._lexical = LexicalIndex(self.path, self._store.texts_by_doc_nos)
         self._reload()

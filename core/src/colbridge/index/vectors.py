@@ -260,9 +260,6 @@ class Float16Store(TokenStore):
         return [(self.path, self.rows * self.row_bytes)]
 
 
-VectorFile = Float16Store
-"""The float16 store's name before the codec seam existed."""
-
 _CODECS: dict[str, type[TokenStore]] = {}
 
 
