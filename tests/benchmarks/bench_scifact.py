@@ -44,6 +44,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 ISOLATED = ["uv", "run", "--isolated", "--no-project", "--python",
             f"{sys.version_info.major}.{sys.version_info.minor}"]
+# report key -> (pylate_pipeline.py --index, column label, extra packages for its environment)
+ANCHORS = {
+    "pylate": ("voyager", "PyLate Voyager + retrieve.ColBERT", []),
+    "plaid": ("plaid", "PyLate `indexes.PLAID` (fast-plaid, CPU)", []),
+    "warp": ("warp", "PyLate `indexes.WARP` (xtr-warp-rs, CPU, 1 thread)",
+             ["--with", "xtr-warp-rs==2.1.0.2110"]),
+}
 
 
 def median_ms(seconds: list[float]) -> float:
@@ -65,7 +72,12 @@ def main() -> None:
     parser.add_argument("--rerank-queries", type=int, default=5)
     parser.add_argument("--limit-docs", type=int, help="for a quick trial of the script itself")
     parser.add_argument("--limit-queries", type=int)
-    parser.add_argument("--skip-pylate", action="store_true")
+    parser.add_argument("--anchors", nargs="*", default=list(ANCHORS), choices=list(ANCHORS),
+                        help="PyLate indexes to run beside colbridge (default: all)")
+    parser.add_argument("--publish-subset", action="store_true",
+                        help="with --limit-docs, write the results to docs too (their own section)")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".colbridge-cache" / "embeddings",
+                        help="where encoded collections are cached")
     parser.add_argument("--skip-llamaindex", action="store_true")
     parser.add_argument("--only-rerank", action="store_true",
                         help="rerun only the reranking comparison and update it in the results")
@@ -74,8 +86,7 @@ def main() -> None:
     model = ColBERTModel(args.model)
     model.load()
     data = load_beir(args.data, "test", limit_docs=args.limit_docs, limit_queries=args.limit_queries)
-    cache = ROOT / ".colbridge-cache" / "embeddings"
-    emb = load_or_encode(data, model, cache)
+    emb = load_or_encode(data, model, args.cache)
     documents = emb.documents()
     lengths = emb.lengths.astype(np.int64)
     total_vectors = int(lengths.sum())
@@ -91,7 +102,8 @@ def main() -> None:
 
     # -- encoding: the floor, measured on a sample in this run --------------------------------
     rng = np.random.default_rng(0)
-    sample = sorted(rng.choice(len(documents), size=256, replace=False).tolist())
+    size = min(256, len(documents))
+    sample = sorted(rng.choice(len(documents), size=size, replace=False).tolist())
     started = time.perf_counter()
     sample_vectors = model.encode_documents([emb.doc_texts[i] for i in sample], show_progress=False)
     sample_seconds = time.perf_counter() - started
@@ -167,30 +179,39 @@ def main() -> None:
         points = sweep(index, data)
         report["sweep"] = points
         (DOCS / "benchmarks").mkdir(parents=True, exist_ok=True)
-        plot_path = (DOCS / "benchmarks" / "recall-latency.png" if not (args.limit_docs or args.limit_queries)
-                     else work / "trial.png")
+        if args.limit_queries or (args.limit_docs and not args.publish_subset):
+            plot_path = work / "trial.png"
+        else:
+            suffix = f"-{len(documents)}docs" if args.limit_docs else ""
+            plot_path = DOCS / "benchmarks" / f"recall-latency{suffix}.png"
+        report["plot"] = f"benchmarks/{plot_path.name}"
         plot_sweep(points, plot_path,
                    f"{data.name}: {len(documents):,} docs, {len(emb.queries)} queries, {model.name}")
         index.close()
 
-        # -- PyLate's pipeline -------------------------------------------------------------------
-        if not args.skip_pylate:
-            out = work / "pylate.json"
-            command = [*ISOLATED, "--with", "pylate==1.6.0", "--with", "voyager==2.1.0", "python",
-                       str(Path(__file__).parent / "pylate_pipeline.py"), str(emb.folder),
-                       str(work / "pylate"), str(out)]
+        # -- PyLate's indexes, each in its own isolated environment ------------------------------
+        anchor_runs = {}
+        for key in args.anchors:
+            index_name, label, extra = ANCHORS[key]
+            out = work / f"{key}.json"
+            command = [*ISOLATED, "--with", "pylate==1.6.0", "--with", "voyager==2.1.0", *extra,
+                       "python", str(Path(__file__).parent / "pylate_pipeline.py"), str(emb.folder),
+                       str(work / key), str(out), "--index", index_name]
             subprocess.run(command, check=True)
-            pylate = json.loads(out.read_text())
-            report["pylate"] = {
-                "build_seconds": pylate["build_seconds"],
-                "search_p50_ms": median_ms(pylate["query_seconds"]),
-                "index_bytes": pylate["index_bytes"],
-                "bytes_per_token_vector": pylate["index_bytes"] / total_vectors,
-                "queries_timed": len(pylate["query_seconds"]),
+            run = json.loads(out.read_text())
+            shutil.rmtree(work / key, ignore_errors=True)
+            report[key] = {
+                "label": label,
+                "build_seconds": run["build_seconds"],
+                "search_p50_ms": median_ms(run["query_seconds"]),
+                "search_p95_ms": float(np.percentile(run["query_seconds"], 95) * 1000),
+                "index_bytes": run["index_bytes"],
+                "bytes_per_token_vector": run["index_bytes"] / total_vectors,
+                "queries_timed": len(run["query_seconds"]),
             }
-            pylate_runs = pylate["runs"]
-            print(f"pylate: build {pylate['build_seconds']:.0f} s, search p50 "
-                  f"{median_ms(pylate['query_seconds']):.0f} ms", flush=True)
+            anchor_runs[key] = run["runs"]
+            print(f"{key}: build {run['build_seconds']:.0f} s, search p50 "
+                  f"{median_ms(run['query_seconds']):.0f} ms", flush=True)
 
         # -- quality --------------------------------------------------------------------------
         report["quality"] = {
@@ -198,10 +219,10 @@ def main() -> None:
             "colbridge": {**quality(ours_runs, data.qrels),
                           "agreement@10": agreement_at(ours_runs, exact_runs)},
         }
-        if not args.skip_pylate:
-            common = {q: exact_runs[q] for q in pylate_runs}
-            report["quality"]["pylate"] = {**quality(pylate_runs, data.qrels),
-                                           "agreement@10": agreement_at(pylate_runs, common)}
+        for key, runs in anchor_runs.items():
+            common = {q: exact_runs[q] for q in runs}
+            report["quality"][key] = {**quality(runs, data.qrels),
+                                      "agreement@10": agreement_at(runs, common)}
 
         # -- reranking 100 candidates per query -----------------------------------------------
         report["rerank"] = rerank_benchmark(model, data, exact_runs, emb, work, args)
@@ -209,11 +230,13 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     report["peak_rss_mb"] = peak_rss_mb()
-    if args.limit_docs or args.limit_queries:
+    if args.limit_queries or (args.limit_docs and not args.publish_subset):
+        print(render(report))
         print("(a trial on a subset: docs/benchmarks.md is left as it is)")
     else:
-        (DOCS / "benchmarks" / "results.json").write_text(json.dumps(report, indent=2))
-        write_markdown(report)
+        section = f"results-{len(documents)}docs" if args.limit_docs else "results"
+        (DOCS / "benchmarks" / f"{section}.json").write_text(json.dumps(report, indent=2))
+        write_markdown(report, section)
     print(json.dumps({k: v for k, v in report.items() if k not in ("sweep",)}, indent=2))
 
 
@@ -258,7 +281,8 @@ def rerank_benchmark(model, data, exact_runs, emb, work, args) -> dict:
     # The two in-process rerankers alternate task by task, so drift in the machine's speed
     # (other load, thermal) falls on both alike; both encoders are warm (see reference above).
     reranker = Reranker(model)  # no cache: every call encodes its candidates
-    pylate_model = model.load()
+    # PyLate's own path is PyTorch, whatever backend colbridge's model runs on.
+    pylate_model = ColBERTModel(args.model, backend="torch").load()
     ours, pylate_orders = [], []
     ours_seconds = pylate_seconds = encoder_seconds = 0.0
     for t in tasks:
@@ -302,46 +326,46 @@ def rerank_benchmark(model, data, exact_runs, emb, work, args) -> dict:
     return result
 
 
-def write_markdown(report: dict) -> None:
+def write_markdown(report: dict, section: str = "results") -> None:
+    """Rewrite the text between ``<!-- section:start -->`` and ``<!-- section:end -->`` in
+    docs/benchmarks.md (markers for a new section go before "## Against the targets")."""
     path = DOCS / "benchmarks.md"
-    text = path.read_text() if path.exists() else "<!-- results:start -->\n<!-- results:end -->\n"
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    text = path.read_text()
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if start not in text:
+        text = text.replace("## Against the targets", f"{start}\n{end}\n\n## Against the targets", 1)
     head, _, rest = text.partition(start)
     _, _, tail = rest.partition(end)
     path.write_text(head + start + "\n" + render(report) + end + tail)
 
 
 def render(r: dict) -> str:
-    c, q = r["colbridge"], r["quality"]
-    p = r.get("pylate")
-    e = r["encode"]
+    q, e = r["quality"], r["encode"]
+    exact_ms = median_ms_from(r)
+    encode_s = e["estimated_corpus_seconds"]
+    columns = [("colbridge", "colbridge")] + [
+        (key, r[key].get("label", ANCHORS[key][1])) for key in ANCHORS if key in r]
     lines = [
         f"Run on {r['date']}, {r['machine']}, model `{r['model']}`: {r['dataset']}, "
         f"{r['documents']:,} documents, {r['token_vectors']:,} token vectors, {r['queries']} "
         "queries. Medians over all queries; search times exclude query encoding.",
         "",
-        "| | colbridge | PyLate (Voyager + retrieve.ColBERT) | exact brute force | colbridge vs PyLate | colbridge vs exact |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| | " + " | ".join(label for _, label in columns) + " | exact brute force |",
+        "| --- |" + " --- |" * (len(columns) + 1),
     ]
-    exact_ms = median_ms_from(r)
-    def ratio(a, b):
-        return f"{a / b:.1f}×" if a and b else "–"
-    lines.append(
-        f"| search p50 | {c['search_p50_ms']:.1f} ms | {p['search_p50_ms']:.0f} ms | {exact_ms:.0f} ms | "
-        f"{ratio(p['search_p50_ms'], c['search_p50_ms'])} faster | {ratio(exact_ms, c['search_p50_ms'])} faster |"
-        if p else f"| search p50 | {c['search_p50_ms']:.1f} ms | – | {exact_ms:.0f} ms | – | "
-        f"{ratio(exact_ms, c['search_p50_ms'])} faster |")
-    lines.append(
-        f"| build beyond encoding | {c['build_seconds']:.0f} s ({c['build_seconds'] / e['estimated_corpus_seconds']:.2f}× encoding) | "
-        + (f"{p['build_seconds']:.0f} s ({p['build_seconds'] / e['estimated_corpus_seconds']:.2f}× encoding) | 0 | "
-           f"{ratio(p['build_seconds'], c['build_seconds'])} less | – |" if p else "– | 0 | – | – |"))
-    lines.append(
-        f"| bytes per token vector | {c['bytes_per_token_vector']:.0f} | "
-        + (f"{p['bytes_per_token_vector']:.0f} | – | {c['bytes_per_token_vector'] / p['bytes_per_token_vector']:.2f}× | – |"
-           if p else "– | – | – | – |"))
+
+    def row(name: str, cell, exact: str) -> None:
+        lines.append(f"| {name} | " + " | ".join(cell(key) for key, _ in columns) + f" | {exact} |")
+
+    row("search p50", lambda k: f"{r[k]['search_p50_ms']:.1f} ms", f"{exact_ms:.0f} ms")
+    row("search p50 ÷ exact", lambda k: f"{r[k]['search_p50_ms'] / exact_ms:.3f}", "1")
+    row("build beyond encoding",
+        lambda k: f"{r[k]['build_seconds']:.0f} s ({r[k]['build_seconds'] / encode_s:.2f}× encoding)",
+        "0")
+    row("bytes per token vector, whole folder", lambda k: f"{r[k]['bytes_per_token_vector']:.0f}", "–")
     for name in ("ndcg@10", "agreement@10"):
-        pv = f"{q['pylate'][name]:.4f}" if "pylate" in q else "–"
-        lines.append(f"| {name} | {q['colbridge'][name]:.4f} | {pv} | {q['exact'][name]:.4f} | | |")
+        row(name, lambda k, name=name: f"{q[k][name]:.4f}" if k in q else "–",
+            f"{q['exact'][name]:.4f}")
     lines += [
         "",
         f"Encoding (the floor for everyone): {e['documents_per_second']:.1f} docs/s, so about "
@@ -376,7 +400,8 @@ def render(r: dict) -> str:
     for point in r["sweep"]:
         lines.append(f"| {point['token_k']} / {point['max_candidates']} | {point['agreement@10']:.4f} | "
                      f"{point['ndcg@10']:.4f} | {point['search_p50_ms']:.1f} ms |")
-    lines += ["", "![agreement with exact MaxSim against search latency](benchmarks/recall-latency.png)", ""]
+    plot = r.get("plot", "benchmarks/recall-latency.png")
+    lines += ["", f"![agreement with exact MaxSim against search latency]({plot})", ""]
     return "\n".join(lines) + "\n"
 
 
