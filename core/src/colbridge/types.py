@@ -102,8 +102,8 @@ class RerankResult:
 
     ``matches`` and ``highlights`` are filled with ``explain=True``, as on :class:`Hit`
     (a document given as vectors has matches without spans, and no highlights).
-    ``passage`` is the ``(start, end)`` character span in the document's text of the best passage (None
-    when the document was scored as one passage)."""
+    ``passage`` is the ``(start, end)`` character span of the best passage in the document's
+    text (None when the document was scored as one passage)."""
 
     index: int
     score: float
