@@ -24,6 +24,10 @@ HIGHLIGHTS_KEY = "highlights"
 MATCHES_KEY = "token_matches"
 """Metadata key of the token matches (:func:`as_metadata`): one dict per query token."""
 
+PASSAGE_KEY = "passage"
+"""Metadata key the adapters give the best passage's span (``Hit.passage``): ``[start, end]``
+character offsets, set only when the document was split into passages."""
+
 
 def token_matches(query: np.ndarray, vectors: np.ndarray,
                   spans: Sequence[tuple[int, int] | None] | None) -> list[TokenMatch]:
@@ -76,7 +80,8 @@ def _whole_word(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
-                scored_text: str | None = None) -> dict[str, list[Any]]:
+                scored_text: str | None = None, offset: int | None = None
+                ) -> dict[str, list[Any]]:
     """An explained hit or rerank result as JSON values, for a framework's metadata:
     ``{"highlights": [[start, end], ...], "token_matches": [{query_token, document_token, span,
     score}, ...]}``. Both lists are empty when there is nothing to explain (None, or a ``bm25``
@@ -84,11 +89,13 @@ def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
 
     When what was scored (``scored_text``) holds the returned ``text`` inside it (LlamaIndex
     scores its metadata header followed by the node's text), pass both: offsets are moved into
-    ``text``, and a match outside it keeps no span (nor a highlight).
+    ``text``, and a match outside it keeps no span (nor a highlight). Where ``text`` starts in
+    ``scored_text`` is found by search, unless ``offset`` says it (a passage cut out of it).
     """
     if result is None:
         return {HIGHLIGHTS_KEY: [], MATCHES_KEY: []}
-    offset = 0 if text is None or scored_text is None else _offset_in(scored_text, text)
+    if offset is None:
+        offset = 0 if text is None or scored_text is None else _offset_in(scored_text, text)
     limit = None if text is None else len(text)
 
     def moved(span: tuple[int, int] | None) -> list[int] | None:
