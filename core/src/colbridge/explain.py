@@ -114,6 +114,36 @@ def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
     }
 
 
+def passage_and_metadata(result: Hit | RerankResult | None, text: str, *,
+                         scored_text: str | None = None, explain: bool = False,
+                         return_passage: bool = False) -> tuple[str, dict[str, Any]]:
+    """The text an adapter returns for ``result`` and the metadata keys it adds.
+
+    ``text`` is the returned document's whole text; ``scored_text`` what was scored, when it
+    holds ``text`` inside it (as for :func:`as_metadata`; default: ``text`` itself).
+
+    * ``PASSAGE_KEY``: the best passage's ``[start, end]`` in ``text`` (cut to it), when the
+      result has a passage and some of it lies in ``text``;
+    * with ``return_passage`` and such a passage, the returned text is the passage, else
+      ``text``;
+    * with ``explain``, :func:`as_metadata`'s two keys, their offsets moved into the returned
+      text (a match outside it keeps no span, nor a highlight).
+    """
+    offset = 0 if scored_text is None else _offset_in(scored_text, text)
+    span = None if result is None or offset is None else result.passage
+    if span is not None:
+        start, end = max(span[0] - offset, 0), min(span[1] - offset, len(text))
+        span = (start, end) if start < end else None
+    extra: dict[str, Any] = {} if span is None else {PASSAGE_KEY: list(span)}
+    returned, shift = text, 0
+    if return_passage and span is not None:
+        returned, shift = text[span[0]:span[1]], span[0]
+    if explain:
+        extra.update(as_metadata(result, text=returned, scored_text=scored_text,
+                                 offset=None if offset is None else offset + shift))
+    return returned, extra
+
+
 def _offset_in(scored_text: str, text: str) -> int | None:
     """Where ``text`` starts in ``scored_text`` (last occurrence; found also when the whole was
     stripped of surrounding whitespace), or None."""

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import colbridge.explain as explain_keys
 from colbridge import InvalidInputError
-from colbridge.explain import as_metadata
+from colbridge.explain import passage_and_metadata
 from langchain_core.documents import Document
 
 if TYPE_CHECKING:
-    from colbridge import Hit, RerankResult, StoredDocument
+    from colbridge import Hit, StoredDocument
 
 SCORE_KEY = "relevance_score"
 """Metadata key under which a score in [0, 1] is written on returned copies."""
@@ -29,7 +29,8 @@ def hit_to_document(hit: Hit, *, with_score: bool, explain: bool = False,
     """A new ``Document`` for a search hit; the score goes in ``metadata[SCORE_KEY]`` if asked,
     the explanation under ``HIGHLIGHTS_KEY`` and ``MATCHES_KEY`` with ``explain``, the best
     passage's span under ``PASSAGE_KEY``; with ``return_passage`` the passage is the text."""
-    text, extra = passage_and_explanation(hit, hit.text, explain, return_passage)
+    text, extra = passage_and_metadata(hit, hit.text, explain=explain,
+                                       return_passage=return_passage)
     metadata: dict[str, Any] = dict(hit.metadata)
     if with_score:
         metadata[SCORE_KEY] = hit.normalized_score
@@ -42,24 +43,6 @@ def check_return_passage(value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidInputError(f"return_passage must be True or False, got {value!r}")
     return value
-
-
-def passage_and_explanation(result: Hit | RerankResult | None, text: str, explain: bool,
-                            return_passage: bool) -> tuple[str, dict[str, Any]]:
-    """The text to return for ``result`` (scored on ``text``) and the metadata keys to add.
-
-    With ``return_passage`` and a passage, the text is the passage and the explanation's
-    offsets are moved into it (a match outside it keeps no span, nor a highlight); otherwise
-    the text is ``text``. ``PASSAGE_KEY`` is set whenever the result has a passage.
-    """
-    span = None if result is None else result.passage
-    extra: dict[str, Any] = {} if span is None else {PASSAGE_KEY: list(span)}
-    start = 0
-    if return_passage and span is not None:
-        start, text = span[0], text[span[0]:span[1]]
-    if explain:
-        extra.update(as_metadata(result, text=text, offset=start))
-    return text, extra
 
 
 def stored_to_document(stored: StoredDocument) -> Document:

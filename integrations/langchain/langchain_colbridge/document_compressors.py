@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from colbridge import ColBERTModel, Encoder, Reranker, RerankResult
+from colbridge.explain import passage_and_metadata
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._documents import passage_and_explanation, scored_copy
+from ._documents import scored_copy
 
 
 class ColBERTRerank(BaseDocumentCompressor):
@@ -132,8 +133,9 @@ class ColBERTRerank(BaseDocumentCompressor):
             ranked += [(i, 0.0, None) for i in blanks[: room - len(ranked)]]
         copies = []
         for i, score, result in ranked:
-            text, extra = passage_and_explanation(result, documents[i].page_content,
-                                                  self.explain, self.return_passage)
+            text, extra = passage_and_metadata(result, documents[i].page_content,
+                                               explain=self.explain,
+                                               return_passage=self.return_passage)
             copies.append(scored_copy(documents[i], score, extra, text))
         return copies
 
