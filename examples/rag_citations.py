@@ -80,6 +80,7 @@ QUESTIONS = [
     "How long should green tea steep, and how hot should the water be?",
     "How do I descale the kettle?",
     "What gives sourdough bread its sour taste?",
+    "What is the rated voltage and power of the kettle?",
 ]
 
 

@@ -23,7 +23,7 @@ def test_the_example_answers_with_citations_that_quote_the_documents(offline_mod
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Indexed 5 documents with offline-minilm." in run.stdout
     blocks = run.stdout.split("\nQ: ")[1:]
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     tops = []
     for block in blocks:
         lines = block.splitlines()
@@ -36,10 +36,14 @@ def test_the_example_answers_with_citations_that_quote_the_documents(offline_mod
         for m in citations:
             doc_id, start, end, rendered = m.group(2), int(m.group(3)), int(m.group(4)), m.group(5)
             assert doc_id in context
+            for passage in PASSAGE.findall(context):  # a split document is cited in its passage
+                if passage[0] == doc_id:
+                    assert int(passage[1]) <= start and end <= int(passage[2])
             assert documents[doc_id][start:end] == rendered.replace("**", "")  # quoted exactly
             assert re.search(r"\*\*\w[^*]*\*\*", rendered)  # matched words are marked
         assert answer == citations[0].group(5).replace("**", "")
         tops.append(citations[0].group(2))
-    assert tops == ["tea-guide", "kettle-manual", "bread"]
-    assert "descale the kettle" in blocks[1].split("\n")[2]  # the answer's sentence
-    assert "sour taste" in blocks[2].split("\n")[2]
+    assert tops == ["tea-guide", "kettle-manual", "bread", "kettle-manual"]
+    answers = [block.split("\n")[2] for block in blocks]
+    assert "descale the kettle" in answers[1] and "sour taste" in answers[2]
+    assert "rated voltage" in answers[3]  # the manual's last part: past its first window
