@@ -143,6 +143,15 @@ def _marked(text: str, spans: list[tuple[int, int]], terminal: bool, margin: int
     return re.sub(r"\s+", " ", "".join(pieces)).strip()
 
 
+def _passage_label(passage: tuple[int, int] | None, terminal: bool) -> str:
+    """Rich markup naming a hit's best passage by its character span (dim in a terminal,
+    ``passage START-END:`` otherwise), or nothing for a document indexed whole."""
+    if passage is None:
+        return ""
+    start, end = passage
+    return f"[dim]passage {start}-{end}[/] " if terminal else f"passage {start}-{end}: "
+
+
 # -- demo --------------------------------------------------------------------------------------
 @app.command()
 def demo(
@@ -319,14 +328,16 @@ def search(
         if as_json:
             print(json.dumps([{"id": h.id, "score": h.score, "normalized_score": h.normalized_score,
                                "text": h.text, "metadata": h.metadata,
-                               **({"highlights": h.highlights} if explain else {})} for h in hits],
+                               **({"highlights": h.highlights, "passage": h.passage}
+                                  if explain else {})} for h in hits],
                              ensure_ascii=False, indent=2))
             return
         table = Table(title=f"{len(hits)} hits for {query!r} ({mode.value}: {timing})")
         for column in ("#", "id", "score", "text", "metadata"):
             table.add_column(column, overflow="fold")
         for rank, hit in enumerate(hits, start=1):
-            text = (_marked(hit.text, hit.highlights, out.is_terminal) if explain
+            text = (_passage_label(hit.passage, out.is_terminal)
+                    + _marked(hit.text, hit.highlights, out.is_terminal) if explain
                     else _snippet(hit.text))
             table.add_row(str(rank), hit.id, f"{hit.normalized_score:.3f}", text,
                           json.dumps(hit.metadata, ensure_ascii=False) if hit.metadata else "")

@@ -24,6 +24,10 @@ HIGHLIGHTS_KEY = "highlights"
 MATCHES_KEY = "token_matches"
 """Metadata key of the token matches (:func:`as_metadata`): one dict per query token."""
 
+PASSAGE_KEY = "passage"
+"""Metadata key the adapters give the best passage's span (``Hit.passage``): ``[start, end]``
+character offsets, set only when the document was split into passages."""
+
 
 def token_matches(query: np.ndarray, vectors: np.ndarray,
                   spans: Sequence[tuple[int, int] | None] | None) -> list[TokenMatch]:
@@ -76,7 +80,8 @@ def _whole_word(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
-                scored_text: str | None = None) -> dict[str, list[Any]]:
+                scored_text: str | None = None, offset: int | None = None
+                ) -> dict[str, list[Any]]:
     """An explained hit or rerank result as JSON values, for a framework's metadata:
     ``{"highlights": [[start, end], ...], "token_matches": [{query_token, document_token, span,
     score}, ...]}``. Both lists are empty when there is nothing to explain (None, or a ``bm25``
@@ -84,11 +89,13 @@ def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
 
     When what was scored (``scored_text``) holds the returned ``text`` inside it (LlamaIndex
     scores its metadata header followed by the node's text), pass both: offsets are moved into
-    ``text``, and a match outside it keeps no span (nor a highlight).
+    ``text``, and a match outside it keeps no span (nor a highlight). Where ``text`` starts in
+    ``scored_text`` is found by search, unless ``offset`` says it (a passage cut out of it).
     """
     if result is None:
         return {HIGHLIGHTS_KEY: [], MATCHES_KEY: []}
-    offset = 0 if text is None or scored_text is None else _offset_in(scored_text, text)
+    if offset is None:
+        offset = 0 if text is None or scored_text is None else _offset_in(scored_text, text)
     limit = None if text is None else len(text)
 
     def moved(span: tuple[int, int] | None) -> list[int] | None:
@@ -105,6 +112,36 @@ def as_metadata(result: Hit | RerankResult | None, *, text: str | None = None,
             for m in result.matches or []
         ],
     }
+
+
+def passage_and_metadata(result: Hit | RerankResult | None, text: str, *,
+                         scored_text: str | None = None, explain: bool = False,
+                         return_passage: bool = False) -> tuple[str, dict[str, Any]]:
+    """The text an adapter returns for ``result`` and the metadata keys it adds.
+
+    ``text`` is the returned document's whole text; ``scored_text`` what was scored, when it
+    holds ``text`` inside it (as for :func:`as_metadata`; default: ``text`` itself).
+
+    * ``PASSAGE_KEY``: the best passage's ``[start, end]`` in ``text`` (cut to it), when the
+      result has a passage and some of it lies in ``text``;
+    * with ``return_passage`` and such a passage, the returned text is the passage, else
+      ``text``;
+    * with ``explain``, :func:`as_metadata`'s two keys, their offsets moved into the returned
+      text (a match outside it keeps no span, nor a highlight).
+    """
+    offset = 0 if scored_text is None else _offset_in(scored_text, text)
+    span = None if result is None or offset is None else result.passage
+    if span is not None:
+        start, end = max(span[0] - offset, 0), min(span[1] - offset, len(text))
+        span = (start, end) if start < end else None
+    extra: dict[str, Any] = {} if span is None else {PASSAGE_KEY: list(span)}
+    returned, shift = text, 0
+    if return_passage and span is not None:
+        returned, shift = text[span[0]:span[1]], span[0]
+    if explain:
+        extra.update(as_metadata(result, text=returned, scored_text=scored_text,
+                                 offset=None if offset is None else offset + shift))
+    return returned, extra
 
 
 def _offset_in(scored_text: str, text: str) -> int | None:

@@ -82,6 +82,8 @@ class Hit:
         highlights: with ``explain=True``, ``(start, end)`` character offsets into ``text``,
             best first: the few merged spans of matched words that carry most of the score.
             Empty otherwise.
+        passage: the ``(start, end)`` character span in ``text`` of the passage that scored
+            best; None when the document was indexed as one passage.
     """
 
     id: str
@@ -91,6 +93,7 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     matches: list[TokenMatch] | None = None
     highlights: list[tuple[int, int]] = field(default_factory=list)
+    passage: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,9 @@ class RerankResult:
     """One reranked document; ``index`` is its position in the list given to ``rerank``.
 
     ``matches`` and ``highlights`` are filled with ``explain=True``, as on :class:`Hit`
-    (a document given as vectors has matches without spans, and no highlights)."""
+    (a document given as vectors has matches without spans, and no highlights).
+    ``passage`` is the ``(start, end)`` character span of the best passage in the document's
+    text (None when the document was scored as one passage)."""
 
     index: int
     score: float
@@ -106,3 +111,4 @@ class RerankResult:
     text: str | None = None
     matches: list[TokenMatch] | None = None
     highlights: list[tuple[int, int]] = field(default_factory=list)
+    passage: tuple[int, int] | None = None

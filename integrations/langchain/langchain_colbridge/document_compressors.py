@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from colbridge import ColBERTModel, Encoder, Reranker, RerankResult
+from colbridge.explain import passage_and_metadata
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._documents import explanation, scored_copy
+from ._documents import scored_copy
 
 
 class ColBERTRerank(BaseDocumentCompressor):
@@ -39,6 +40,10 @@ class ColBERTRerank(BaseDocumentCompressor):
             ``page_content``, best first) and ``metadata["token_matches"]`` (one dict per query
             token: ``query_token``, ``document_token``, ``span``, ``score``); both are empty
             for a blank document. See ``docs/langchain.md``.
+        return_passage: for a document the reranker split into passages, return the best
+            passage as ``page_content`` instead of the whole text (default False);
+            highlights and match spans then point into the passage. Either way, such a copy's
+            ``metadata["passage"]`` is the passage's ``[start, end]`` in the input's text.
 
     Example:
         ```python
@@ -56,6 +61,7 @@ class ColBERTRerank(BaseDocumentCompressor):
     top_n: int | None = Field(default=3, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
     explain: bool = False
+    return_passage: bool = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -125,10 +131,13 @@ class ColBERTRerank(BaseDocumentCompressor):
             kept = set(scored)
             blanks = [i for i in range(len(documents)) if i not in kept]
             ranked += [(i, 0.0, None) for i in blanks[: room - len(ranked)]]
-        return [
-            scored_copy(documents[i], score, explanation(result) if self.explain else None)
-            for i, score, result in ranked
-        ]
+        copies = []
+        for i, score, result in ranked:
+            text, extra = passage_and_metadata(result, documents[i].page_content,
+                                               explain=self.explain,
+                                               return_passage=self.return_passage)
+            copies.append(scored_copy(documents[i], score, extra, text))
+        return copies
 
 
 def _with_text(documents: Sequence[Any]) -> list[int]:

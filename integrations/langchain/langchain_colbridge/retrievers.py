@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from ._documents import hit_to_document
+from ._documents import check_return_passage, hit_to_document
 
 
 class ColBERTRetriever(BaseRetriever):
@@ -59,6 +59,11 @@ class ColBERTRetriever(BaseRetriever):
             of ``[start, end]`` character offsets into ``page_content``, best first, and
             ``metadata["token_matches"]``, one dict per query token (``query_token``,
             ``document_token``, ``span``, ``score``). See ``docs/langchain.md``.
+        return_passage: for a document split into passages, return the best passage as
+            ``page_content`` instead of the whole text, for tight context windows (default
+            False; ``invoke(query, return_passage=True)`` for one call). Highlights and match
+            spans then point into the passage. Either way, such a document's
+            ``metadata["passage"]`` is the passage's ``[start, end]`` in the whole stored text.
 
     The index checks every search argument: an unknown mode, a mode the index lacks, a weight
     outside [0, 1], a ``k`` below 1 or a malformed filter raise ``colbridge.InvalidInputError``
@@ -82,6 +87,7 @@ class ColBERTRetriever(BaseRetriever):
     mode: str = "colbert"
     hybrid_weight: float = DEFAULT_HYBRID_WEIGHT
     explain: bool = False
+    return_passage: bool = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -105,28 +111,30 @@ class ColBERTRetriever(BaseRetriever):
 
         return cls(index=EmbeddedIndex(path, model=model, create=False), **kwargs)
 
-    def _search_arguments(self, overrides: dict[str, Any]) -> dict[str, Any]:
+    def _search_arguments(self, overrides: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """``search_options`` and the fields, overridden by the call's keyword arguments (a
-        None ``k``, ``filter``, ``mode``, ``hybrid_weight`` or ``explain`` keeps the field's
-        value)."""
+        None ``k``, ``filter``, ``mode``, ``hybrid_weight``, ``explain`` or ``return_passage``
+        keeps the field's value), and whether to return passages (not a search argument)."""
         fields = {"k": self.k, "filter": self.filter, "mode": self.mode,
-                  "hybrid_weight": self.hybrid_weight, "explain": self.explain}
+                  "hybrid_weight": self.hybrid_weight, "explain": self.explain,
+                  "return_passage": self.return_passage}
         given = {key: value for key, value in overrides.items()
                  if value is not None or key not in fields}
-        return {**self.search_options, **fields, **given}
+        arguments = {**self.search_options, **fields, **given}
+        return arguments, check_return_passage(arguments.pop("return_passage"))
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        arguments = self._search_arguments(overrides)
+        arguments, return_passage = self._search_arguments(overrides)
         hits = self.index.search(query, **arguments)
-        return [hit_to_document(hit, with_score=True, explain=arguments["explain"] is True)
-                for hit in hits]
+        return [hit_to_document(hit, with_score=True, explain=arguments["explain"] is True,
+                                return_passage=return_passage) for hit in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        arguments = self._search_arguments(overrides)
+        arguments, return_passage = self._search_arguments(overrides)
         hits = await self.index.asearch(query, **arguments)
-        return [hit_to_document(hit, with_score=True, explain=arguments["explain"] is True)
-                for hit in hits]
+        return [hit_to_document(hit, with_score=True, explain=arguments["explain"] is True,
+                                return_passage=return_passage) for hit in hits]

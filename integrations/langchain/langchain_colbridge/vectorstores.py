@@ -26,7 +26,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from typing_extensions import Self
 
-from ._documents import hit_to_document, stored_to_document
+from ._documents import check_return_passage, hit_to_document, stored_to_document
 
 
 class ColBERTVectorStore(VectorStore):
@@ -78,6 +78,11 @@ class ColBERTVectorStore(VectorStore):
     ``page_content``, best first, and ``metadata["token_matches"]``, one dict per query token
     (``query_token``, ``document_token``, ``span``, ``score``); both are empty in ``bm25``
     mode. Without it, metadata is the stored metadata only. See ``docs/langchain.md``.
+
+    Passages: a document the index split into passages comes back with
+    ``metadata["passage"]``, the best passage's ``[start, end]`` in the whole stored text. With
+    the search keyword ``return_passage=True`` its ``page_content`` is that passage instead of
+    the whole text (highlights and match spans then point into the passage).
 
     Args:
         index: the colbridge index holding the documents (kept as ``store.index``; close it
@@ -322,14 +327,14 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[Document]:
         """The ``k`` best documents for ``query``, best first: by MaxSim, or as ``mode=`` says
         (``"bm25"``, ``"hybrid"`` with ``hybrid_weight=``; see the class docstring)."""
-        hits = self.index.search(query, k, filter=filter, **kwargs)
+        hits = self.index.search(query, k, filter=filter, **_searching(kwargs))
         return _documents(hits, kwargs)
 
     async def asimilarity_search(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async :meth:`similarity_search`."""
-        hits = await self.index.asearch(query, k, filter=filter, **kwargs)
+        hits = await self.index.asearch(query, k, filter=filter, **_searching(kwargs))
         return _documents(hits, kwargs)
 
     def similarity_search_with_score(
@@ -337,28 +342,28 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         """Like :meth:`similarity_search`, with each document's raw score: MaxSim, or in
         ``mode="bm25"`` the BM25 score, in ``mode="hybrid"`` the fused score in [0, 1]."""
-        hits = self.index.search(query, k, filter=filter, **kwargs)
+        hits = self.index.search(query, k, filter=filter, **_searching(kwargs))
         return [(d, h.score) for d, h in zip(_documents(hits, kwargs), hits, strict=True)]
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, *, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async :meth:`similarity_search_with_score`."""
-        hits = await self.index.asearch(query, k, filter=filter, **kwargs)
+        hits = await self.index.asearch(query, k, filter=filter, **_searching(kwargs))
         return [(d, h.score) for d, h in zip(_documents(hits, kwargs), hits, strict=True)]
 
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         # Behind similarity_search_with_relevance_scores, which applies score_threshold.
-        hits = self.index.search(query, k, **kwargs)
+        hits = self.index.search(query, k, **_searching(kwargs))
         documents = _documents(hits, kwargs)
         return [(d, h.normalized_score) for d, h in zip(documents, hits, strict=True)]
 
     async def _asimilarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        hits = await self.index.asearch(query, k, **kwargs)
+        hits = await self.index.asearch(query, k, **_searching(kwargs))
         documents = _documents(hits, kwargs)
         return [(d, h.normalized_score) for d, h in zip(documents, hits, strict=True)]
 
@@ -391,8 +396,8 @@ class ColBERTVectorStore(VectorStore):
             filter: a metadata filter.
             **kwargs: ``mode``, ``hybrid_weight`` and the index's search options.
         """
-        hits = self.index.search(query, max(fetch_k, k), filter=filter, **kwargs)
-        return self._diverse(hits, k, lambda_mult, _explaining(kwargs))
+        hits = self.index.search(query, max(fetch_k, k), filter=filter, **_searching(kwargs))
+        return self._diverse(hits, k, lambda_mult, kwargs)
 
     async def amax_marginal_relevance_search(
         self,
@@ -405,8 +410,9 @@ class ColBERTVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search`."""
-        hits = await self.index.asearch(query, max(fetch_k, k), filter=filter, **kwargs)
-        return await self._adiverse(hits, k, lambda_mult, _explaining(kwargs))
+        hits = await self.index.asearch(query, max(fetch_k, k), filter=filter,
+                                        **_searching(kwargs))
+        return await self._adiverse(hits, k, lambda_mult, kwargs)
 
     # -- searches by an encoded query ---------------------------------------------------------
     def similarity_search_by_vector(
@@ -425,7 +431,8 @@ class ColBERTVectorStore(VectorStore):
         ``colbridge.InvalidInputError``. ``mode="bm25"`` and ``"hybrid"`` also need the query's
         text, as ``query_text=``.
         """
-        hits = self.index.search_encoded(_query_matrix(embedding), k, filter=filter, **kwargs)
+        hits = self.index.search_encoded(_query_matrix(embedding), k, filter=filter,
+                                         **_searching(kwargs))
         return _documents(hits, kwargs)
 
     async def asimilarity_search_by_vector(
@@ -438,7 +445,7 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[Document]:
         """Async :meth:`similarity_search_by_vector`."""
         matrix = _query_matrix(embedding)
-        hits = await self.index.asearch_encoded(matrix, k, filter=filter, **kwargs)
+        hits = await self.index.asearch_encoded(matrix, k, filter=filter, **_searching(kwargs))
         return _documents(hits, kwargs)
 
     def max_marginal_relevance_search_by_vector(
@@ -454,8 +461,9 @@ class ColBERTVectorStore(VectorStore):
         """:meth:`max_marginal_relevance_search` for a query encoded already, a
         ``(query_tokens, dim)`` matrix (see :meth:`similarity_search_by_vector`)."""
         matrix = _query_matrix(embedding)
-        hits = self.index.search_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
-        return self._diverse(hits, k, lambda_mult, _explaining(kwargs))
+        hits = self.index.search_encoded(matrix, max(fetch_k, k), filter=filter,
+                                         **_searching(kwargs))
+        return self._diverse(hits, k, lambda_mult, kwargs)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -469,19 +477,20 @@ class ColBERTVectorStore(VectorStore):
     ) -> list[Document]:
         """Async :meth:`max_marginal_relevance_search_by_vector`."""
         matrix = _query_matrix(embedding)
-        hits = await self.index.asearch_encoded(matrix, max(fetch_k, k), filter=filter, **kwargs)
-        return await self._adiverse(hits, k, lambda_mult, _explaining(kwargs))
+        hits = await self.index.asearch_encoded(matrix, max(fetch_k, k), filter=filter,
+                                                **_searching(kwargs))
+        return await self._adiverse(hits, k, lambda_mult, kwargs)
 
-    def _diverse(self, hits: list[Hit], k: int, lambda_mult: float, explain: bool
+    def _diverse(self, hits: list[Hit], k: int, lambda_mult: float, kwargs: dict[str, Any]
                  ) -> list[Document]:
         """MMR over the candidates ``hits``, with their stored token vectors."""
         stored = self.index.get([h.id for h in hits], missing_ok=True, with_vectors=True)
-        return _pick(hits, stored, k, lambda_mult, explain)
+        return _pick(hits, stored, k, lambda_mult, kwargs)
 
-    async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float, explain: bool
-                        ) -> list[Document]:
+    async def _adiverse(self, hits: list[Hit], k: int, lambda_mult: float,
+                        kwargs: dict[str, Any]) -> list[Document]:
         stored = await self.index.aget([h.id for h in hits], missing_ok=True, with_vectors=True)
-        return await asyncio.to_thread(_pick, hits, stored, k, lambda_mult, explain)
+        return await asyncio.to_thread(_pick, hits, stored, k, lambda_mult, kwargs)
 
     def __repr__(self) -> str:
         return f"ColBERTVectorStore({self.index!r})"
@@ -489,24 +498,30 @@ class ColBERTVectorStore(VectorStore):
 
 # -- helpers ----------------------------------------------------------------------------------
 def _pick(hits: list[Hit], stored: list[StoredDocument], k: int, lambda_mult: float,
-          explain: bool) -> list[Document]:
+          kwargs: dict[str, Any]) -> list[Document]:
     """The MMR choice among ``hits`` (those deleted since the search, absent from ``stored``,
     are left out)."""
     vectors = {s.id: s.vectors for s in stored}
     kept = [h for h in hits if h.id in vectors]
     chosen = mmr([h.normalized_score for h in kept], [vectors[h.id] for h in kept], k,
                  lambda_mult=lambda_mult)
-    return [hit_to_document(kept[i], with_score=False, explain=explain) for i in chosen]
+    return _documents([kept[i] for i in chosen], kwargs)
 
 
 def _documents(hits: list[Hit], kwargs: dict[str, Any]) -> list[Document]:
-    """The hits as documents without scores, explained if the search's ``kwargs`` asked."""
-    return [hit_to_document(h, with_score=False, explain=_explaining(kwargs)) for h in hits]
+    """The hits as documents without scores, explained and cut to their passages if the
+    search's ``kwargs`` asked."""
+    explain = kwargs.get("explain") is True  # the index checks the value
+    return_passage = kwargs.get("return_passage", False)
+    return [hit_to_document(h, with_score=False, explain=explain, return_passage=return_passage)
+            for h in hits]
 
 
-def _explaining(kwargs: dict[str, Any]) -> bool:
-    """Whether a search's keyword arguments ask for explanations (the index checks the value)."""
-    return kwargs.get("explain") is True
+def _searching(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A search's keyword arguments for the index: all but ``return_passage`` (checked here),
+    which only shapes the returned documents."""
+    check_return_passage(kwargs.get("return_passage", False))
+    return {key: value for key, value in kwargs.items() if key != "return_passage"}
 
 
 def _query_matrix(embedding: Any) -> np.ndarray:

@@ -12,7 +12,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ._explain import explained_copy
+from ._explain import shaped_copy
 
 dispatcher = instrument.get_dispatcher(__name__)
 
@@ -40,12 +40,18 @@ class ColBERTRerank(BaseNodePostprocessor):
             per query token (``query_token``, ``document_token``, ``span``, ``score``); both
             keys are added to the copies' excluded LLM and embedding metadata keys, so they do
             not leak into prompts. See ``docs/llamaindex.md``.
+        return_passage: for a node the reranker split into passages, return the best passage
+            as the copy's text instead of the whole text (default False);
+            ``start_char_idx``/``end_char_idx`` move to the passage and highlights point into
+            it. Either way, such a copy's ``metadata["passage"]`` is the passage's
+            ``[start, end]`` in the node's whole text (excluded from prompts too).
 
     The score set on each returned node is exact MaxSim — the sum over query tokens of the
     best cosine similarity among the node's tokens — raw unless ``normalize_scores``. The text
     scored is ``node.get_content(metadata_mode=MetadataMode.EMBED)``, as for LlamaIndex's own
     rerankers. The nodes passed in are not changed: new ``NodeWithScore`` objects are returned
-    (with copied nodes when ``keep_retrieval_score`` is set).
+    (with copied nodes when ``keep_retrieval_score`` or ``explain`` is set, or a node has a
+    best passage).
 
     Example:
         >>> rerank = ColBERTRerank(top_n=3)  # doctest: +SKIP
@@ -67,6 +73,9 @@ class ColBERTRerank(BaseNodePostprocessor):
     explain: bool = Field(
         default=False, description="Put highlights and token matches in node metadata."
     )
+    return_passage: bool = Field(
+        default=False, description="Return the best passage as the node's text."
+    )
     _reranker: Reranker = PrivateAttr()
 
     def __init__(
@@ -79,6 +88,7 @@ class ColBERTRerank(BaseNodePostprocessor):
         keep_retrieval_score: bool = False,
         normalize_scores: bool = False,
         explain: bool = False,
+        return_passage: bool = False,
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if isinstance(model, Encoder):
@@ -100,6 +110,7 @@ class ColBERTRerank(BaseNodePostprocessor):
             keep_retrieval_score=keep_retrieval_score,
             normalize_scores=normalize_scores,
             explain=explain,
+            return_passage=return_passage,
             callback_manager=callback_manager or CallbackManager([]),
         )
         self._reranker = Reranker(encoder)
@@ -203,8 +214,8 @@ class ColBERTRerank(BaseNodePostprocessor):
                         ),
                     }
                 )
-            if self.explain:
-                node = explained_copy(node, result, texts[result.index])
+            node = shaped_copy(node, result, texts[result.index], explain=self.explain,
+                               return_passage=self.return_passage)
             score = result.normalized_score if self.normalize_scores else result.score
             reranked.append(NodeWithScore(node=node, score=score))
         return reranked

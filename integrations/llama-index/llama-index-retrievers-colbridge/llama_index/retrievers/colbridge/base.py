@@ -22,11 +22,11 @@ from llama_index.core.schema import (
 from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.types import MetadataFilters
 
-from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit
+from colbridge import BaseIndex, ColBERTModel, EmbeddedIndex, Hit, InvalidInputError
 from colbridge.search import DEFAULT_HYBRID_WEIGHT
 
 from ._convert import REF_DOC_KEY, hit_to_node, node_to_record, to_core_filter
-from ._explain import explained_copy
+from ._explain import shaped_copy
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -68,6 +68,11 @@ class ColBERTRetriever(BaseRetriever):
             (``query_token``, ``document_token``, ``span``, ``score``). Both keys are added to
             the node's ``excluded_embed_metadata_keys`` and ``excluded_llm_metadata_keys``,
             so they stay out of prompts. See ``docs/llamaindex.md``.
+        return_passage: for a node the index split into passages, return the best passage
+            as the node's text instead of the whole text, for tight context windows (default
+            False); ``start_char_idx``/``end_char_idx`` move to the passage and highlights
+            point into it. Either way, such a node's ``metadata["passage"]`` is the passage's
+            ``[start, end]`` in the node's whole text (excluded from prompts too).
         callback_manager, objects, object_map, verbose: as for any LlamaIndex retriever.
 
     The index checks the search arguments: a ``similarity_top_k``, mode or weight it cannot
@@ -101,12 +106,15 @@ class ColBERTRetriever(BaseRetriever):
         mode: str = "colbert",
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         explain: bool = False,
+        return_passage: bool = False,
         callback_manager: CallbackManager | None = None,
         objects: list[IndexNode] | None = None,
         object_map: dict[str, Any] | None = None,
         verbose: bool = False,
     ) -> None:
         to_core_filter(filters)  # reject unsupported filters now, not at the first query
+        if not isinstance(return_passage, bool):
+            raise InvalidInputError(f"return_passage must be True or False, got {return_passage!r}")
         if isinstance(index, BaseIndex):
             if model is not None or create:
                 raise ValueError("pass model or create only with an index folder; an index "
@@ -129,6 +137,7 @@ class ColBERTRetriever(BaseRetriever):
         self.mode = mode
         self.hybrid_weight = hybrid_weight
         self.explain = explain
+        self.return_passage = return_passage
         super().__init__(
             callback_manager=callback_manager,
             object_map=object_map,
@@ -243,8 +252,8 @@ class ColBERTRetriever(BaseRetriever):
         ]
 
     def _node(self, hit: Hit) -> BaseNode:
-        node = hit_to_node(hit)
-        return explained_copy(node, hit, hit.text) if self.explain is True else node
+        return shaped_copy(hit_to_node(hit), hit, hit.text, explain=self.explain is True,
+                           return_passage=self.return_passage is True)
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:
