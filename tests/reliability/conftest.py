@@ -187,13 +187,15 @@ def check_clean(path: Path) -> list[str]:
 SAMPLE_IDS = [f"doc-{i}" for i in range(300)]
 
 
-def build_sample_index(path: Path) -> Path:
+def build_sample_index(path: Path, codec: str | None = None) -> Path:
     """300 hash-encoded documents at ``path``: 10 deleted and compacted away (generation 1),
-    then 10 more deleted, so the folder holds dead rows as a living index does."""
+    then 10 more deleted, so the folder holds dead rows as a living index does. ``codec`` as
+    for ``EmbeddedIndex`` (the default, int8, when None)."""
     from colbridge import EmbeddedIndex, GraphParams
 
     ids = SAMPLE_IDS
-    with EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32)) as ix:
+    with EmbeddedIndex(path, model=HashEncoder(), graph=GraphParams(M=8, ef_construction=32),
+                       codec=codec) as ix:
         ix.add([doc_text(i, 0) for i in ids], ids=ids, metadatas=[doc_metadata(i, 0) for i in ids])
         ix.delete(ids[:10])
         ix.compact()

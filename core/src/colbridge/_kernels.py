@@ -1,4 +1,4 @@
-"""Scoring kernels run by ONNX Runtime: float16 token vectors (or uint8 codes) widened and multiplied in one call.
+"""Scoring kernels run by ONNX Runtime: float16 rows or uint8 codes widened and multiplied at once.
 
 The graphs ship as files in ``colbridge/data/kernels`` so that scoring needs only
 ``onnxruntime`` (importing the ``onnx`` package costs seconds, which a search must not pay);

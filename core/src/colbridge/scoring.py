@@ -172,18 +172,16 @@ def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
     """MaxSim over linear 8-bit codes (``value = offset + scale * code`` per dimension):
     ``q . value = (q * scale) . code + q . offset``, and the second term does not depend on the
     row, so each query token's best row is found on the codes and the constant is added once.
-    The candidates' codes are read in one pass, then scored in length groups as for float16
-    (ONNX Runtime widens and multiplies each block; NumPy without it)."""
+    Candidates are scored in length groups as for float16, each group's codes read when it is
+    scored (ONNX Runtime widens and multiplies each block; NumPy without it)."""
     if not len(starts):
         return np.zeros(0, dtype=np.float32)
     params = coded.params
     q = np.asarray(query, dtype=np.float32)
     scaled_t = np.ascontiguousarray((q * params.scale).T)
     constant = np.float32((q @ params.offset).sum())
-    codes = coded.read_codes(starts, counts)  # the candidates' rows, document after document
-    local = np.concatenate(([0], np.cumsum(counts)[:-1]))
     order, lengths, bounds = _length_groups(counts)
-    counts, local = counts[order], local[order]
+    counts, starts = counts[order], starts[order]
     scores = np.empty(len(order), dtype=np.float32)
     if kernel() == "onnxruntime":
         from . import _kernels
@@ -192,9 +190,11 @@ def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
     else:
         def group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
             return (block.astype(np.float32) @ query_t).max(axis=1).sum(axis=1)
-    for begin, end in bounds:
-        width = lengths[end - 1]
-        rows = local[begin:end, None] + np.minimum(np.arange(width), counts[begin:end, None] - 1)
+    for begin, end in bounds:  # each group's codes are read on their own: they stay in cache
+        width, part = lengths[end - 1], counts[begin:end]
+        codes = coded.read_codes(starts[begin:end], part)
+        local = np.concatenate(([0], np.cumsum(part)[:-1]))
+        rows = local[:, None] + np.minimum(np.arange(width), part[:, None] - 1)
         scores[order[begin:end]] = group(codes[rows], scaled_t)
     return scores + constant
 

@@ -349,7 +349,8 @@ class CodedRows:
         return self.store.decode(rows.ravel()).reshape(*rows.shape, self.shape[1])
 
 
-def _write_codes(path: Path, chunks: Iterable[np.ndarray]) -> tuple[int, list[tuple[int, int, str]]]:
+def _write_codes(path: Path, chunks: Iterable[np.ndarray]
+                 ) -> tuple[int, list[tuple[int, int, str]]]:
     rows, sums = 0, []
     with os.fdopen(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
         for chunk in chunks:
