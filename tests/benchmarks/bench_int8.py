@@ -16,6 +16,12 @@ On the cached SciFact subset (see bench_codec_study.py; 355,397 token vectors, o
 3. **Resident memory.** In a fresh process per variant: VmRSS after opening the store and after
    100 such scorings, less the VmRSS of the process before opening (interpreter and libraries).
 
+With ``--whole-index DIR``, instead: builds an ``EmbeddedIndex`` per codec in DIR from the
+cached vectors (default settings otherwise) and, in a fresh process per codec, measures VmRSS
+after opening and after 100 searches (less the process before opening), search p50/p95 (query
+encoding excluded), agreement of the top 10 with exact float16 MaxSim over all 300 queries,
+and whole-folder bytes per token vector. Writes docs/benchmarks/int8_index.json.
+
 Writes docs/benchmarks/int8.json.
 """
 
@@ -67,6 +73,68 @@ def child(folder: Path, variant: str, dimension: int, rows: int) -> None:
                       "rss_after_100_bytes": (vm_rss_kb() - base) * 1024}))
 
 
+def index_child(folder: Path, cache_folder: Path) -> None:
+    """One fresh process: open the index, search, print memory, latency and the top 10s."""
+    from colbridge import EmbeddedIndex
+
+    queries = np.load(cache_folder / "query_vectors.npy", allow_pickle=False)
+    base = vm_rss_kb()
+    index = EmbeddedIndex(folder)
+    opened = vm_rss_kb()
+    times, tops = [], []
+    for i, q in enumerate(queries):
+        begin = time.perf_counter()
+        hits = index.search_encoded(q, k=10)
+        times.append(time.perf_counter() - begin)
+        tops.append([h.id for h in hits])
+        if i == 99:
+            after_100 = vm_rss_kb()
+    stats = index.stats()
+    index.close()
+    print(json.dumps({"codec": stats["codec"], "rss_open_bytes": (opened - base) * 1024,
+                      "rss_after_100_bytes": (after_100 - base) * 1024,
+                      "p50_ms": 1000 * float(np.median(times)),
+                      "p95_ms": 1000 * float(np.percentile(times, 95)),
+                      "bytes_on_disk": stats["bytes_on_disk"],
+                      "token_vectors": stats["token_vectors"], "tops": tops}))
+
+
+def whole_index(root: Path, emb, out: Path) -> None:
+    from colbridge import EmbeddedIndex
+    from colbridge.scoring import maxsim_packed
+
+    lengths = emb.lengths.astype(np.int64)
+    exact = np.asarray(emb.vectors, dtype=np.float32)
+    ids = np.array(emb.doc_ids)
+    reference = [set(ids[np.argsort(-maxsim_packed(q, exact, lengths))[:10]]) for q in emb.queries]
+    report = {"load_average_at_start": os.getloadavg()[0], "codecs": []}
+    for codec in ("int8", "float16"):
+        folder = root / codec
+        if not folder.exists():
+            begin = time.perf_counter()
+            with EmbeddedIndex(folder, model="offline-minilm", codec=codec) as index:
+                for b in range(0, len(ids), 256):
+                    index.add_encoded(emb.documents()[b:b + 256], emb.doc_texts[b:b + 256],
+                                      ids=emb.doc_ids[b:b + 256])
+            build = time.perf_counter() - begin
+        else:
+            build = None
+        out_text = subprocess.run([sys.executable, __file__, "--index-child", str(folder),
+                                   str(emb.folder)], capture_output=True, text=True,
+                                  check=True).stdout
+        row = json.loads(out_text.strip().splitlines()[-1])
+        tops = row.pop("tops")
+        row["agreement@10_with_exact_float16"] = float(np.mean(
+            [len(set(t) & r) / 10 for t, r in zip(tops, reference, strict=True)]))
+        row["build_seconds_beyond_encoding"] = build
+        for key in ("rss_open_bytes", "rss_after_100_bytes", "bytes_on_disk"):
+            row[key + "_per_token"] = row[key] / row["token_vectors"]
+        report["codecs"].append(row)
+        print(json.dumps(row), flush=True)
+    report["load_average_at_end"] = os.getloadavg()[0]
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="?")
@@ -75,7 +143,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "int8.json")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--child", nargs=4)
+    parser.add_argument("--whole-index", type=Path)
+    parser.add_argument("--index-child", nargs=2)
     args = parser.parse_args()
+    if args.index_child:
+        index_child(Path(args.index_child[0]), Path(args.index_child[1]))
+        return
     if args.child:
         child(Path(args.child[0]), args.child[1], int(args.child[2]), int(args.child[3]))
         return
@@ -96,6 +169,9 @@ def main() -> None:
     rows, dim = exact.shape
     qrels = {q: data.qrels[q] for q in emb.query_ids}
     ids = np.array(emb.doc_ids)
+    if args.whole_index:
+        whole_index(args.whole_index, emb, ROOT / "docs" / "benchmarks" / "int8_index.json")
+        return
     report: dict = {"documents": len(ids), "token_vectors": rows, "dim": dim,
                     "queries": len(emb.query_ids), "load_average_at_start": os.getloadavg()[0]}
 

@@ -153,6 +153,9 @@ def stored_state(path: Path) -> dict[str, int]:
         every_row = index.manifest.graph.pool == 1
         in_graph = np.zeros(len(matrix), dtype=bool)
         in_graph[np.fromiter(index._graph._index.ids, dtype=np.int64)] = True
+        # float16 rounding, or one step of the int8 codec (its coding, or a retrain's re-coding)
+        params = getattr(index._vectors, "params", None)
+        tolerance = 2e-3 if params is None else float(params.scale.max()) + 1e-3
         state = {}
         for doc_id, text, metadata, start, count in rows:
             version = metadata["v"]
@@ -161,7 +164,7 @@ def stored_state(path: Path) -> dict[str, int]:
             expected = word_vectors(text)
             got = np.asarray(matrix[start:start + count], dtype=np.float32)
             assert got.shape == expected.shape, f"{doc_id}: {got.shape} vectors, {expected.shape}"
-            assert np.abs(got - expected).max() < 2e-3, f"{doc_id}: vectors of another version"
+            assert np.abs(got - expected).max() < tolerance, f"{doc_id}: vectors of another version"
             covered = in_graph[start:start + count]
             assert covered.all() if every_row else covered.sum() >= -(-count // 2), \
                 f"{doc_id}: vectors missing from the graph"

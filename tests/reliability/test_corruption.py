@@ -148,7 +148,7 @@ CASES = [
      "incomplete or malformed", "incomplete or malformed", False),
     ("manifest version as text", lambda p: _manifest(p, format_version="1"),
      "invalid format_version", "invalid format_version", False),
-    ("manifest from the future", lambda p: _manifest(p, format_version=2), "newer colbridge",
+    ("manifest from the future", lambda p: _manifest(p, format_version=3), "newer colbridge",
      "newer colbridge", False),
     ("manifest missing", lambda p: (p / "manifest.json").unlink(), "not a colbridge index",
      "not a colbridge index", False),

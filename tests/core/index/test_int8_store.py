@@ -211,6 +211,7 @@ def test_a_crash_between_manifest_and_commit_leaves_a_readable_folder(tmp_path, 
         index.compact(codec="int8")
     index.close()
     monkeypatch.undo()
+    assert check_index(path).ok  # the generation's own file says how to read it
     reopened = EmbeddedIndex(path)  # the manifest says int8; the committed generation is f16
     try:
         assert isinstance(reopened._vectors, Float16Store) and reopened.count() == 20
