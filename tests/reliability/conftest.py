@@ -153,9 +153,10 @@ def stored_state(path: Path) -> dict[str, int]:
         every_row = index.manifest.graph.pool == 1
         in_graph = np.zeros(len(matrix), dtype=bool)
         in_graph[np.fromiter(index._graph._index.ids, dtype=np.int64)] = True
-        # float16 rounding, or one step of the int8 codec (its coding, or a retrain's re-coding)
-        params = getattr(index._vectors, "params", None)
-        tolerance = 2e-3 if params is None else float(params.scale.max()) + 1e-3
+        # float16 rounding; int8 codes also clip values outside their trained range, which
+        # the hash encoder's random word vectors often are (another version's vectors differ
+        # by far more: different words)
+        tolerance = 2e-3 if getattr(index._vectors, "params", None) is None else 0.1
         state = {}
         for doc_id, text, metadata, start, count in rows:
             version = metadata["v"]

@@ -120,7 +120,7 @@ class _Snapshot:
 
 
 class EmbeddedIndex(BaseIndex):
-    """A ColBERT index in one folder: SQLite documents, float16 vectors, a Voyager graph.
+    """A ColBERT index in one folder: SQLite documents, 8-bit token codes, a Voyager graph.
 
     Args:
         path: the index folder. Opened if it holds an index. If it is missing or empty, the
