@@ -141,6 +141,7 @@ def _arm(point: str, hit: int) -> None:
     for store in (vectors.Float16Store, vectors_int8.Int8Store):
         after(store, "append", "append")
         after(store, "write_generation", "compact-vectors")
+        after(store, "write_rows", "compact-vectors")  # a compaction that retrains int8
     after(docstore.DocStore, "commit_write", "commit")
     before(docstore.DocStore, "commit_compaction", "compact-commit-before")
     after(docstore.DocStore, "commit_compaction", "compact-commit-after")

@@ -18,9 +18,10 @@ GROUP = "maxsim_group"
 sum over query tokens of the best similarity among its ``w`` rows."""
 
 GROUP_CODES = "maxsim_group_codes"
-"""``block (n, w, dim) uint8, query_t (dim, q) float32 → scores (n,)``: :data:`GROUP` over
-codes; with ``query_t`` the query scaled by the codec's per-dimension step, the scores are
-MaxSim less the constant ``sum(query @ offset)`` (see ``colbridge.index.vectors_int8``)."""
+"""``block (n, w, dim) float32, query_t (dim, q) float32 → scores (n,)``: :data:`GROUP` over
+8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured twice as slow
+as its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension step,
+the scores are MaxSim less the constant ``sum(query @ offset)`` (see ``index.vectors_int8``)."""
 
 SIMILARITIES = "similarities"
 """``rows (t, dim) float16, query (q, dim) float32 → (q, t) float32``: ``query @ rows.T``."""
@@ -58,7 +59,8 @@ def maxsim_group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
 
 def maxsim_group_codes(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
     """Scores of a ``(n, w, dim)`` uint8 block of padded documents' codes against ``query_t``."""
-    return session(GROUP_CODES).run(None, {"block": block, "query_t": query_t})[0]
+    wide = block.astype(np.float32)
+    return session(GROUP_CODES).run(None, {"block": wide, "query_t": query_t})[0]
 
 
 def similarities(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -77,9 +79,11 @@ def build() -> dict[str, bytes]:
         return proto.SerializeToString(deterministic=True)
 
     def group(name: str, block_type: int) -> Any:
+        widen = ([helper.make_node("Cast", ["block"], ["wide"], to=TensorProto.FLOAT)]
+                 if block_type != TensorProto.FLOAT else [])
         return helper.make_graph(
-            [helper.make_node("Cast", ["block"], ["wide"], to=TensorProto.FLOAT),
-             helper.make_node("MatMul", ["wide", "query_t"], ["sims"]),
+            [*widen,
+             helper.make_node("MatMul", ["wide" if widen else "block", "query_t"], ["sims"]),
              helper.make_node("ReduceMax", ["sims"], ["best"], axes=[1], keepdims=0),
              helper.make_node("ReduceSum", ["best", "last_axis"], ["scores"], keepdims=0)],
             name,
@@ -96,5 +100,5 @@ def build() -> dict[str, bytes]:
          helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", "dim"])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["q", "t"])])
     return {GROUP: model(group(GROUP, TensorProto.FLOAT16)),
-            GROUP_CODES: model(group(GROUP_CODES, TensorProto.UINT8)),
+            GROUP_CODES: model(group(GROUP_CODES, TensorProto.FLOAT)),
             SIMILARITIES: model(sims)}
