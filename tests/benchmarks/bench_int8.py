@@ -157,7 +157,8 @@ def main() -> None:
     parser.add_argument("--limit-docs", type=int, default=1500)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/colbridge/bench")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "int8.json")
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true",
+                        help="measure speed and memory only (keeps --out's quality figures)")
     parser.add_argument("--child", nargs=4)
     parser.add_argument("--whole-index", type=Path)
     parser.add_argument("--index-child", nargs=2)
@@ -280,6 +281,9 @@ def main() -> None:
             "int8": ((folder / "vectors-0.u8").stat().st_size
                      + (folder / "vectors-0.json").stat().st_size) / rows}
     report["load_average_at_end"] = os.getloadavg()[0]
+    if args.skip_quality and args.out.exists():  # keep the quality figures of an earlier run
+        earlier = json.loads(args.out.read_text())
+        report.update({k: earlier[k] for k in ("quality", "float16_ndcg@10") if k in earlier})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["file_bytes_per_token"]))

@@ -132,9 +132,9 @@ class Int8Store(TokenStore):
     codec = "int8"
     extension = "u8"
     norm_tolerance = 0.25
-    """Looser than float16's: a clipped value shortens its row (by up to 0.06 on SciFact with
-    the range trained on 30 documents, more on adversarial input). Damage to the codes is
-    caught by their checksums; this rule still catches zeroed or garbage rows."""
+    """Looser than float16's: a clipped value shortens its row (docs/compression.md measures
+    how much). Damage to the codes is caught by their checksums; this rule still catches
+    zeroed or garbage rows."""
     use_memory_map = False
     """Read rows through a memory map instead of ``os.pread`` (kept to measure the two)."""
 
