@@ -19,8 +19,8 @@ sum over query tokens of the best similarity among its ``w`` rows."""
 
 GROUP_CODES = "maxsim_group_codes"
 """``block (n, w, dim) float32, query_t (dim, q) float32 → scores (n,)``: :data:`GROUP` over
-8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured twice as slow
-as its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension step,
+8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured slower
+than its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension step,
 the scores are MaxSim less the constant ``sum(query @ offset)`` (see ``index.vectors_int8``)."""
 
 SIMILARITIES = "similarities"
