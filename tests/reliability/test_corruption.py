@@ -284,6 +284,14 @@ def test_the_pristine_folder_checks_clean(pristine):
     assert CliRunner().invoke(app, ["check", "--index", str(pristine)]).exit_code == 0
 
 
+def test_the_pristine_int8_folder_checks_clean(pristine_int8):
+    report = check_index(pristine_int8)
+    assert report.ok and report.documents == 280
+    # the only note an int8 folder may carry: values clipped to its codec's range
+    assert all("outside the codec's trained range" in n for n in report.notes), report.notes
+    assert CliRunner().invoke(app, ["check", "--index", str(pristine_int8)]).exit_code == 0
+
+
 def test_a_missing_graph_is_rebuilt_on_open(damaged):
     _graph(damaged).unlink()
     assert check_index(damaged).ok  # the graph is a cache: its absence is no problem

@@ -302,6 +302,11 @@ def _check_vectors(folder: Path, codec: str, generation: int, rows: int, ranges:
         report.problems.append(f"{bad} live token vector(s) in {store.path.name} are not finite "
                                "unit vectors: the vector file is damaged")
         found.data_damaged = True
+    outside = store.clipped_count() if hasattr(store, "clipped_count") else 0
+    if outside:
+        report.notes.append(f"{outside:,} values ({outside / (rows * dimension):.4%}) in "
+                            f"{store.path.name} lie outside the codec's trained range (clipped); "
+                            "`colbridge compact --retrain` fits it again")
     _check_vector_sums(store, rows, found)
 
 

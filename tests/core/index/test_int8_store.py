@@ -89,6 +89,23 @@ def test_codes_decode_within_half_a_step(store):
     assert coded.clipped_count() >= 0
 
 
+def test_values_outside_the_range_are_counted_and_reported(tmp_path, monkeypatch):
+    import colbridge.index.embedded as embedded
+
+    index = filled(tmp_path, unit_docs(5, seed=8, spread=0.2))
+    path = index.path
+    assert not any("outside the codec" in n for n in check_index(path).notes)
+    monkeypatch.setattr(embedded, "_RETRAIN_CLIPPED_SHARE", 1.0)  # never retrain
+    wide = unit_docs(5, seed=9)
+    clipped = index._vectors.clipped_values(wide)
+    assert clipped > 0
+    index.add_encoded(wide, [f"w {i}" for i in range(5)], ids=[f"w{i}" for i in range(5)])
+    assert index._vectors.generation == 0 and index._vectors.clipped_count() >= clipped
+    index.close()
+    report = check_index(path)
+    assert report.ok and any("outside the codec's trained range" in n for n in report.notes)
+
+
 def test_parameters_are_checked_on_open(store, tmp_path):
     coded, _ = store
     body = json.loads(coded.params_path.read_text())

@@ -313,7 +313,8 @@ class Int8Store(TokenStore):
         return files
 
     def clipped_count(self) -> int:
-        """Committed values stored as code 0 or 255 (clipped, or at the edge of the range)."""
+        """Committed values stored as code 0 or 255: outside the trained range (clipped to
+        it, or less than a step beyond it). ``colbridge check`` reports them."""
         total = 0
         for begin in range(0, self.rows, _CHUNK_ROWS):
             codes = self.read_codes(np.array([begin]), np.array([min(_CHUNK_ROWS,
