@@ -106,7 +106,7 @@ def _emit(*parts: object) -> None:
 
 def _arm(point: str, hit: int) -> None:
     """Patch the library so that the ``hit``-th pass through ``point`` kills this process."""
-    from colbridge.index import docstore, embedded, vectors
+    from colbridge.index import docstore, embedded, vectors, vectors_int8
 
     passes = 0
 
@@ -138,9 +138,11 @@ def _arm(point: str, hit: int) -> None:
 
         setattr(owner, attr, wrapper)
 
-    after(vectors.Float16Store, "append", "append")
+    for store in (vectors.Float16Store, vectors_int8.Int8Store):
+        after(store, "append", "append")
+        after(store, "write_generation", "compact-vectors")
+        after(store, "write_rows", "compact-vectors")  # a compaction that retrains int8
     after(docstore.DocStore, "commit_write", "commit")
-    after(vectors.Float16Store, "write_generation", "compact-vectors")
     before(docstore.DocStore, "commit_compaction", "compact-commit-before")
     after(docstore.DocStore, "commit_compaction", "compact-commit-after")
     before(embedded.EmbeddedIndex, "_remove_stale_files", "stale-removal")

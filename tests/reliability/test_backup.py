@@ -191,9 +191,9 @@ def test_recovery_drops_exactly_the_documents_whose_data_is_bad(copy_of, tmp_pat
         (row,) = [r for r in ix._store.iter_documents() if r[0] == "doc-70"]
     _sql(copy_of, "UPDATE documents SET metadata = '{oops' WHERE id = 'doc-50'")
     _sql(copy_of, "UPDATE documents SET vec_start = 10000000 WHERE id = 'doc-60'")
-    with open(copy_of / "vectors-1.f16", "r+b") as f:
-        f.seek(row[3] * 64)
-        f.write(b"\0" * 64 * row[4])
+    with open(copy_of / "vectors-1.u8", "r+b") as f:  # int8 codes: 32 bytes per row
+        f.seek(row[3] * 32)
+        f.write(b"\0" * 32 * row[4])
     result = recover_index(copy_of, tmp_path / "saved")
     assert result.recovered == 277
     assert sorted(result.lost) == sorted([

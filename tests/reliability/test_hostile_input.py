@@ -286,13 +286,13 @@ def test_ids_never_become_paths(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and folder not in p.parents
                   ) == []
     assert {p.name for p in folder.iterdir()} <= {
-        "manifest.json", "documents.sqlite", "write.lock", "vectors-0.f16",
+        "manifest.json", "documents.sqlite", "write.lock", "vectors-0.u8", "vectors-0.json",
         f"graph-0-{8 * 2}.voy", f"means-0-{8 * 2}.npz", "documents.sqlite-wal",
         "documents.sqlite-shm", "lexical-8"}
 
 
 @pytest.mark.parametrize("target", ["manifest.json", "documents.sqlite", "graph", "means",
-                                    "vectors-0.f16"])
+                                    "vectors-0.u8", "vectors-0.json"])
 def test_a_pickle_planted_in_the_folder_never_runs(tmp_path, target):
     import pickle
 

@@ -1,6 +1,6 @@
-"""Scoring kernels run by ONNX Runtime: float16 token vectors widened and multiplied in one call.
+"""Scoring kernels run by ONNX Runtime: float16 rows or uint8 codes widened and multiplied at once.
 
-The two graphs ship as files in ``colbridge/data/kernels`` so that scoring needs only
+The graphs ship as files in ``colbridge/data/kernels`` so that scoring needs only
 ``onnxruntime`` (importing the ``onnx`` package costs seconds, which a search must not pay);
 :func:`build` is how they were made, and a test checks the files still match it.
 """
@@ -16,6 +16,12 @@ import numpy as np
 GROUP = "maxsim_group"
 """``block (n, w, dim) float16, query_t (dim, q) float32 → scores (n,)``: per document, the
 sum over query tokens of the best similarity among its ``w`` rows."""
+
+GROUP_CODES = "maxsim_group_codes"
+"""``block (n, w, dim) float32, query_t (dim, q) float32 → scores (n,)``: :data:`GROUP` over
+8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured slower
+than its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension step,
+the scores are MaxSim less the constant ``sum(query @ offset)`` (see ``index.vectors_int8``)."""
 
 SIMILARITIES = "similarities"
 """``rows (t, dim) float16, query (q, dim) float32 → (q, t) float32``: ``query @ rows.T``."""
@@ -51,13 +57,19 @@ def maxsim_group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
     return session(GROUP).run(None, {"block": block, "query_t": query_t})[0]
 
 
+def maxsim_group_codes(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
+    """Scores of a ``(n, w, dim)`` uint8 block of padded documents' codes against ``query_t``."""
+    wide = block.astype(np.float32)
+    return session(GROUP_CODES).run(None, {"block": wide, "query_t": query_t})[0]
+
+
 def similarities(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``query @ rows.T`` in float32 for float16 ``rows``."""
     return session(SIMILARITIES).run(None, {"rows": rows, "query": query})[0]
 
 
 def build() -> dict[str, bytes]:
-    """Serialise both graphs (needs the ``onnx`` package)."""
+    """Serialise every graph (needs the ``onnx`` package)."""
     from onnx import TensorProto, helper
 
     def model(graph: Any) -> bytes:
@@ -66,16 +78,20 @@ def build() -> dict[str, bytes]:
         proto.ir_version = 8
         return proto.SerializeToString(deterministic=True)
 
-    group = helper.make_graph(
-        [helper.make_node("Cast", ["block"], ["wide"], to=TensorProto.FLOAT),
-         helper.make_node("MatMul", ["wide", "query_t"], ["sims"]),
-         helper.make_node("ReduceMax", ["sims"], ["best"], axes=[1], keepdims=0),
-         helper.make_node("ReduceSum", ["best", "last_axis"], ["scores"], keepdims=0)],
-        GROUP,
-        [helper.make_tensor_value_info("block", TensorProto.FLOAT16, ["n", "w", "dim"]),
-         helper.make_tensor_value_info("query_t", TensorProto.FLOAT, ["dim", "q"])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
-        initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
+    def group(name: str, block_type: int) -> Any:
+        widen = ([helper.make_node("Cast", ["block"], ["wide"], to=TensorProto.FLOAT)]
+                 if block_type != TensorProto.FLOAT else [])
+        return helper.make_graph(
+            [*widen,
+             helper.make_node("MatMul", ["wide" if widen else "block", "query_t"], ["sims"]),
+             helper.make_node("ReduceMax", ["sims"], ["best"], axes=[1], keepdims=0),
+             helper.make_node("ReduceSum", ["best", "last_axis"], ["scores"], keepdims=0)],
+            name,
+            [helper.make_tensor_value_info("block", block_type, ["n", "w", "dim"]),
+             helper.make_tensor_value_info("query_t", TensorProto.FLOAT, ["dim", "q"])],
+            [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
+            initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
+
     sims = helper.make_graph(
         [helper.make_node("Cast", ["rows"], ["wide"], to=TensorProto.FLOAT),
          helper.make_node("Gemm", ["query", "wide"], ["out"], transB=1)],
@@ -83,4 +99,6 @@ def build() -> dict[str, bytes]:
         [helper.make_tensor_value_info("rows", TensorProto.FLOAT16, ["t", "dim"]),
          helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", "dim"])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["q", "t"])])
-    return {GROUP: model(group), SIMILARITIES: model(sims)}
+    return {GROUP: model(group(GROUP, TensorProto.FLOAT16)),
+            GROUP_CODES: model(group(GROUP_CODES, TensorProto.FLOAT)),
+            SIMILARITIES: model(sims)}

@@ -10,7 +10,8 @@ that breaks the rules of ``docs/index-format.md``:
 * every document's vector range lies inside the committed rows, no two ranges overlap, every
   text is UTF-8 text and every metadata value is a JSON object;
 * the vector file holds at least the committed rows, every live token vector is finite and
-  unit-length, and every run of rows matches the checksum recorded when it was committed;
+  unit-length, and every run of rows matches the checksum recorded when it was committed; an
+  int8 generation's parameter file is present, readable and matches its own checksum;
 * the graph checkpoint that an open would load matches its recorded checksum, is readable,
   has the index's dimension, and covers no more than the committed rows;
 * the lexical (BM25) segment that an open would load matches its recorded checksums, is sound,
@@ -272,10 +273,11 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
 
 def _check_vectors(folder: Path, codec: str, generation: int, rows: int, ranges: np.ndarray,
                    dimension: int, found: _Findings) -> None:
-    from .index.vectors import store_class
+    from .index.vectors import store_for_generation
 
     report = found.report
-    store_type = store_class(codec)  # the manifest was read: its codec is known
+    # The manifest was read, so its codec is known; the generation's own file names its codec.
+    store_type = store_for_generation(folder, codec, generation, dimension)
     problems, notes = store_type.file_problems(folder, generation, dimension, rows)
     report.notes.extend(notes)
     if problems:
@@ -300,6 +302,11 @@ def _check_vectors(folder: Path, codec: str, generation: int, rows: int, ranges:
         report.problems.append(f"{bad} live token vector(s) in {store.path.name} are not finite "
                                "unit vectors: the vector file is damaged")
         found.data_damaged = True
+    outside = store.clipped_count() if hasattr(store, "clipped_count") else 0
+    if outside:
+        report.notes.append(f"{outside:,} values ({outside / (rows * dimension):.4%}) in "
+                            f"{store.path.name} lie outside the codec's trained range (clipped); "
+                            "`colbridge compact --retrain` fits it again")
     _check_vector_sums(store, rows, found)
 
 
@@ -466,14 +473,15 @@ def _record_vector_sums(folder: Path, findings: _Findings) -> str:
     """Record checksums of committed rows that have none (the check found them sound)."""
     from .index.docstore import DocStore
     from .index.manifest import Manifest
-    from .index.vectors import store_class
+    from .index.vectors import store_for_generation
 
     manifest = Manifest.read(folder)
     store = DocStore(folder)
     try:
         state = store.state()
-        vectors = store_class(manifest.codec)(folder, state.generation,
-                                              manifest.model.dimension, state.vector_rows)
+        dimension = manifest.model.dimension
+        vectors = store_for_generation(folder, manifest.codec, state.generation, dimension)(
+            folder, state.generation, dimension, state.vector_rows)
         sums = [(first, count, vectors.range_digest(first, count))
                 for first, count in findings.unrecorded_rows]
         store.record_vector_sums(sums)

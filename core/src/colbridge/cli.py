@@ -509,6 +509,32 @@ def info(index: IndexOption, as_json: JsonOption = False) -> None:
         out.print(table)
 
 
+@app.command()
+def compact(
+    index: IndexOption,
+    codec: Annotated[Optional[str], typer.Option(
+        help="Store the token vectors with this codec from now on: int8 (one byte per value) "
+             "or float16 (exact). Converts an older float16 folder with --codec int8.")] = None,
+    retrain: Annotated[bool, typer.Option(
+        help="Fit the int8 codec's range again to the stored vectors.")] = False,
+) -> None:
+    """Rewrite an index's vectors and graph without deleted rows (no re-encoding)."""
+    from .index import EmbeddedIndex
+    from .index.manifest import Manifest
+    from .models import ColBERTModel
+
+    with _user_errors():
+        _require_index(index)
+        started = time.perf_counter()
+        name = Manifest.read(index).model.name  # compaction needs no encoder weights
+        with EmbeddedIndex(index, model=ColBERTModel(name), create=False) as target:
+            target.compact(codec=codec, retrain=retrain)
+            stats = target.stats()
+        out.print(f"Compacted {index}: {stats['token_vectors']:,} token vectors stored as "
+                  f"{stats['codec']}, {stats['bytes_on_disk'] / 1e6:.1f} MB on disk, in "
+                  f"{time.perf_counter() - started:.1f} s.", highlight=False)
+
+
 # -- backup and recover -------------------------------------------------------------------------
 @app.command()
 def backup(

@@ -109,7 +109,8 @@ def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
         query: ``(q, dim)`` query token vectors.
         matrix: ``(rows, dim)`` token vectors of all documents: an array, an array-like
             indexable by arrays of rows, or a token store (``colbridge.index.vectors``), whose
-            rows are scored as its codec gives them (the fast kernels for a float16 matrix).
+            rows are scored as its codec gives them (the fast kernels for a float16 matrix;
+            the codes themselves, never decoded, for the ``int8`` codec's rows).
         starts, counts: first row and number of rows of each document (every count >= 1).
 
     Returns:
@@ -119,6 +120,8 @@ def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
         matrix = matrix.scoring_rows()
     starts = np.asarray(starts, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
+    if hasattr(matrix, "read_codes"):  # a linear 8-bit store: scored from its codes
+        return _maxsim_ranges_codes(query, matrix, starts, counts)
     chosen = kernel() if len(starts) and matrix.dtype == np.float16 else "numpy"
     if chosen == "onnxruntime":
         return _maxsim_ranges_onnx(query, matrix, starts, counts)
@@ -163,6 +166,37 @@ def _maxsim_ranges_onnx(query, matrix, starts, counts) -> np.ndarray:
         rows = starts[begin:end, None] + np.minimum(np.arange(width), counts[begin:end, None] - 1)
         scores[order[begin:end]] = _kernels.maxsim_group(matrix[rows], query_t)
     return scores
+
+
+def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
+    """MaxSim over linear 8-bit codes (``value = offset + scale * code`` per dimension):
+    ``q . value = (q * scale) . code + q . offset``, and the second term does not depend on the
+    row, so each query token's best row is found on the codes and the constant is added once.
+    Candidates are scored in length groups as for float16, each group's codes read when it is
+    scored (ONNX Runtime widens and multiplies each block; NumPy without it)."""
+    if not len(starts):
+        return np.zeros(0, dtype=np.float32)
+    params = coded.params
+    q = np.asarray(query, dtype=np.float32)
+    scaled_t = np.ascontiguousarray((q * params.scale).T)
+    constant = np.float32((q @ params.offset).sum())
+    order, lengths, bounds = _length_groups(counts)
+    counts, starts = counts[order], starts[order]
+    scores = np.empty(len(order), dtype=np.float32)
+    if kernel() == "onnxruntime":
+        from . import _kernels
+
+        group = _kernels.maxsim_group_codes
+    else:
+        def group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
+            return (block.astype(np.float32) @ query_t).max(axis=1).sum(axis=1)
+    for begin, end in bounds:  # each group's codes are read on their own: they stay in cache
+        width, part = lengths[end - 1], counts[begin:end]
+        codes = coded.read_codes(starts[begin:end], part)
+        local = np.concatenate(([0], np.cumsum(part)[:-1]))
+        rows = local[:, None] + np.minimum(np.arange(width), part[:, None] - 1)
+        scores[order[begin:end]] = group(codes[rows], scaled_t)
+    return scores + constant
 
 
 def _maxsim_ranges_torch(torch, query, matrix, starts, counts) -> np.ndarray:

@@ -71,9 +71,10 @@ def qdrant_clients():
     return client, async_client
 
 
-def open_index(backend, tmp_path, model, name="index"):
+def open_index(backend, tmp_path, model, name="index", codec=None):
+    """A new index of ``backend``; ``codec`` for the embedded one (its default when None)."""
     if backend == "embedded":  # created now, as QdrantIndex creates its collection
-        return EmbeddedIndex.open_or_create(tmp_path / name, model=model)
+        return EmbeddedIndex.open_or_create(tmp_path / name, model=model, codec=codec)
     client, async_client = qdrant_clients()
     return QdrantIndex(client, name, model=model, async_client=async_client)
 

@@ -131,11 +131,12 @@ def test_missing_index_without_create(tmp_path, tiny_model):
         (lambda p: (p / "documents.sqlite").unlink(), "document store is missing"),
         (lambda p: (p / "documents.sqlite").write_bytes(b"garbage" * 100), "SQLite"),
         (lambda p: _truncate_vectors(p), "truncated"),
-        (lambda p: (p / "vectors-0.f16").unlink(), "missing"),
+        (lambda p: (p / "vectors-0.u8").unlink(), "missing"),
+        (lambda p: (p / "vectors-0.json").unlink(), "vectors-0.json is missing"),
         (lambda p: _garble_graph(p), "does not match the checksum"),
     ],
     ids=["garbage manifest", "foreign manifest", "future version", "no sqlite", "corrupt sqlite",
-         "truncated vectors", "missing vectors", "corrupt graph"],
+         "truncated vectors", "missing vectors", "missing codec parameters", "corrupt graph"],
 )
 def test_damaged_folders_raise_corrupt_errors(small_index, damage, message):
     small_index.close()
@@ -153,8 +154,8 @@ def _bump_version(path):
 
 
 def _truncate_vectors(path):
-    data = (path / "vectors-0.f16").read_bytes()
-    (path / "vectors-0.f16").write_bytes(data[: len(data) // 2])
+    data = (path / "vectors-0.u8").read_bytes()
+    (path / "vectors-0.u8").write_bytes(data[: len(data) // 2])
 
 
 def _garble_graph(path):

@@ -159,7 +159,8 @@ def test_compaction_drops_dead_rows_and_keeps_results(tmp_path, tiny_model):
     index.compact()
     stats = index.stats()
     assert stats["dead_token_vectors"] == 0 and stats["graph_items"] == stats["token_vectors"]
-    assert sorted(p.name for p in (tmp_path / "ix").glob("vectors-*")) == ["vectors-1.f16"]
+    assert sorted(p.name for p in (tmp_path / "ix").glob("vectors-*")) == ["vectors-1.json",
+                                                                        "vectors-1.u8"]
     after = [(h.id, round(h.score, 3)) for h in index.search("mu nu xi", k=10, exact_threshold=0)]
     assert after == before
     index.close()

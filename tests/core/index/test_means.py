@@ -22,9 +22,12 @@ def _expected_mean(index: EmbeddedIndex, doc_no: int) -> np.ndarray:
 def _assert_means_right(index: EmbeddedIndex) -> None:
     snap = index._snap
     assert len(snap.live)
+    # An add takes the means of the vectors it was given; int8 stores them to 8 bits (and
+    # clips values beyond its range), float16 rounds them.
+    tolerance = 2e-3 if getattr(index._vectors, "params", None) is None else 1e-2
     for doc_no in snap.live.tolist():
         np.testing.assert_allclose(snap.means[doc_no].astype(np.float32),
-                                   _expected_mean(index, doc_no), atol=2e-3)
+                                   _expected_mean(index, doc_no), atol=tolerance)
 
 
 def test_means_follow_adds_upserts_deletes_and_compaction(tmp_path, tiny_model):

@@ -18,6 +18,13 @@ def _unit_f16(vectors: np.ndarray) -> np.ndarray:
     return unit.astype(np.float16).astype(np.float32)
 
 
+def _tolerance(index) -> float:
+    """How far a stored value may be from what was added: float16 rounding, or for the int8
+    codec one step of its current parameters (coding, then possibly a retrain's re-coding)."""
+    params = getattr(getattr(index, "_vectors", None), "params", None)
+    return 1e-3 if params is None else float(params.scale.max()) + 1e-3
+
+
 def _matching(index, spec) -> set[str]:
     conditions = parse_filter(spec)
     return {d.id for d in index.get([f"d{i}" for i in range(40)], missing_ok=True)
@@ -34,7 +41,7 @@ def test_get_with_vectors_gives_the_stored_token_vectors(index, tiny_model):
                                                                                   {"n": 2})]
     for document, expected in zip(got, [vectors[2], vectors[0]], strict=True):
         assert document.vectors.dtype == np.float32 and document.vectors.shape == expected.shape
-        np.testing.assert_allclose(document.vectors, _unit_f16(expected), atol=1e-3)
+        np.testing.assert_allclose(document.vectors, _unit_f16(expected), atol=_tolerance(index))
     assert all(d.vectors is None for d in index.get(["a", "b"]))
     assert index.get(["a"], with_vectors=True) == index.get(["a"])  # vectors are not compared
     with pytest.raises(DocumentNotFoundError):
@@ -50,7 +57,7 @@ def test_vectors_after_an_upsert_are_the_new_ones(index, tiny_model):
     index.add_encoded([new], ["new"], ids=["x"])
     (document,) = index.get(["x"], with_vectors=True)
     assert document.text == "new"
-    np.testing.assert_allclose(document.vectors, _unit_f16(new), atol=1e-3)
+    np.testing.assert_allclose(document.vectors, _unit_f16(new), atol=_tolerance(index))
 
 
 def test_export_streams_every_document_once_with_its_vectors(filled):
@@ -136,7 +143,8 @@ def test_search_mode_enum_is_accepted_wherever_a_mode_string_is(filled):
 
 def test_embedded_export_sees_writes_made_while_it_runs(tmp_path, tiny_model):
     """Document numbers only grow, so the export reaches documents written after it started,
-    and a compaction between batches changes no vectors it hands out."""
+    and a compaction between batches changes no vectors it hands out (beyond an int8 retrain's
+    re-coding, when a write falls outside the codec's range)."""
     index = open_index("embedded", tmp_path, tiny_model)
     try:
         texts, ids, metadatas = synthetic_docs(30)
@@ -155,6 +163,8 @@ def test_embedded_export_sees_writes_made_while_it_runs(tmp_path, tiny_model):
         assert [d.text for d in rest if d.id == "d20"] == ["d20 rewritten about the ocean"]
         for document in first + rest:
             if document.id in before and document.id != "d20":
-                np.testing.assert_array_equal(document.vectors, before[document.id])
+                np.testing.assert_allclose(document.vectors, before[document.id],
+                                           atol=_tolerance(index) if index._vectors.generation > 1
+                                           else 0)
     finally:
         index.close()

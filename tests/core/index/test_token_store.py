@@ -75,16 +75,29 @@ def _set_manifest(path: Path, **changes) -> None:
     (path / "manifest.json").write_text(json.dumps(body))
 
 
-def test_a_new_manifest_records_the_float16_codec(small_index):
+@pytest.fixture
+def small_f16_index(tmp_path, tiny_model):
+    """40 synthetic documents stored as float16 (the codec every folder before int8 holds)."""
+    index = EmbeddedIndex(tmp_path / "index", model=tiny_model, codec="float16")
+    texts, ids, metadatas = synthetic_docs(40)
+    index.add(texts, ids=ids, metadatas=metadatas)
+    yield index
+    index.close()
+
+
+def test_a_new_manifest_records_its_codec(small_index, tmp_path, tiny_model):
     body = json.loads((small_index.path / "manifest.json").read_text())
-    assert body["codec"] == "float16"
-    assert Manifest.read(small_index.path).codec == "float16"
+    assert body["codec"] == "int8"  # the default
+    assert Manifest.read(small_index.path).codec == "int8"
+    exact = EmbeddedIndex.open_or_create(tmp_path / "exact", model=tiny_model, codec="float16")
+    exact.close()
+    assert Manifest.read(tmp_path / "exact").codec == "float16"
 
 
-def test_a_manifest_without_a_codec_opens_as_float16(small_index, tiny_model):
-    path = small_index.path
-    expected = [(h.id, h.score) for h in small_index.search("alpha river", k=5)]
-    small_index.close()
+def test_a_manifest_without_a_codec_opens_as_float16(small_f16_index, tiny_model):
+    path = small_f16_index.path
+    expected = [(h.id, h.score) for h in small_f16_index.search("alpha river", k=5)]
+    small_f16_index.close()
     _set_manifest(path, codec=None)  # as every folder written before codecs existed
     reopened = EmbeddedIndex(path, model=tiny_model, create=False)
     try:
@@ -101,7 +114,7 @@ def test_an_unknown_codec_is_refused_with_a_clear_error(small_index, tiny_model,
     path = small_index.path
     small_index.close()
     _set_manifest(path, codec=codec)
-    with pytest.raises(IndexCorruptError, match=r"codec .*does not know \(it knows float16\)"):
+    with pytest.raises(IndexCorruptError, match=r"codec .*does not know \(it knows float16, int8\)"):
         EmbeddedIndex(path, model=tiny_model, create=False)
     report = check_index(path)
     assert not report.ok and "codec" in report.problems[0]
@@ -110,9 +123,9 @@ def test_an_unknown_codec_is_refused_with_a_clear_error(small_index, tiny_model,
         assert index.count() == 40
 
 
-def test_maxsim_ranges_accepts_a_store_or_its_matrix(small_index):
-    store, snap = small_index._vectors, small_index._snap
-    query = small_index.model.encode_queries(["alpha beta"])[0]
+def test_maxsim_ranges_accepts_a_store_or_its_matrix(small_f16_index):
+    store, snap = small_f16_index._vectors, small_f16_index._snap
+    query = small_f16_index.model.encode_queries(["alpha beta"])[0]
     doc_nos = snap.live
     starts, counts = snap.starts[doc_nos], snap.counts[doc_nos]
     from_store = maxsim_ranges(query, store, starts, counts)
@@ -127,7 +140,7 @@ def test_maxsim_ranges_accepts_a_store_or_its_matrix(small_index):
 def test_a_registered_codec_serves_the_whole_index(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setitem(vectors._CODECS, Float32Store.codec, Float32Store)
     texts, ids, metadatas = synthetic_docs(80)
-    reference = EmbeddedIndex(tmp_path / "f16", model=tiny_model)
+    reference = EmbeddedIndex(tmp_path / "f16", model=tiny_model, codec="float16")
     reference.add(texts, ids=ids, metadatas=metadatas)
     path = tmp_path / "f32"
     EmbeddedIndex.open_or_create(path, model=tiny_model).close()

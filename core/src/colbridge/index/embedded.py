@@ -4,7 +4,9 @@ Folder layout (all formats documented in ``docs/index-format.md``; none is pickl
 
     manifest.json            what the folder is, which model built it (never changes)
     documents.sqlite         ids, texts, metadata, vector locations, committed state (WAL)
-    vectors-<gen>.f16        every token vector, as the manifest's codec stores them (float16)
+    vectors-<gen>.u8         every token vector as 8-bit codes (the int8 codec, the default)
+    vectors-<gen>.json       the int8 codec's parameters for that generation
+    vectors-<gen>.f16        every token vector as float16 (the float16 codec, instead)
     graph-<gen>-<rows>.voy   Voyager HNSW checkpoint over the first <rows> token vectors
     means-<gen>-<rows>.npz   each document's mean token vector, saved with the checkpoint
     write.lock               held by the process that is writing
@@ -57,11 +59,14 @@ from .graph import TokenGraph, checkpoints, graph_file_name, probe_unrecorded
 from .lexical import LexicalIndex
 from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
 from .means import load_latest, mean_vectors, means_file_name, means_from_rows, save_means
-from .vectors import TokenStore, store_class
+from .vectors import NEW_INDEX_CODEC, TokenStore, codec_names, store_class, store_for_generation
 
 logger = logging.getLogger(__name__)
 
 _MAX_TOKEN_K = 4096
+_RETRAIN_CLIPPED_SHARE = 0.001
+"""An add whose values the int8 parameters would clip more often than this retrains them
+first (measured: docs/compression.md, "Updates")."""
 
 
 def _no_index_message(path: Path) -> str:
@@ -115,7 +120,7 @@ class _Snapshot:
 
 
 class EmbeddedIndex(BaseIndex):
-    """A ColBERT index in one folder: SQLite documents, float16 vectors, a Voyager graph.
+    """A ColBERT index in one folder: SQLite documents, 8-bit token codes, a Voyager graph.
 
     Args:
         path: the index folder. Opened if it holds an index. If it is missing or empty, the
@@ -132,6 +137,10 @@ class EmbeddedIndex(BaseIndex):
         compact_threshold: share of dead vector rows (from deletes and upserts) above which a
             write compacts the index.
         checkpoint_rows: new rows after which the graph is saved (it is also saved on close).
+        codec: how a new index stores its token vectors: ``"int8"`` (the default: one byte per
+            dimension, scored without decoding) or ``"float16"`` (exact, twice the bytes); see
+            ``docs/compression.md``. An existing index keeps its codec (None, or the same name);
+            :meth:`compact` converts it.
 
     Every read (``search``, ``count``, ``get``, ``stats``) answers from the newest committed
     state, including writes of other processes (see ``docs/concepts.md``).
@@ -157,6 +166,7 @@ class EmbeddedIndex(BaseIndex):
         lock_timeout: float = 10.0,
         compact_threshold: float = 0.3,
         checkpoint_rows: int = 50_000,
+        codec: str | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         if self.path.exists() and not self.path.is_dir():
@@ -175,6 +185,7 @@ class EmbeddedIndex(BaseIndex):
         self._means_unsaved = False
         self._probed: dict[str, tuple[int, str]] = {}  # unrecorded checkpoints that passed
         self._requested_model = model
+        self._codec = _checked_codec(codec)
         self.manifest: Manifest | None = None  # type: ignore[assignment]
         # Until an index exists here, nothing is created: the first add creates it, and any
         # other call raises IndexNotFoundError, so a mistyped path leaves no empty index behind.
@@ -187,6 +198,7 @@ class EmbeddedIndex(BaseIndex):
             self._pending = graph or GraphParams()
             return
         self._open(model)
+        self._check_codec()
 
     @classmethod
     def open_or_create(
@@ -239,11 +251,18 @@ class EmbeddedIndex(BaseIndex):
                 f"{'onnx-int8' if info.precision == 'int8' else 'onnx'!r}) (or leave the model out)"
             )
         self.model = model
-        self._store_class: type[TokenStore] = store_class(self.manifest.codec)
         self._file_lock = FileLock(self.path / layout.LOCK, thread_local=False)
         self._store = DocStore(self.path)
         self._lexical = LexicalIndex(self.path, self._store.texts_by_doc_nos)
         self._reload()
+
+    def _check_codec(self) -> None:
+        if self._codec is not None and self._codec != self.manifest.codec:
+            raise InvalidInputError(
+                f"{self.path} stores its token vectors as {self.manifest.codec}, not "
+                f"{self._codec}: open it without codec=, or convert it with "
+                f"compact(codec={self._codec!r}) (colbridge compact --codec {self._codec})"
+            )
 
     def _require_index(self) -> None:
         """Raise unless an index exists here; open one another handle created since."""
@@ -262,6 +281,7 @@ class EmbeddedIndex(BaseIndex):
                 return
             if (self.path / layout.MANIFEST).exists():  # created by another handle meanwhile
                 self._open(self._requested_model)
+                self._check_codec()
             elif not create:
                 raise IndexNotFoundError(_no_index_message(self.path))
             else:
@@ -276,6 +296,7 @@ class EmbeddedIndex(BaseIndex):
                             getattr(model, "precision", "float32")),
             graph=params,
             created_by=f"colbridge {__version__}",
+            codec=self._codec or NEW_INDEX_CODEC,
         )
         if self.path.exists():  # an empty folder the caller made: build in place, manifest last
             DocStore(self.path, create=True).close()
@@ -312,6 +333,13 @@ class EmbeddedIndex(BaseIndex):
     def _load_state(self) -> None:
         state, table = self._store.ranges()
         self._changes_seen = state.changes
+        if state.generation != getattr(self, "_generation_seen", state.generation):
+            self.manifest = Manifest.read(self.path)  # a compaction may have changed the codec
+        self._generation_seen = state.generation
+        # The generation's own file says how it is stored: a conversion writes the manifest's
+        # new codec before the generation it applies to (see compact).
+        self._store_class: type[TokenStore] = store_for_generation(
+            self.path, self.manifest.codec, state.generation, self.dimension)
         vectors = self._store_class(self.path, state.generation, self.dimension, state.vector_rows)
         self._vectors = vectors
         self._changes = state.changes
@@ -425,6 +453,13 @@ class EmbeddedIndex(BaseIndex):
         counts = [len(e) for e in embeddings]
         self._create_if_pending()
         with self._writing():
+            clipped = self._vectors.clipped_values(embeddings)
+            if clipped > _RETRAIN_CLIPPED_SHARE * sum(counts) * self.dimension:
+                logger.info("%s: the codec's range would clip %d values of this write; "
+                            "retraining it first (a compaction)", self.path, clipped)
+                self._compact_locked(retrain_with=np.concatenate(embeddings))
+            elif clipped:
+                logger.info("%s: %d values clipped to the codec's range", self.path, clipped)
             replaced = self._store.doc_nos_for_ids(ids)
             first, digest = self._vectors.append(embeddings)
             starts = first + np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
@@ -526,25 +561,47 @@ class EmbeddedIndex(BaseIndex):
         """Async :meth:`backup`."""
         return await run_off_loop(self.backup, destination)
 
-    def compact(self) -> None:
-        """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding)."""
+    def compact(self, *, codec: str | None = None, retrain: bool = False) -> None:
+        """Rewrite the vectors and the graph without deleted documents' rows (no re-encoding
+        of texts).
+
+        Args:
+            codec: store the token vectors with this codec from now on (``"int8"`` or
+                ``"float16"``): converts the index, for instance a float16 folder of an older
+                colbridge to int8. Converting to int8 and back is lossy (8 bits per value).
+            retrain: fit the int8 codec's range again to the stored vectors (an add whose
+                values fall outside it does this on its own, see ``docs/compression.md``).
+        """
+        target = _checked_codec(codec)
         with self._writing():
-            self._compact_locked()
+            if target is not None and target != self.manifest.codec:
+                # Before the generation it applies to: a crash in between leaves the manifest
+                # naming the new codec and the old generation current, read by its own file's
+                # codec, and the next compaction converts it.
+                self.manifest = replace(self.manifest, codec=target)
+                self.manifest.write(self.path)
+            self._compact_locked(retrain=retrain)
 
-    async def acompact(self) -> None:
+    async def acompact(self, *, codec: str | None = None, retrain: bool = False) -> None:
         """Async :meth:`compact`."""
-        await run_off_loop(self.compact)
+        await run_off_loop(lambda: self.compact(codec=codec, retrain=retrain))
 
-    def _compact_locked(self) -> None:
+    def _compact_locked(self, *, retrain: bool = False,
+                        retrain_with: np.ndarray | None = None) -> None:
         self._remove_stale_files()  # orphans of an interrupted compaction must not be reused
         snap = self._snap
         generation = self._vectors.generation + 1
         counts = snap.counts[snap.live]
         new_starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-        rows, sums = self._vectors.write_generation(generation, snap.starts[snap.live], counts)
+        target = store_class(self.manifest.codec)
+        if target is type(self._vectors) and not retrain and retrain_with is None:
+            rows, sums = self._vectors.write_generation(generation, snap.starts[snap.live], counts)
+        else:
+            rows, sums = self._rewrite_vectors(target, generation, snap.starts[snap.live], counts,
+                                               retrain_with)
         graph = TokenGraph(self.dimension, self.manifest.graph)
         if rows:
-            written = self._store_class(self.path, generation, self.dimension, rows)
+            written = target(self.path, generation, self.dimension, rows)
             graph.add_documents(written.view(), new_starts, counts, covered_rows=rows)
             del written  # its memory map: the reload below opens the generation again
         graph.rows = rows
@@ -561,9 +618,28 @@ class EmbeddedIndex(BaseIndex):
         self._lexical.checkpoint(self._snap.live, rebuild_if_dead=True)
         logger.info("compacted %s: %d dead rows dropped", self.path, snap.dead_rows)
 
+    def _rewrite_vectors(self, target: type[TokenStore], generation: int, starts: np.ndarray,
+                         counts: np.ndarray, extra: np.ndarray | None
+                         ) -> tuple[int, list[tuple[int, int, str]]]:
+        """Write the live rows, decoded, as ``generation`` of the codec ``target`` (trained on
+        an even sample of them plus ``extra``, rows about to be added)."""
+        from .vectors_int8 import TRAIN_ROWS
+
+        view = self._vectors.view()
+        rows = rows_of(starts, counts)
+        picked = rows[np.linspace(0, len(rows) - 1, min(len(rows), TRAIN_ROWS)).astype(np.int64)
+                      ] if len(rows) else rows
+        sample = np.asarray(view[picked], dtype=np.float32)
+        if extra is not None:
+            sample = np.concatenate([sample, np.asarray(extra, dtype=np.float32)])
+        step = 2048
+        chunks = (np.asarray(view[rows_of(starts[b:b + step], counts[b:b + step])], np.float32)
+                  for b in range(0, len(starts), step))
+        return target.write_rows(self.path, generation, self.dimension, chunks, sample)
+
     def _remove_stale_files(self) -> None:
         """Delete superseded vector files and checkpoints (only while holding the write lock)."""
-        keep = {self._vectors.path.name,
+        keep = {*self._vectors.file_names(),
                 graph_file_name(self._graph_generation, self._saved_rows),
                 means_file_name(self._graph_generation, self._saved_rows)}
         self._store.record_checksums({}, keep=keep)
@@ -686,6 +762,7 @@ class EmbeddedIndex(BaseIndex):
             "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
             "bytes_on_disk": sum(files.values()),
             "files": files,
+            "codec": self.manifest.codec,
             "format_version": FORMAT_VERSION,
             "created_by": self.manifest.created_by,
         }
@@ -736,8 +813,15 @@ class EmbeddedIndex(BaseIndex):
             "lock_timeout": self._lock_timeout,
             "compact_threshold": self._compact_threshold,
             "checkpoint_rows": self._checkpoint_every,
+            "codec": self._codec,
         }
         return (_reopen, (type(self), str(self.path), self.model, options))
+
+
+def _checked_codec(codec: str | None) -> str | None:
+    if codec is not None and (not isinstance(codec, str) or codec not in codec_names()):
+        raise InvalidInputError(f"codec must be one of {', '.join(codec_names())}, got {codec!r}")
+    return codec
 
 
 def _reopen(

@@ -3,22 +3,24 @@
 The manifest is written once, when the index is created, and never changes; everything that
 changes with writes lives in the SQLite store, inside its transactions.
 
-Format (version 1)::
+Format (version 2)::
 
     {
       "format": "colbridge-index",
-      "format_version": 1,
+      "format_version": 2,
       "created_by": "colbridge 0.1.0",
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
                 "pool": 2},
-      "codec": "float16"
+      "codec": "int8"
     }
 
-``codec`` names how the token vectors are stored (see :mod:`colbridge.index.vectors`). It was
-added without a format-version bump: colbridge releases before it ignore it, and a manifest
-without it means ``float16``, the only codec those releases wrote.
+``codec`` names how new token vectors are stored (see :mod:`colbridge.index.vectors`); a
+manifest without it means ``float16``, the only codec format-1 folders hold. Version 2 added the
+``int8`` codec, which releases reading only version 1 cannot decode. Version 1 folders open
+unchanged; ``EmbeddedIndex.compact(codec=...)`` converts one (and rewrites its manifest, the
+one time a manifest changes).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .layout import MANIFEST
 from .vectors import DEFAULT_CODEC, store_class
 
 FORMAT = "colbridge-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
 

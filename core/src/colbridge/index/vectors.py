@@ -23,20 +23,22 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .._files import fsync_dir, open_nofollow
-from ..errors import IndexCorruptError
+from ..errors import IndexCorruptError, InvalidInputError
 from ..scoring import rows_of
 from . import layout
 
 DTYPE = np.dtype("<f2")
 DEFAULT_CODEC = "float16"
 """The codec of a manifest that names none."""
+NEW_INDEX_CODEC = "int8"
+"""The codec of a new index unless one is asked for (measured in ``docs/compression.md``)."""
 
 _COMPACT_DOCS = 2048  # documents per run of rows (and checksum record) written by compaction
 
@@ -106,6 +108,10 @@ class TokenStore(ABC):
     def decode(self, rows: np.ndarray) -> np.ndarray:
         """The token vectors (float32) of the committed ``rows`` (a 1-D array of row numbers)."""
 
+    def file_names(self) -> list[str]:
+        """Names of every file of this generation (the writer keeps them, deletes others)."""
+        return [self.path.name]
+
     # -- writing ------------------------------------------------------------------------------
     @abstractmethod
     def append(self, arrays: Sequence[np.ndarray]) -> tuple[int, str]:
@@ -126,6 +132,21 @@ class TokenStore(ABC):
         """Write the rows of documents ``(starts, counts)``, in that order, as the complete
         file(s) of ``generation`` (compaction); returns the row count and each run's
         ``(first row, rows, SHA-256)``."""
+
+    @classmethod
+    def write_rows(cls, folder: Path, generation: int, dimension: int,
+                   chunks: Iterable[np.ndarray], sample: np.ndarray | None
+                   ) -> tuple[int, list[tuple[int, int, str]]]:
+        """Write token vectors given as float32 ``chunks`` as the complete file(s) of
+        ``generation`` (a compaction that converts to this codec, or retrains it; ``sample``
+        holds rows to train on, for codecs that train); returns what
+        :meth:`write_generation` returns."""
+        raise InvalidInputError(f"token vectors cannot be converted to the {cls.codec} codec")
+
+    def clipped_values(self, arrays: Sequence[np.ndarray]) -> int:
+        """How many values of ``arrays`` this store could not represent within its trained
+        range (0 for codecs without one)."""
+        return 0
 
     # -- integrity ----------------------------------------------------------------------------
     @classmethod
@@ -253,6 +274,12 @@ class Float16Store(TokenStore):
                   for begin in range(0, len(starts), _COMPACT_DOCS))
         return write_vector_file(self.folder / self.file_name(generation), chunks)
 
+    @classmethod
+    def write_rows(cls, folder: Path, generation: int, dimension: int,
+                   chunks: Iterable[np.ndarray], sample: np.ndarray | None
+                   ) -> tuple[int, list[tuple[int, int, str]]]:
+        return write_vector_file(folder / cls.file_name(generation), chunks)
+
     def range_digest(self, first: int, rows: int) -> str:
         return range_digest(self.path, self.dimension, first, rows)
 
@@ -325,3 +352,20 @@ def range_digest(path: Path, dimension: int, first: int, rows: int) -> str:
             digest.update(chunk)
             left -= len(chunk)
     return digest.hexdigest()
+
+
+def store_for_generation(folder: Path, codec: str, generation: int, dimension: int
+                         ) -> type[TokenStore]:
+    """The store that reads ``generation``: the one of ``codec`` (the manifest's) unless the
+    generation's file is another registered codec's (a compaction converted the folder; see
+    ``EmbeddedIndex.compact``)."""
+    preferred = store_class(codec)
+    if preferred.held_rows(folder, generation, dimension) is not None:
+        return preferred
+    for other in _CODECS.values():
+        if other.held_rows(folder, generation, dimension) is not None:
+            return other
+    return preferred
+
+
+from . import vectors_int8  # noqa: E402,F401  (registers the int8 codec)
