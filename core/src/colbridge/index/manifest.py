@@ -38,6 +38,7 @@ FORMAT = "colbridge-index"
 FORMAT_VERSION = 1
 FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
+POOLINGS = ("runs", "similar")
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,16 @@ class GraphParams:
     storage: str = "float8"
     space: str = "inner_product"
     pool: int = 2
-    """About this many similar tokens of a document are merged into one graph item (their
-    normalised mean; see :func:`colbridge.index.graph.merge_similar`)."""
+    """About this many tokens of a document make one graph item (their normalised mean)."""
+    pooling: str = "similar"
+    """Which tokens make an item: ``"runs"`` of ``pool`` consecutive tokens, or clusters of
+    ``"similar"`` ones (:func:`colbridge.index.graph.merge_similar`)."""
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_TYPES:
             raise InvalidInputError(f"storage must be one of {STORAGE_TYPES}, got {self.storage!r}")
+        if self.pooling not in POOLINGS:
+            raise InvalidInputError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.space != "inner_product":
             raise InvalidInputError("only the inner_product space is supported (vectors are normalised)")
         for name, minimum in (("M", 2), ("ef_construction", 2), ("pool", 1)):
@@ -148,7 +153,7 @@ class Manifest:
                    codec=codec)
 
 
-_ORIGINAL_GRAPH = {"pool": 1}
+_ORIGINAL_GRAPH = {"pool": 1, "pooling": "similar"}
 
 
 def looks_empty(folder: Path) -> bool:
