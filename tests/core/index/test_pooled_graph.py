@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from colbridge import EmbeddedIndex, GraphParams, InvalidInputError
 from colbridge.index.embedded import _build_snapshot
 from colbridge.index.graph import pooled_items
@@ -153,3 +152,39 @@ def test_a_manifest_from_before_the_setting_opens_as_it_was_built(tmp_path, tiny
         else:
             assert index.stats()["graph_items"] < tokens
         assert _graph_hits(index, docs, ids) == 30
+
+
+def test_check_finds_a_graph_that_misses_documents_and_repair_rebuilds_it(tmp_path, tiny_model):
+    from colbridge._files import file_digest
+    from colbridge.check import check_index
+    from colbridge.index.docstore import DocStore
+    from colbridge.index.graph import TokenGraph
+    from colbridge.index.manifest import Manifest
+
+    path = tmp_path / "ix"
+    docs = _documents(40, seed=5)
+    ids = [f"d{i}" for i in range(40)]
+    with EmbeddedIndex(path, model=tiny_model, graph=GraphParams(pool=4, pooling="runs")) as ix:
+        ix.add_encoded(docs, [f"text {i}" for i in range(40)], ids=ids)
+        snap = ix._snap
+    assert check_index(path).ok
+    # A checkpoint of the right name and checksum whose items stop after half the documents
+    # (as a graph that a faulty catch-up never gave the rest would).
+    (checkpoint,) = path.glob("graph-*.voy")
+    params = Manifest.read(path).graph
+    half = TokenGraph(DIM, params)
+    live = snap.live[:20]
+    half.add_documents(snap.vectors, snap.starts[live], snap.counts[live], covered_rows=snap.rows)
+    half.save(path, 0)
+    assert checkpoint.exists()
+    store = DocStore(path)
+    store.record_checksums({checkpoint.name: file_digest(checkpoint)})
+    store.close()
+
+    report = check_index(path)
+    assert not report.ok and report.repairable
+    assert any("too few items for 20 of the documents" in p for p in report.problems), \
+        report.problems
+    assert check_index(path, repair=True).ok
+    with EmbeddedIndex(path, model=tiny_model) as index:
+        assert _graph_hits(index, docs, ids) == 40
