@@ -139,6 +139,8 @@ def test_a_manifest_from_before_the_setting_opens_as_it_was_built(tmp_path, tiny
     with EmbeddedIndex(path, model=tiny_model, graph=GraphParams(pool=pool, pooling=pooling)) as ix:
         ix.add_encoded(docs, [f"text {i}" for i in range(30)], ids=ids)
     manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["graph"]["pooling"] == pooling
+    manifest["format_version"] = 1
     for name in removed:
         del manifest["graph"][name]
     (path / "manifest.json").write_text(json.dumps(manifest))

@@ -62,6 +62,9 @@ from .vectors import TokenStore, store_class
 logger = logging.getLogger(__name__)
 
 _MAX_TOKEN_K = 4096
+# The share of a query token's similarity to a document's mean vector that the pre-ranking
+# counts when the graph found none of that document's items for the token (see first_stage).
+_MEAN_GUESS = 0.5
 
 
 def _no_index_message(path: Path) -> str:
@@ -706,7 +709,8 @@ class EmbeddedIndex(BaseIndex):
             "query_length": self.manifest.model.query_length,
             "document_length": self.manifest.model.document_length,
             "graph": {"M": self.manifest.graph.M, "ef_construction": self.manifest.graph.ef_construction,
-                      "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool},
+                      "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool,
+                      "pooling": self.manifest.graph.pooling},
             "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
             "bytes_on_disk": sum(files.values()),
             "files": files,
@@ -816,13 +820,14 @@ class _SnapshotSearch:
             # Estimated MaxSim. A query token adds its best neighbour in the document when
             # the graph found one there; otherwise half its similarity to the document's mean
             # vector, capped by its weakest neighbour anywhere (it found none better in this
-            # document). The half is measured, not derived: see "Pre-ranking guesses what
-            # the graph did not find" in docs/benchmarks.md.
+            # document). The half (_MEAN_GUESS) is measured, not derived: see "Pre-ranking
+            # guesses what the graph did not find" in docs/benchmarks.md.
             token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
             found = np.zeros((len(ids), len(unique)), dtype=np.float32)
             np.maximum.at(found, (token_of_hit, inverse.ravel()), np.maximum(sims[valid], 0))
             to_mean = token_similarities(query, snap.means[unique])
-            guess = np.minimum(0.5 * np.maximum(to_mean, 0), sims.min(axis=1, keepdims=True))
+            guess = np.minimum(_MEAN_GUESS * np.maximum(to_mean, 0),
+                               sims.min(axis=1, keepdims=True))
             return np.where(found > 0, found, guess).sum(axis=0)
 
         return Candidates(unique, estimate=estimate)

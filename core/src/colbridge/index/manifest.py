@@ -3,22 +3,26 @@
 The manifest is written once, when the index is created, and never changes; everything that
 changes with writes lives in the SQLite store, inside its transactions.
 
-Format (version 1)::
+Format (version 2)::
 
     {
       "format": "colbridge-index",
-      "format_version": 1,
+      "format_version": 2,
       "created_by": "colbridge 0.1.0",
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
-                "pool": 2},
+                "pool": 8, "pooling": "runs"},
       "codec": "float16"
     }
 
 ``codec`` names how the token vectors are stored (see :mod:`colbridge.index.vectors`). It was
 added without a format-version bump: colbridge releases before it ignore it, and a manifest
 without it means ``float16``, the only codec those releases wrote.
+
+Version 2 added ``graph.pooling``: a colbridge that reads only version 1 would refuse the
+field as malformed, so the version tells it to upgrade instead. A manifest without the field
+(every version-1 folder) means ``"similar"``, what those folders were built with.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from .layout import MANIFEST
 from .vectors import DEFAULT_CODEC, store_class
 
 FORMAT = "colbridge-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
 POOLINGS = ("runs", "similar")
@@ -55,20 +59,20 @@ class ModelInfo:
 class GraphParams:
     """How the HNSW graph over token vectors is built (see Voyager's ``Index``).
 
-    The defaults were chosen by measurement on SciFact: merging a document's tokens in pairs
-    halves the graph and its build time, Float8 storage builds faster than E4M3 at the same
-    neighbour recall, and a small M and ef_construction build much faster for a loss of
-    candidate recall that ``SearchOptions`` can buy back (figures in ``docs/benchmarks.md``,
-    "A lighter graph").
+    The defaults were chosen by measurement on SciFact: one item per run of 8 consecutive
+    tokens divides the graph's memory and build time by about 8 and still keeps the exact top
+    10 (``docs/benchmarks.md``, "A graph over runs of tokens"), Float8 storage builds faster
+    than E4M3 at the same neighbour recall, and a small M and ef_construction build much faster
+    for a loss of candidate recall that ``SearchOptions`` can buy back ("A lighter graph").
     """
 
     M: int = 8
     ef_construction: int = 40
     storage: str = "float8"
     space: str = "inner_product"
-    pool: int = 2
+    pool: int = 8
     """About this many tokens of a document make one graph item (their normalised mean)."""
-    pooling: str = "similar"
+    pooling: str = "runs"
     """Which tokens make an item: ``"runs"`` of ``pool`` consecutive tokens, or clusters of
     ``"similar"`` ones (:func:`colbridge.index.graph.merge_similar`)."""
 
