@@ -8,12 +8,15 @@ Builds an EmbeddedIndex over the cached SciFact embeddings with ``--graph`` sett
 searches the first ``--queries`` test queries for each pre-ranking guess factor (the share of a
 query token's similarity to a document's mean vector that stands in for a token the graph found
 nothing for in that document) and each ``token_k``, and prints agreement with the exact top 10
-and search p50, with exact MaxSim's p50 in the same run. Prints JSON lines.
+and search p50, with exact MaxSim's p50 in the same run. ``--max-candidates`` sweeps the
+candidates scored exactly too, and ``--synthetic N`` searches bench_scale's synthetic
+collection of N documents instead of the real one. Prints JSON lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -34,10 +37,14 @@ def main() -> None:
     parser.add_argument("--graph", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--guess", type=float, nargs="+", default=[0.5])
     parser.add_argument("--token-k", type=int, nargs="+", default=[128])
+    parser.add_argument("--max-candidates", type=int, nargs="+", default=[512])
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="search a synthetic collection of this many documents instead "
+                             "(bench_scale's recipe and seed)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/colbridge/bench")
     args = parser.parse_args()
 
-    from bench_scale import exact_scores, parse_settings, recorded_encoder
+    from bench_scale import exact_scores, parse_settings, recorded_encoder, synthesize
     from colbridge import ColBERTModel, EmbeddedIndex, GraphParams
     from colbridge.evaluation import load_beir
     from colbridge.index import embedded
@@ -46,6 +53,10 @@ def main() -> None:
     data = load_beir(args.data, "test", limit_docs=args.limit_docs)
     emb = load_or_encode(data, ColBERTModel("offline-minilm", backend="onnx"), args.cache)
     vectors, lengths = np.asarray(emb.vectors), emb.lengths.astype(np.int64)
+    texts = emb.doc_texts
+    if args.synthetic:
+        vectors, lengths = synthesize(vectors, lengths, args.synthetic)
+        texts = [f"synthetic document {i}" for i in range(args.synthetic)]
     queries = emb.queries[:args.queries]
     exact_seconds, reference = [], []
     for q in queries:
@@ -62,21 +73,23 @@ def main() -> None:
         docs = [np.asarray(vectors[s:s + n], np.float32) for s, n in zip(starts, lengths,
                                                                           strict=True)]
         for begin in range(0, len(docs), 512):
-            index.add_encoded(docs[begin:begin + 512], emb.doc_texts[begin:begin + 512],
+            index.add_encoded(docs[begin:begin + 512], texts[begin:begin + 512],
                               ids=[str(i) for i in range(begin, min(begin + 512, len(docs)))])
         for q in queries[:5]:  # warm up
             index.search_encoded(q, k=10)
         for guess in args.guess:
             embedded._MEAN_GUESS = guess
-            for token_k in args.token_k:
+            for token_k, candidates in itertools.product(args.token_k, args.max_candidates):
                 seconds, held = [], []
                 for q, ref in zip(queries, reference, strict=True):
                     started = time.perf_counter()
-                    hits = index.search_encoded(q, k=10, token_k=token_k)
+                    hits = index.search_encoded(q, k=10, token_k=token_k,
+                                                max_candidates=candidates)
                     seconds.append(time.perf_counter() - started)
                     held.append(len({int(h.id) for h in hits} & ref) / 10)
                 print(json.dumps({
-                    "graph": parse_settings(args.graph), "guess": guess, "token_k": token_k,
+                    "graph": parse_settings(args.graph), "documents": len(lengths),
+                    "guess": guess, "token_k": token_k, "max_candidates": candidates,
                     "agreement@10": float(np.mean(held)),
                     "search_p50_ms": float(np.median(seconds) * 1000),
                     "exact_p50_ms": float(np.median(exact_seconds) * 1000),

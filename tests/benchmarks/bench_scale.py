@@ -341,10 +341,83 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def render(report: dict) -> str:
+    """The Markdown tables of a report (what ``--render`` puts between the markers)."""
+    rows = report["collections"]
+
+    def line(label: str, cells: list[str]) -> str:
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def per_token(r: dict, when: str) -> str:
+        parts = r[f"rss_after_{when}_bytes_per_token"]
+        return (f"{parts['VmRSS']:.0f} ({parts['RssAnon']:.0f} + {parts['RssFile']:.0f})")
+
+    out = [line("", [r["collection"] for r in rows]),
+           line("---", ["---"] * len(rows)),
+           line("documents", [f"{r['documents']:,}" for r in rows]),
+           line("token vectors", [f"{r['token_vectors']:,}" for r in rows]),
+           line("graph", [f"pool {r['graph']['pool']}, {r['graph'].get('pooling', 'similar')}, "
+                          f"{r['graph_items']:,} items" for r in rows]),
+           line("token codec", [str(r["codec"]) for r in rows]),
+           line("build s (add_encoded + flush)", [f"{r['build_seconds']:.0f}" for r in rows]),
+           line("folder, B/token (graph file)",
+                [f"{r['folder_bytes_per_token']:.0f} ({r['graph_file_bytes_per_token']:.1f})"
+                 for r in rows]),
+           line("RSS after open, B/token (anon + file)", [per_token(r, "open") for r in rows]),
+           line(f"RSS after {rows[0]['queries']} searches, B/token (anon + file)",
+                [per_token(r, "searches") for r in rows]),
+           line("RSS after the searches, MB",
+                [f"{r['rss_after_searches_bytes'] / 1e6:.0f}" for r in rows]),
+           line("search p50 / p95 ms",
+                [f"{r['search_p50_ms']:.0f} / {r['search_p95_ms']:.0f}" for r in rows]),
+           line("exact MaxSim p50 ms (same run)", [f"{r['exact_p50_ms']:.0f}" for r in rows]),
+           line("search p50 ÷ exact p50", [f"{r['search_p50_over_exact_p50']:.3f}"
+                                           for r in rows]),
+           line("**agreement with the exact top 10**", [f"**{r['agreement@10']:.3f}**"
+                                                       for r in rows]),
+           line("exact scores: top 1 / top 10 / median ÷ query tokens",
+                ["{top1_mean:.3f} / {top10_mean:.3f} / {median_mean:.3f}".format(
+                    **r["score_profile"]) for r in rows]),
+           line("gap between ranks 10 and 11: median, share < 0.1%",
+                ["{:.2%}, {:.2f}".format(r["score_profile"]["gap10_11_median"],
+                                         r["score_profile"]["gap10_11_share_below_1e-3"])
+                 for r in rows]),
+           "",
+           f"Load average {report['load_average_at_start']:.1f} at the start, "
+           f"{report['load_average_at_end']:.1f} at the end, on {report['cpus']} cores.",
+           "",
+           "Projected (not measured), from a straight line through the synthetic collections' "
+           "bytes against token vectors and the growth of search p50 between the two largest:",
+           "",
+           "| documents | token vectors | folder GB | RSS after open GB | RSS after the "
+           "searches GB | search p50 ms |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for proj in report["projections"]:
+        p50 = proj.get("search_p50_ms")
+        out.append(f"| {proj['documents']:,} | {proj['token_vectors'] / 1e6:,.0f} M | "
+                   f"{proj['folder_bytes'] / 1e9:,.1f} | {proj['rss_after_open_bytes'] / 1e9:,.1f} "
+                   f"| {proj['rss_after_searches_bytes'] / 1e9:,.1f} | "
+                   f"{'-' if p50 is None else f'{p50:,.0f}'} |")
+    out += ["", "![Folder size, resident memory and search time against collection size]"
+                "(benchmarks/scale.svg)"]
+    return "\n".join(out)
+
+
+def write_between_markers(markdown: Path, text: str) -> None:
+    start, end = "<!-- scale:start -->", "<!-- scale:end -->"
+    page = markdown.read_text()
+    before, rest = page.split(start, 1)
+    _, after = rest.split(end, 1)
+    markdown.write_text(f"{before}{start}\n{text}\n{end}{after}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
         print(json.dumps(probe(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]),
                                json.loads(sys.argv[5]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--render":  # REPORT.json PAGE.md
+        write_between_markers(Path(sys.argv[3]), render(json.loads(Path(sys.argv[2]).read_text())))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
