@@ -4,8 +4,9 @@ A graph item is a token vector, or the normalised mean of a few of one document'
 vectors (``GraphParams.pool``); its Voyager id is the vector-file row of its first token, so
 the snapshot maps an id back to its document from the documents' row ranges alone. The graph
 is a checkpointed cache: the vector file and the store are the truth, and rows added after the
-last checkpoint are re-added from the vector file when the index opens. Checkpoints are named ``graph-<generation>-<rows>.voy``
-and written to a temporary name, then renamed, so a crash never leaves a half-written graph.
+last checkpoint are re-added from the vector file when the index opens. Checkpoints are named
+``graph-<generation>-<rows>.voy`` and written to a temporary name, then renamed, so a crash
+never leaves a half-written graph.
 """
 
 from __future__ import annotations
