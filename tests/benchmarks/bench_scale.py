@@ -303,9 +303,10 @@ def project(rows: list[dict], documents: int) -> dict:
         out[f"{key}_per_token_slope"] = float(slope)
     if len(synthetic) > 1:
         (t0, p0), (t1, p1) = [(r["token_vectors"], r["search_p50_ms"]) for r in synthetic[-2:]]
-        exponent = np.log(p1 / p0) / np.log(t1 / t0)
-        out["search_p50_ms"] = float(p1 * (target / t1) ** exponent)
-        out["search_p50_growth_exponent"] = float(exponent)
+        exponent = float(np.log(p1 / p0) / np.log(t1 / t0))
+        out["search_p50_growth_exponent"] = exponent
+        # A p50 that fell as the collection grew is machine noise, not a trend to extend.
+        out["search_p50_ms"] = float(p1 * (target / t1) ** exponent) if exponent > 0 else None
     return out
 
 
@@ -321,8 +322,8 @@ def plot(report: dict, path: Path) -> None:
     tokens = [r["token_vectors"] for r in rows]
     projected = report["projections"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("folder_bytes", "folder"), ("rss_after_searches_bytes",
-                                                    "resident after the searches")):
+    for key, label in (("folder_bytes", "folder"), ("rss_after_open_bytes", "resident after open"),
+                       ("rss_after_searches_bytes", "resident after the searches")):
         line, = left.plot(tokens, [r[key] / 1e9 for r in rows], "o-", label=label)
         left.plot([tokens[-1]] + [p["token_vectors"] for p in projected],
                   [rows[-1][key] / 1e9] + [p[key] / 1e9 for p in projected], "--",
@@ -387,7 +388,8 @@ def render(report: dict) -> str:
            f"{report['load_average_at_end']:.1f} at the end, on {report['cpus']} cores.",
            "",
            "Projected (not measured), from a straight line through the synthetic collections' "
-           "bytes against token vectors and the growth of search p50 between the two largest:",
+           "bytes against token vectors, and search p50 from its growth between the two "
+           "largest (none where it did not grow):",
            "",
            "| documents | token vectors | folder GB | RSS after open GB | RSS after the "
            "searches GB | search p50 ms |",
@@ -416,8 +418,15 @@ def main() -> None:
         print(json.dumps(probe(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]),
                                json.loads(sys.argv[5]))))
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "--render":  # REPORT.json PAGE.md
-        write_between_markers(Path(sys.argv[3]), render(json.loads(Path(sys.argv[2]).read_text())))
+    if len(sys.argv) > 1 and sys.argv[1] == "--render":  # REPORT.json PAGE.md [PLOT.svg]
+        report_path = Path(sys.argv[2])
+        report = json.loads(report_path.read_text())
+        report["projections"] = [project(report["collections"], n)
+                                 for n in (1_000_000, 10_000_000)]
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_between_markers(Path(sys.argv[3]), render(report))
+        if len(sys.argv) > 4:
+            plot(report, Path(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
