@@ -1,26 +1,33 @@
-"""Scale benchmark for compressed storage (issue #15): the prototype IvfIndex on SciFact and on
+"""Scale benchmark (issue #15): the embedded index, with its default settings, on SciFact and on
 synthetic collections made from SciFact's real token vectors.
 
     uv run python tests/benchmarks/bench_scale.py ../shared/data/scifact --limit-docs 1500 \\
-        --sizes real 1500 10000 --queries 100 --baseline
+        --sizes real 10000 50000
 
 ``real`` is the SciFact collection itself (``--limit-docs`` of it: every judged document, filled
 up with others); a number is a synthetic collection of that many documents. Synthetic documents
 (see :func:`synthesize`) are built from runs of consecutive token vectors of ``--spans`` random
 real documents, each vector perturbed by Gaussian noise and renormalised, with lengths drawn
-from the real documents'. A synthetic collection of the real one's size is there to show that
-exact MaxSim behaves alike on both (score distributions, gaps at rank 10, the index's
-agreement). The queries are SciFact's real test queries, so only agreement with exact MaxSim
+from the real documents'. Each collection's exact-MaxSim score profile (top-1, top-10, median,
+the gap at rank 10) is reported, to show that exact MaxSim behaves alike on real and synthetic
+collections. The queries are SciFact's real test queries, so only agreement with exact MaxSim
 is measured on synthetic collections (there are no judgements).
 
-For each collection: exact MaxSim over float16 vectors (the reference, and its time per query
-in the same run), the IvfIndex build time, bytes per token vector of its folder, resident
-memory (VmRSS from /proc, in a fresh process, after opening and after the searches) per token
-vector, search p50/p95, agreement with the exact top 10, recall of the exact top 10 among the
-first stage's candidates, and with ``--baseline`` (real collection only) today's EmbeddedIndex
-over the same vectors. Embeddings are cached under ``--cache`` (default
-~/.cache/colbridge/bench); synthetic vectors are written there as ``.npy`` files, so a run at
-200k documents needs about 9 GB of disk there. Prints JSON lines and writes ``--out``.
+For each collection: exact MaxSim over the float16 vectors (the reference, and its time per
+query in the same run), the time to build an :class:`~colbridge.EmbeddedIndex` from the vectors
+(``add_encoded`` in batches, then ``flush``), the folder's bytes per token vector (and the
+graph's share), resident memory (VmRSS, RssAnon and RssFile from /proc, in a fresh process,
+after opening and after every query has been searched) per token vector, search p50/p95, and
+agreement with the exact top 10. Settings are the defaults; ``--graph KEY=VALUE`` (GraphParams),
+``--search KEY=VALUE`` (SearchOptions) and ``--index KEY=VALUE`` (other constructor options,
+such as a ``codec`` where the index has one) change them. The last step projects folder size and
+resident memory to 1 M and 10 M documents (a straight line through the measured collections,
+bytes against token vectors) and plots them with search time (``--plot``).
+
+Embeddings are cached under ``--cache`` (default ~/.cache/colbridge/bench); synthetic vectors
+are written there as ``.npy`` files and deleted after their collection, and the index folders
+go to a scratch folder there (about 0.5 GB per 10k synthetic documents, vectors and index
+together: 200k documents need about 20 GB). Prints JSON lines and writes ``--out``.
 """
 
 from __future__ import annotations
@@ -117,36 +124,96 @@ def score_profile(scores: list[np.ndarray], query_tokens: int) -> dict:
             "gap10_11_share_below_1e-3": float(np.mean(np.array(gap) < 1e-3))}
 
 
-def vm_rss() -> int:
-    """This process's resident memory in bytes, from /proc/self/status."""
+def vm_status() -> dict[str, int]:
+    """This process's VmRSS, RssAnon and RssFile in bytes, from /proc/self/status."""
+    out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+        key = line.split(":")[0]
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(line.split()[1]) * 1024
+    if "VmRSS" not in out:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return out
 
 
-def probe(folder: Path, queries_file: Path, settings: dict) -> dict:
+def recorded_encoder(name: str, dimension: int, query_length: int, document_length: int):
+    """An encoder known by name and shape only: the benchmark's vectors are pre-encoded."""
+    from colbridge.models.base import Encoder
+
+    class Recorded(Encoder):
+        @property
+        def dimension(self) -> int:
+            return dimension
+
+        @property
+        def query_length(self) -> int:
+            return query_length
+
+        @property
+        def document_length(self) -> int:
+            return document_length
+
+        def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
+            raise RuntimeError("bench_scale indexes and searches pre-encoded vectors only")
+
+    return Recorded(name=name)
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs; values are JSON where they parse as JSON, else strings."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def index_options(args) -> dict:
+    from colbridge.index.embedded import SearchOptions
+    from colbridge.index.manifest import GraphParams
+
+    options = dict(args.index)
+    if args.graph:
+        options["graph"] = GraphParams(**args.graph)
+    if args.search:
+        options["search_options"] = SearchOptions(**args.search)
+    return options
+
+
+def probe(folder: Path, queries_file: Path, shape: list[int], settings: dict) -> dict:
     """Run in a fresh process: open the index, search every query, report RSS and times."""
-    from colbridge.index.ivf import IvfIndex  # imported before the first reading
+    from colbridge import EmbeddedIndex  # imported before the first reading
+    from colbridge.index.embedded import SearchOptions
 
     queries = np.load(queries_file, allow_pickle=False)
-    before = vm_rss()
-    index = IvfIndex.open(folder)
-    opened = vm_rss()
+    model = recorded_encoder(*shape)
+    options = {"search_options": SearchOptions(**settings)} if settings else {}
+    before = vm_status()
+    index = EmbeddedIndex(folder, model=model, create=False, **options)
+    opened = vm_status()
     seconds, runs = [], []
     for q in queries:
         started = time.perf_counter()
-        docs, _ = index.search(q, k=10, **settings)
+        hits = index.search_encoded(q, k=10)
         seconds.append(time.perf_counter() - started)
-        runs.append(docs.tolist())
-    searched = vm_rss()
-    return {"rss_before_open": before, "rss_after_open": opened, "rss_after_searches": searched,
-            "seconds": seconds, "runs": runs, "resident_parts": index.resident_bytes()}
+        runs.append([int(h.id) for h in hits])
+    searched = vm_status()
+    graph_items = index.stats()["graph_items"]
+    index.close()
+    return {"before": before, "opened": opened, "searched": searched, "seconds": seconds,
+            "runs": runs, "graph_items": graph_items}
 
 
-def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.ndarray, args,
-            work: Path) -> dict:
-    from colbridge.index.ivf import IvfIndex
+def folder_sizes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+
+
+def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.ndarray,
+            texts: list[str] | None, args, work: Path) -> dict:
+    from colbridge import EmbeddedIndex
 
     n_tokens = int(lengths.sum())
     print(f"{name}: {len(lengths):,} documents, {n_tokens:,} token vectors; load "
@@ -157,61 +224,57 @@ def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.nda
         exact.append(exact_scores(q, vectors, lengths))
         exact_seconds.append(time.perf_counter() - started)
     reference = [np.argsort(-s, kind="stable")[:10] for s in exact]
-    folder = work / f"ivf-{name}"
+    shape = [f"bench-{name}", vectors.shape[1], queries.shape[1], int(lengths.max())]
+    folder = work / f"embedded-{name}"
+    options = index_options(args)
+    index = EmbeddedIndex(folder, model=recorded_encoder(*shape), **options)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     started = time.perf_counter()
-    index = IvfIndex.build(folder, vectors, lengths, bits=args.bits, n_centroids=args.centroids,
-                           refinement_bits=args.refinement_bits, seed=args.seed)
+    for begin in range(0, len(lengths), args.batch):
+        stop = min(begin + args.batch, len(lengths))
+        docs = [np.asarray(vectors[s:s + n], dtype=np.float32)
+                for s, n in zip(starts[begin:stop], lengths[begin:stop], strict=True)]
+        index.add_encoded(docs, texts[begin:stop] if texts else
+                          [f"synthetic document {i}" for i in range(begin, stop)],
+                          ids=[str(i) for i in range(begin, stop)])
+    index.flush()
     build_seconds = time.perf_counter() - started
-    recall = {n: [] for n in (16, 32, 64, 128, 256)}
-    first_seconds = []
-    for q, ref in zip(queries, reference, strict=True):
-        started = time.perf_counter()
-        candidates, _ = index.first_stage(q, nprobe=args.nprobe, pool=args.pool, n=max(recall))
-        first_seconds.append(time.perf_counter() - started)
-        for n in recall:
-            recall[n].append(len(set(candidates[:n].tolist()) & set(ref.tolist())) / 10)
-    decoded_only = []
-    for q in queries:
-        docs, _ = index.first_stage(q, nprobe=args.nprobe, pool=args.pool, n=args.candidates)
-        decoded_only.append(docs[np.argsort(-index.score(q, docs), kind="stable")[:10]])
-    folder_bytes = index.folder_bytes()
-    tier_bytes = (folder / "refinement.u8").stat().st_size if args.refinement_bits else 0
-    del index
+    manifest = json.loads((folder / "manifest.json").read_text())
+    index.close()
+    sizes = folder_sizes(folder)
     queries_file = work / "queries.npy"
     np.save(queries_file, queries)
-    settings = {"nprobe": args.nprobe, "pool": args.pool, "candidates": args.candidates}
     out = subprocess.run(
-        [sys.executable, __file__, "--probe", str(folder), str(queries_file), json.dumps(settings)],
-        check=True, capture_output=True, text=True).stdout
+        [sys.executable, __file__, "--probe", str(folder), str(queries_file), json.dumps(shape),
+         json.dumps(args.search)], check=True, capture_output=True, text=True).stdout
     probed = json.loads(out.strip().splitlines()[-1])
-    runs = probed["runs"]
 
-    def agreement(found) -> float:
-        return float(np.mean([len(set(list(f)) & set(r.tolist())) / 10
-                              for f, r in zip(found, reference, strict=True)]))
+    def per_token(after: str) -> dict[str, float]:
+        return {k: (probed[after][k] - probed["before"][k]) / n_tokens for k in probed["before"]}
 
+    agreement = float(np.mean([len(set(f) & set(r.tolist())) / 10
+                               for f, r in zip(probed["runs"], reference, strict=True)]))
     row = {
         "collection": name, "documents": len(lengths), "token_vectors": n_tokens,
-        "queries": len(queries), "settings": {**settings, "bits": args.bits,
-                                              "centroids": args.centroids,
-                                              "refinement_bits": args.refinement_bits},
+        "queries": len(queries), "graph": manifest["graph"], "codec": manifest.get("codec"),
+        "index_options": {k: str(v) for k, v in options.items()},
+        "graph_items": probed["graph_items"],
         "exact_p50_ms": float(np.median(exact_seconds) * 1000),
         "score_profile": score_profile(exact, queries.shape[1]),
         "build_seconds": build_seconds,
-        "folder_bytes_per_token": folder_bytes / n_tokens,
-        "folder_bytes_per_token_without_tier": (folder_bytes - tier_bytes) / n_tokens,
-        "resident_parts_bytes_per_token": {k: v / n_tokens
-                                           for k, v in probed["resident_parts"].items()},
-        "rss_after_open_bytes_per_token":
-            (probed["rss_after_open"] - probed["rss_before_open"]) / n_tokens,
-        "rss_after_searches_bytes_per_token":
-            (probed["rss_after_searches"] - probed["rss_before_open"]) / n_tokens,
+        "folder_bytes": sum(sizes.values()),
+        "folder_bytes_per_token": sum(sizes.values()) / n_tokens,
+        "graph_file_bytes_per_token": sum(v for k, v in sizes.items() if k.startswith("graph-"))
+        / n_tokens,
+        "vector_file_bytes_per_token": sum(v for k, v in sizes.items()
+                                           if k.startswith("vectors-")) / n_tokens,
+        "rss_after_open_bytes": probed["opened"]["VmRSS"] - probed["before"]["VmRSS"],
+        "rss_after_searches_bytes": probed["searched"]["VmRSS"] - probed["before"]["VmRSS"],
+        "rss_after_open_bytes_per_token": per_token("opened"),
+        "rss_after_searches_bytes_per_token": per_token("searched"),
         "search_p50_ms": float(np.median(probed["seconds"]) * 1000),
         "search_p95_ms": float(np.percentile(probed["seconds"], 95) * 1000),
-        "first_stage_p50_ms": float(np.median(first_seconds) * 1000),
-        "agreement@10": agreement(runs),
-        "agreement@10_decoded_only": agreement(decoded_only),
-        "exact_top10_in_first_stage": {str(n): float(np.mean(v)) for n, v in recall.items()},
+        "agreement@10": agreement,
     }
     row["search_p50_over_exact_p50"] = row["search_p50_ms"] / row["exact_p50_ms"]
     print(json.dumps(row), flush=True)
@@ -220,36 +283,150 @@ def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.nda
     return row
 
 
-def baseline(vectors: np.ndarray, lengths: np.ndarray, queries: np.ndarray, texts: list[str],
-             doc_ids: list[str], model, work: Path) -> dict:
-    """Today's EmbeddedIndex over the same vectors: build time, bytes, search time, agreement."""
-    from colbridge import EmbeddedIndex
+def project(rows: list[dict], documents: int) -> dict:
+    """Folder bytes and resident memory at ``documents``, from a straight line (least squares)
+    through the measured collections' bytes against token vectors, at their mean document
+    length; search p50 from the growth between the two largest collections (a power law)."""
+    synthetic = [r for r in rows if r["collection"] != "real"] or rows
+    tokens = np.array([r["token_vectors"] for r in synthetic], dtype=np.float64)
+    per_doc = float(tokens.sum() / sum(r["documents"] for r in synthetic))
+    target = documents * per_doc
+    out = {"documents": documents, "token_vectors": target, "from": [r["collection"] for r in
+                                                                     synthetic]}
+    for key in ("folder_bytes", "rss_after_open_bytes", "rss_after_searches_bytes"):
+        values = np.array([r[key] for r in synthetic], dtype=np.float64)
+        if len(values) > 1:
+            slope, offset = np.polyfit(tokens, values, 1)
+        else:
+            slope, offset = values[0] / tokens[0], 0.0
+        out[key] = float(offset + slope * target)
+        out[f"{key}_per_token_slope"] = float(slope)
+    if len(synthetic) > 1:
+        (t0, p0), (t1, p1) = [(r["token_vectors"], r["search_p50_ms"]) for r in synthetic[-2:]]
+        exponent = float(np.log(p1 / p0) / np.log(t1 / t0))
+        out["search_p50_growth_exponent"] = exponent
+        # A p50 that fell as the collection grew is machine noise, not a trend to extend.
+        out["search_p50_ms"] = float(p1 * (target / t1) ** exponent) if exponent > 0 else None
+    return out
 
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    docs = [np.asarray(vectors[s:s + n], dtype=np.float32)
-            for s, n in zip(starts, lengths, strict=True)]
-    index = EmbeddedIndex(work / "embedded", model=model)
-    started = time.perf_counter()
-    for begin in range(0, len(docs), 512):
-        index.add_encoded(docs[begin:begin + 512], texts[begin:begin + 512],
-                          ids=doc_ids[begin:begin + 512])
-    index.flush()
-    build = time.perf_counter() - started
-    seconds, runs = [], []
-    for q in queries:
-        started = time.perf_counter()
-        hits = index.search_encoded(q, k=10)
-        seconds.append(time.perf_counter() - started)
-        runs.append([doc_ids.index(h.id) for h in hits])
-    stats = index.stats()
-    index.close()
-    return {"build_seconds": build, "search_p50_ms": float(np.median(seconds) * 1000),
-            "bytes_per_token": stats["bytes_on_disk"] / int(lengths.sum()), "runs": runs}
+
+def plot(report: dict, path: Path) -> None:
+    """Folder size, resident memory and search p50 against collection size (measured points
+    and the projections), as an SVG."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    rows = report["collections"]
+    tokens = [r["token_vectors"] for r in rows]
+    projected = report["projections"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("folder_bytes", "folder"), ("rss_after_open_bytes", "resident after open"),
+                       ("rss_after_searches_bytes", "resident after the searches")):
+        line, = left.plot(tokens, [r[key] / 1e9 for r in rows], "o-", label=label)
+        left.plot([tokens[-1]] + [p["token_vectors"] for p in projected],
+                  [rows[-1][key] / 1e9] + [p[key] / 1e9 for p in projected], "--",
+                  color=line.get_color(), label=f"{label}, projected")
+    left.set(xscale="log", yscale="log", xlabel="token vectors", ylabel="GB",
+             title="Size")
+    left.legend(fontsize=8)
+    right.plot(tokens, [r["search_p50_ms"] for r in rows], "o-", label="search p50")
+    right.plot(tokens, [r["exact_p50_ms"] for r in rows], "s:", label="exact MaxSim p50")
+    right.set(xscale="log", yscale="log", xlabel="token vectors", ylabel="ms",
+              title="Time per query")
+    right.legend(fontsize=8)
+    fig.suptitle("EmbeddedIndex, default settings (docs/benchmarks.md, 'At scale')", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+
+
+def render(report: dict) -> str:
+    """The Markdown tables of a report (what ``--render`` puts between the markers)."""
+    rows = report["collections"]
+
+    def line(label: str, cells: list[str]) -> str:
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def per_token(r: dict, when: str) -> str:
+        parts = r[f"rss_after_{when}_bytes_per_token"]
+        return (f"{parts['VmRSS']:.0f} ({parts['RssAnon']:.0f} + {parts['RssFile']:.0f})")
+
+    out = [line("", [r["collection"] for r in rows]),
+           line("---", ["---"] * len(rows)),
+           line("documents", [f"{r['documents']:,}" for r in rows]),
+           line("token vectors", [f"{r['token_vectors']:,}" for r in rows]),
+           line("graph", [f"pool {r['graph']['pool']}, {r['graph'].get('pooling', 'similar')}, "
+                          f"{r['graph_items']:,} items" for r in rows]),
+           line("token codec", [str(r["codec"]) for r in rows]),
+           line("build s (add_encoded + flush)", [f"{r['build_seconds']:.0f}" for r in rows]),
+           line("folder, B/token (graph file)",
+                [f"{r['folder_bytes_per_token']:.0f} ({r['graph_file_bytes_per_token']:.1f})"
+                 for r in rows]),
+           line("RSS after open, B/token (anon + file)", [per_token(r, "open") for r in rows]),
+           line(f"RSS after {rows[0]['queries']} searches, B/token (anon + file)",
+                [per_token(r, "searches") for r in rows]),
+           line("RSS after the searches, MB",
+                [f"{r['rss_after_searches_bytes'] / 1e6:.0f}" for r in rows]),
+           line("search p50 / p95 ms",
+                [f"{r['search_p50_ms']:.0f} / {r['search_p95_ms']:.0f}" for r in rows]),
+           line("exact MaxSim p50 ms (same run)", [f"{r['exact_p50_ms']:.0f}" for r in rows]),
+           line("search p50 ÷ exact p50", [f"{r['search_p50_over_exact_p50']:.3f}"
+                                           for r in rows]),
+           line("**agreement with the exact top 10**", [f"**{r['agreement@10']:.3f}**"
+                                                       for r in rows]),
+           line("exact scores: top 1 / top 10 / median ÷ query tokens",
+                ["{top1_mean:.3f} / {top10_mean:.3f} / {median_mean:.3f}".format(
+                    **r["score_profile"]) for r in rows]),
+           line("gap between ranks 10 and 11: median, share < 0.1%",
+                ["{:.2%}, {:.2f}".format(r["score_profile"]["gap10_11_median"],
+                                         r["score_profile"]["gap10_11_share_below_1e-3"])
+                 for r in rows]),
+           "",
+           f"Load average {report['load_average_at_start']:.1f} at the start, "
+           f"{report['load_average_at_end']:.1f} at the end, on {report['cpus']} cores.",
+           "",
+           "Projected (not measured), from a straight line through the synthetic collections' "
+           "bytes against token vectors, and search p50 from its growth between the two "
+           "largest (none where it did not grow):",
+           "",
+           "| documents | token vectors | folder GB | RSS after open GB | RSS after the "
+           "searches GB | search p50 ms |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for proj in report["projections"]:
+        p50 = proj.get("search_p50_ms")
+        out.append(f"| {proj['documents']:,} | {proj['token_vectors'] / 1e6:,.0f} M | "
+                   f"{proj['folder_bytes'] / 1e9:,.1f} | {proj['rss_after_open_bytes'] / 1e9:,.1f} "
+                   f"| {proj['rss_after_searches_bytes'] / 1e9:,.1f} | "
+                   f"{'-' if p50 is None else f'{p50:,.0f}'} |")
+    out += ["", "![Folder size, resident memory and search time against collection size]"
+                "(benchmarks/scale.svg)"]
+    return "\n".join(out)
+
+
+def write_between_markers(markdown: Path, text: str) -> None:
+    start, end = "<!-- scale:start -->", "<!-- scale:end -->"
+    page = markdown.read_text()
+    before, rest = page.split(start, 1)
+    _, after = rest.split(end, 1)
+    markdown.write_text(f"{before}{start}\n{text}\n{end}{after}")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
-        print(json.dumps(probe(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]))))
+        print(json.dumps(probe(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]),
+                               json.loads(sys.argv[5]))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--render":  # REPORT.json PAGE.md [PLOT.svg]
+        report_path = Path(sys.argv[2])
+        report = json.loads(report_path.read_text())
+        report["projections"] = [project(report["collections"], n)
+                                 for n in (1_000_000, 10_000_000)]
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        write_between_markers(Path(sys.argv[3]), render(report))
+        if len(sys.argv) > 4:
+            plot(report, Path(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -257,24 +434,21 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["real", "10000"],
                         help="'real' and/or synthetic document counts (10000 50000 200000)")
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--bits", type=int, default=4)
-    parser.add_argument("--centroids", type=int, default=4096)
-    parser.add_argument("--refinement-bits", type=int, default=4,
-                        help="bits of the on-disk tier; 0 for none")
-    parser.add_argument("--nprobe", type=int, default=4)
-    parser.add_argument("--pool", type=int, default=1024)
-    parser.add_argument("--candidates", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=512, help="documents per add_encoded")
+    parser.add_argument("--graph", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--search", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--index", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--spans", type=int, default=3)
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--baseline", action="store_true",
-                        help="also build today's EmbeddedIndex on the real collection")
     parser.add_argument("--keep", action="store_true", help="keep the index folders")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/colbridge/bench")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "docs" / "benchmarks" / "scale.json")
+    parser.add_argument("--plot", type=Path, default=None, help="write the plot (SVG) here")
     args = parser.parse_args()
-    args.refinement_bits = args.refinement_bits or None
+    args.graph, args.search = parse_settings(args.graph), parse_settings(args.search)
+    args.index = parse_settings(args.index)
 
     from colbridge import ColBERTModel
     from colbridge.evaluation import load_beir
@@ -288,37 +462,33 @@ def main() -> None:
     queries = emb.queries[:args.queries]
     report = {"dataset": data.name, "source_documents": len(lengths), "cpus": os.cpu_count(),
               "load_average_at_start": os.getloadavg()[0], "spans": args.spans,
-              "noise": args.noise, "collections": []}
+              "noise": args.noise, "command": " ".join(sys.argv[1:]), "collections": []}
     work = Path(tempfile.mkdtemp(prefix="colbridge-scale-", dir=args.cache))
     try:
         for size in args.sizes:
             if size == "real":
-                row = measure("real", real, lengths, queries, args, work)
-                if args.baseline:
-                    base = baseline(real, lengths, queries, emb.doc_texts, emb.doc_ids, model,
-                                    work)
-                    ref = [np.argsort(-exact_scores(q, real, lengths), kind="stable")[:10]
-                           for q in queries]
-                    base["agreement@10"] = float(np.mean(
-                        [len(set(r) & set(f.tolist())) / 10
-                         for r, f in zip(base.pop("runs"), ref, strict=True)]))
-                    row["embedded_index_today"] = base
-                    print(json.dumps(base), flush=True)
+                row = measure("real", real, lengths, queries, emb.doc_texts, args, work)
             else:
                 n = int(size)
-                path = args.cache / f"synthetic-{data.name}-{len(lengths)}-{n}-{args.seed}.npy"
+                path = work / f"synthetic-{data.name}-{len(lengths)}-{n}-{args.seed}.npy"
                 synthetic, synthetic_lengths = synthesize(
                     real, lengths, n, spans=args.spans, noise=args.noise, seed=args.seed,
                     out=path)
-                row = measure(f"synthetic-{n}", synthetic, synthetic_lengths, queries, args, work)
+                row = measure(f"synthetic-{n}", synthetic, synthetic_lengths, queries, None,
+                              args, work)
                 del synthetic
                 path.unlink()
             report["collections"].append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["projections"] = [project(report["collections"], n) for n in (1_000_000, 10_000_000)]
+    for p in report["projections"]:
+        print(json.dumps(p), flush=True)
     report["load_average_at_end"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(report, args.plot)
 
 
 if __name__ == "__main__":

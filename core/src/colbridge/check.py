@@ -13,7 +13,8 @@ that breaks the rules of ``docs/index-format.md``:
   unit-length, and every run of rows matches the checksum recorded when it was committed; an
   int8 generation's parameter file is present, readable and matches its own checksum;
 * the graph checkpoint that an open would load matches its recorded checksum, is readable,
-  has the index's dimension, and covers no more than the committed rows;
+  has the index's dimension, covers no more than the committed rows, and holds at least one
+  item per ``pool`` token vectors of every document it covers;
 * the lexical (BM25) segment that an open would load matches its recorded checksums, is sound,
   of a format this colbridge reads, and indexes each stored text with that text's terms;
 * the document-means file that an open would load matches its recorded checksum, is readable
@@ -165,7 +166,8 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
         generation, vector_rows, ranges = state
         dimension = manifest.model.dimension
         _check_vectors(folder, manifest.codec, generation, vector_rows, ranges, dimension, found)
-        _check_graphs(folder, generation, vector_rows, dimension, found)
+        _check_graphs(folder, generation, vector_rows, dimension, manifest.graph.pool, ranges,
+                      found)
         _check_lexical(folder, found)
         _check_means(folder, dimension, found)
         _find_leftovers(folder, generation, found)
@@ -341,8 +343,8 @@ def _check_vector_sums(store: TokenStore, rows: int, found: _Findings) -> None:
                             "recorded (written by an older colbridge); `--repair` records them")
 
 
-def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
-                  found: _Findings) -> None:
+def _check_graphs(folder: Path, generation: int, rows: int, dimension: int, pool: int,
+                  ranges: np.ndarray, found: _Findings) -> None:
     """The checkpoint an open would load must be sound; impossible ones are problems too."""
     report = found.report
     checkpoints = [(name.rows, path) for name, path in layout.files_of(folder, layout.GRAPH)
@@ -363,7 +365,8 @@ def _check_graphs(folder: Path, generation: int, rows: int, dimension: int,
             found.leftovers.append(path)
         else:
             loaded = path
-            trouble = _graph_trouble(path, covered, dimension, found.checksums[path.name])
+            trouble = _graph_trouble(path, covered, dimension, found.checksums[path.name],
+                                     pool, ranges)
             if trouble:
                 report.problems.append(f"{path.name} {trouble}")
                 found.bad_graphs.append(path)
@@ -373,8 +376,8 @@ _UNRECORDED = ("{} has no checksum recorded (written by an older colbridge, or i
                "interrupted): it is not loaded, and the next checkpoint replaces it")
 
 
-def _graph_trouble(path: Path, covered: int, dimension: int, checksum: tuple[int, str]
-                   ) -> str | None:
+def _graph_trouble(path: Path, covered: int, dimension: int, checksum: tuple[int, str],
+                   pool: int, ranges: np.ndarray) -> str | None:
     import voyager
 
     from ._files import file_digest
@@ -392,6 +395,17 @@ def _graph_trouble(path: Path, covered: int, dimension: int, checksum: tuple[int
     ids = np.fromiter(index.ids, dtype=np.uint64, count=len(index))
     if len(ids) and int(ids.max()) >= covered:
         return f"holds item ids beyond the {covered} rows it covers"
+    # An item's id is a row of its own document, and a document of n token vectors has at
+    # least n / pool items: fewer means documents the graph stage can no longer find.
+    starts, counts = ranges[:, 0], ranges[:, 1]
+    inside = starts + counts <= covered
+    ids.sort()
+    held = (np.searchsorted(ids, (starts + counts)[inside].astype(np.uint64))
+            - np.searchsorted(ids, starts[inside].astype(np.uint64)))
+    short = int((held < -(-counts[inside] // pool)).sum())
+    if short:
+        return (f"holds too few items for {short} of the documents it covers (fewer than one "
+                f"per {pool} token vectors)")
     return None
 
 

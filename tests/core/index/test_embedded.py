@@ -264,7 +264,8 @@ async def test_a_closed_index_says_so_in_its_own_error_type(small_index):
 def test_stats(small_index):
     stats = small_index.stats()
     assert stats["documents"] == 40 and stats["dimension"] == 16
-    # Tokens are merged about in pairs into graph items (GraphParams.pool = 2).
-    assert stats["graph"]["pool"] == 2 and stats["token_vectors"] > 40
-    assert stats["token_vectors"] / 2 <= stats["graph_items"] < stats["token_vectors"]
+    # Runs of 8 consecutive tokens of a document make one graph item (GraphParams defaults).
+    assert (stats["graph"]["pool"], stats["graph"]["pooling"]) == (8, "runs")
+    assert stats["token_vectors"] > 40
+    assert stats["token_vectors"] / 8 <= stats["graph_items"] < stats["token_vectors"] / 2
     assert stats["bytes_on_disk"] > 0 and "manifest.json" in stats["files"]

@@ -592,7 +592,7 @@ def _rss_of_opening(path) -> float:
         "path = pathlib.Path(sys.argv[1])\n"
         "model = ColBERTModel(Manifest.read(path).model.name)\n"
         "before = rss(); index = EmbeddedIndex(path, model=model, create=False)\n"
-        "index._snap.tok2doc.sum(); print((rss() - before) / 1e6)\n"
+        "index._snap.counts.sum(); print((rss() - before) / 1e6)\n"
     )
     if not Path("/proc/self/statm").exists():
         return float("nan")

@@ -67,6 +67,9 @@ _MAX_TOKEN_K = 4096
 _RETRAIN_CLIPPED_SHARE = 0.001
 """An add whose values the int8 parameters would clip more often than this retrains them
 first (measured: docs/compression.md, "Updates")."""
+# The share of a query token's similarity to a document's mean vector that the pre-ranking
+# counts when the graph found none of that document's items for the token (see first_stage).
+_MEAN_GUESS = 0.5
 
 
 def _no_index_message(path: Path) -> str:
@@ -108,15 +111,39 @@ class _Snapshot:
     """What one search reads; replaced whole (never mutated) by writes."""
 
     vectors: Any  # (rows, dim) the token store's view (for float16, its memory map)
-    tok2doc: np.ndarray  # (rows,) doc_no owning each row, -1 once deleted
+    rows: int  # vector rows this snapshot covers, those of deleted documents included
     starts: np.ndarray  # (max doc_no + 1,) first row of each document
     counts: np.ndarray  # (max doc_no + 1,) rows of each document, 0 when absent
     live: np.ndarray  # sorted doc_nos present
     means: np.ndarray  # (>= max doc_no + 1, dim) float16 normalised mean token vector by doc_no
+    # The row -> document map, per document rather than per row: the live documents' first
+    # rows in ascending order, and their doc_nos (``live`` itself while rows ascend with doc_no,
+    # as appends and compaction keep them).
+    unit_starts: np.ndarray
+    unit_nos: np.ndarray
 
     @property
     def dead_rows(self) -> int:
-        return int(len(self.tok2doc) - self.counts.sum())
+        return int(self.rows - self.counts.sum())
+
+    def doc_nos_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The doc_no holding each vector row (graph item ids are rows), -1 for a row of a
+        deleted document or one past this snapshot."""
+        if not len(self.unit_starts):
+            return np.full(np.shape(rows), -1, np.int64)
+        at = np.maximum(np.searchsorted(self.unit_starts, rows, side="right") - 1, 0)
+        nos = self.unit_nos[at]
+        inside = (rows >= self.unit_starts[at]) & (rows < self.unit_starts[at] + self.counts[nos])
+        return np.where(inside, nos, -1)
+
+
+def _units_by_row(live: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(unit_starts, unit_nos)`` of a snapshot (see :class:`_Snapshot`)."""
+    first = starts[live]
+    if len(first) > 1 and not bool((np.diff(first) > 0).all()):
+        order = np.argsort(first, kind="stable")
+        return first[order], live[order]
+    return first, live
 
 
 class EmbeddedIndex(BaseIndex):
@@ -404,10 +431,10 @@ class EmbeddedIndex(BaseIndex):
     def _catch_up_graph(self) -> None:
         """Add rows the graph has not seen (written after its checkpoint, or by another process)."""
         graph, snap = self._graph, self._snap
-        if graph.rows < len(snap.tok2doc):
+        if graph.rows < snap.rows:
             uncovered = snap.live[snap.starts[snap.live] >= graph.rows]
             graph.add_documents(snap.vectors, snap.starts[uncovered], snap.counts[uncovered],
-                                covered_rows=len(snap.tok2doc))
+                                covered_rows=snap.rows)
 
     def refresh(self) -> bool:
         """Catch up with writes made by other processes since this one last looked; True if
@@ -508,7 +535,7 @@ class EmbeddedIndex(BaseIndex):
             return len(found)
 
     def _after_write(self) -> None:
-        rows = len(self._snap.tok2doc)
+        rows = self._snap.rows
         if rows and self._snap.dead_rows / rows > self._compact_threshold:
             self._compact_locked()
         elif self._graph.rows - self._saved_rows >= max(self._checkpoint_every, self._saved_rows // 4):
@@ -758,7 +785,8 @@ class EmbeddedIndex(BaseIndex):
             "query_length": self.manifest.model.query_length,
             "document_length": self.manifest.model.document_length,
             "graph": {"M": self.manifest.graph.M, "ef_construction": self.manifest.graph.ef_construction,
-                      "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool},
+                      "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool,
+                      "pooling": self.manifest.graph.pooling},
             "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
             "bytes_on_disk": sum(files.values()),
             "files": files,
@@ -861,8 +889,7 @@ class _SnapshotSearch:
             ids, sims = graph.query(query, token_k, opts.ef)
             if ids.shape[1] == 0:
                 return None
-            known = ids < len(snap.tok2doc)  # the graph may be ahead of this snapshot
-            docs = np.where(known, snap.tok2doc[np.where(known, ids, 0)], -1)
+            docs = snap.doc_nos_of_rows(ids)  # the graph may be ahead of this snapshot: -1
             valid = docs >= 0
             if allowed is not None:
                 valid &= np.isin(docs, allowed)
@@ -877,13 +904,14 @@ class _SnapshotSearch:
             # Estimated MaxSim. A query token adds its best neighbour in the document when
             # the graph found one there; otherwise half its similarity to the document's mean
             # vector, capped by its weakest neighbour anywhere (it found none better in this
-            # document). The half is measured, not derived: see "Pre-ranking guesses what
-            # the graph did not find" in docs/benchmarks.md.
+            # document). The half (_MEAN_GUESS) is measured, not derived: see "Pre-ranking
+            # guesses what the graph did not find" in docs/benchmarks.md.
             token_of_hit = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)[valid]
             found = np.zeros((len(ids), len(unique)), dtype=np.float32)
             np.maximum.at(found, (token_of_hit, inverse.ravel()), np.maximum(sims[valid], 0))
             to_mean = token_similarities(query, snap.means[unique])
-            guess = np.minimum(0.5 * np.maximum(to_mean, 0), sims.min(axis=1, keepdims=True))
+            guess = np.minimum(_MEAN_GUESS * np.maximum(to_mean, 0),
+                               sims.min(axis=1, keepdims=True))
             return np.where(found > 0, found, guess).sum(axis=0)
 
         return Candidates(unique, estimate=estimate)
@@ -943,11 +971,8 @@ def _build_snapshot(vectors: Any, table: np.ndarray,
     by_no_count = np.zeros(size, dtype=np.int64)
     by_no_start[doc_nos] = starts
     by_no_count[doc_nos] = counts
-    tok2doc = np.full(len(vectors), -1, dtype=np.int64)
-    rows = rows_of(starts, counts)
-    if len(rows) and rows.max() >= len(vectors):
+    if len(doc_nos) and int((starts + counts).max()) > len(vectors):
         raise IndexCorruptError("a document points past the end of the vector file")
-    tok2doc[rows] = np.repeat(doc_nos, counts)
     means = np.zeros((size, vectors.shape[1]), np.float16)
     missing = np.ones(size, dtype=bool)
     if known_means is not None:
@@ -958,7 +983,10 @@ def _build_snapshot(vectors: Any, table: np.ndarray,
     todo = doc_nos[missing[doc_nos]]
     if len(todo):
         means[todo] = means_from_rows(vectors, by_no_start[todo], by_no_count[todo])
-    return _Snapshot(vectors, tok2doc, by_no_start, by_no_count, np.sort(doc_nos), means), len(todo)
+    live = np.sort(doc_nos)
+    unit_starts, unit_nos = _units_by_row(live, by_no_start)
+    return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, means, unit_starts,
+                     unit_nos), len(todo)
 
 
 def _apply_write(
@@ -975,16 +1003,14 @@ def _apply_write(
     by_no_count = np.zeros(size, np.int64)
     by_no_start[: len(snap.starts)] = snap.starts
     by_no_count[: len(snap.counts)] = snap.counts
-    tok2doc = np.full(len(vectors), -1, dtype=np.int64)
-    tok2doc[: len(snap.tok2doc)] = snap.tok2doc
     if len(removed):
-        tok2doc[rows_of(by_no_start[removed], by_no_count[removed])] = -1
         by_no_count[removed] = 0
     if len(added):
         by_no_start[added] = starts
         by_no_count[added] = counts
         by_no_mean[added] = means
-        tok2doc[rows_of(starts, counts)] = np.repeat(added, counts)
     live = np.setdiff1d(snap.live, removed, assume_unique=True)
     live = np.union1d(live, added) if len(added) else live
-    return _Snapshot(vectors, tok2doc, by_no_start, by_no_count, live, by_no_mean)
+    unit_starts, unit_nos = _units_by_row(live, by_no_start)
+    return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, by_no_mean,
+                     unit_starts, unit_nos)

@@ -1,9 +1,12 @@
 """The HNSW graph over token vectors (Voyager), used only to find candidate documents.
 
-Voyager item ids are rows of the vector file. The graph is a checkpointed cache: the vector
-file and the store are the truth, and rows added after the last checkpoint are re-added from
-the vector file when the index opens. Checkpoints are named ``graph-<generation>-<rows>.voy``
-and written to a temporary name, then renamed, so a crash never leaves a half-written graph.
+A graph item is a token vector, or the normalised mean of a few of one document's token
+vectors (``GraphParams.pool``); its Voyager id is the vector-file row of its first token, so
+the snapshot maps an id back to its document from the documents' row ranges alone. The graph
+is a checkpointed cache: the vector file and the store are the truth, and rows added after the
+last checkpoint are re-added from the vector file when the index opens. Checkpoints are named
+``graph-<generation>-<rows>.voy`` and written to a temporary name, then renamed, so a crash
+never leaves a half-written graph.
 """
 
 from __future__ import annotations
@@ -123,17 +126,16 @@ class TokenGraph:
                       covered_rows: int, id_offset: int = 0) -> None:
         """Add the graph items of documents whose token vectors are ``matrix[start:start+count]``.
 
-        Each run of ``params.pool`` consecutive tokens of a document becomes one item: their
-        mean, normalised, with the id of the run's first row (``starts`` index ``matrix``; ids
-        are those rows plus ``id_offset``). ``covered_rows`` is the vector-file row count the
-        graph covers afterwards.
+        About every ``params.pool`` tokens of a document become one item (see
+        :func:`pooled_items`; ``starts`` index ``matrix``, and ids are rows plus ``id_offset``).
+        ``covered_rows`` is the vector-file row count the graph covers afterwards.
         """
-        pool = self.params.pool
+        pool, pooling = self.params.pool, self.params.pooling
         for begin in range(0, len(starts), 1024):
             part_starts, part_counts = starts[begin:begin + 1024], counts[begin:begin + 1024]
             if not len(part_starts):
                 continue
-            ids, vectors = pooled_items(matrix, part_starts, part_counts, pool)
+            ids, vectors = pooled_items(matrix, part_starts, part_counts, pool, pooling)
             ids += np.uint64(id_offset)
             for first in range(0, len(ids), _ADD_CHUNK):
                 with self._lock:
@@ -162,18 +164,27 @@ class TokenGraph:
         return target
 
 
-def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, pool: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, pool: int,
+                 pooling: str = "runs") -> tuple[np.ndarray, np.ndarray]:
     """Graph items of documents: ``(ids, float32 vectors)``; see :meth:`TokenGraph.add_documents`.
 
-    With ``pool == 1`` every token vector is an item, with its row as id. Otherwise each
-    document's tokens are merged into about ``count / pool`` clusters of similar tokens (see
-    :func:`merge_similar`); an item is a cluster's normalised mean, with the smallest row among
-    its tokens as id (any row of a document maps back to that document).
+    With ``pool == 1`` every token vector is an item, with its row as id. Otherwise, with
+    ``pooling="runs"``, each run of ``pool`` consecutive tokens of a document (the last one may
+    be shorter) is an item: their normalised mean, with the run's first row as id. With
+    ``pooling="similar"``, each document's tokens are merged into about ``count / pool``
+    clusters of similar tokens (see :func:`merge_similar`), with the smallest row among a
+    cluster's tokens as id. Either way an id is a row of the item's own document.
     """
-    if pool == 1:
+    if pool == 1 or pooling == "runs":
         rows = rows_of(starts, counts)
-        return rows.astype(np.uint64), np.asarray(matrix[rows], dtype=np.float32)
+        tokens = np.asarray(matrix[rows], dtype=np.float32)
+        if pool == 1:
+            return rows.astype(np.uint64), tokens
+        offsets = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        firsts = np.flatnonzero(offsets % pool == 0)
+        sums = np.add.reduceat(tokens, firsts, axis=0) if len(firsts) else tokens[:0]
+        sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        return rows[firsts].astype(np.uint64), sums
     ids, vectors = [], []
     for start, count in zip(starts.tolist(), counts.tolist()):
         tokens = np.asarray(matrix[start:start + count], dtype=np.float32)

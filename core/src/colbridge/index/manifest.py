@@ -12,15 +12,18 @@ Format (version 2)::
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
-                "pool": 2},
+                "pool": 8, "pooling": "runs"},
       "codec": "int8"
     }
 
 ``codec`` names how new token vectors are stored (see :mod:`colbridge.index.vectors`); a
-manifest without it means ``float16``, the only codec format-1 folders hold. Version 2 added the
-``int8`` codec, which releases reading only version 1 cannot decode. Version 1 folders open
-unchanged; ``EmbeddedIndex.compact(codec=...)`` converts one (and rewrites its manifest, the
-one time a manifest changes).
+manifest without it means ``float16``, the only codec format-1 folders hold.
+
+Version 2 added the ``int8`` codec and ``graph.pooling``, which releases reading only version 1
+cannot use; the version tells them to upgrade instead. Version 1 folders open unchanged: a
+manifest without ``pooling`` means ``"similar"``, what those folders were built with, and
+``EmbeddedIndex.compact(codec=...)`` converts the vectors (and rewrites the manifest, the one
+time a manifest changes).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ FORMAT = "colbridge-index"
 FORMAT_VERSION = 2
 FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
+POOLINGS = ("runs", "similar")
 
 
 @dataclass(frozen=True)
@@ -56,24 +60,28 @@ class ModelInfo:
 class GraphParams:
     """How the HNSW graph over token vectors is built (see Voyager's ``Index``).
 
-    The defaults were chosen by measurement on SciFact: merging a document's tokens in pairs
-    halves the graph and its build time, Float8 storage builds faster than E4M3 at the same
-    neighbour recall, and a small M and ef_construction build much faster for a loss of
-    candidate recall that ``SearchOptions`` can buy back (figures in ``docs/benchmarks.md``,
-    "A lighter graph").
+    The defaults were chosen by measurement on SciFact: one item per run of 8 consecutive
+    tokens divides the graph's memory and build time by about 8 and still keeps the exact top
+    10 (``docs/benchmarks.md``, "A graph over runs of tokens"), Float8 storage builds faster
+    than E4M3 at the same neighbour recall, and a small M and ef_construction build much faster
+    for a loss of candidate recall that ``SearchOptions`` can buy back ("A lighter graph").
     """
 
     M: int = 8
     ef_construction: int = 40
     storage: str = "float8"
     space: str = "inner_product"
-    pool: int = 2
-    """About this many similar tokens of a document are merged into one graph item (their
-    normalised mean; see :func:`colbridge.index.graph.merge_similar`)."""
+    pool: int = 8
+    """About this many tokens of a document make one graph item (their normalised mean)."""
+    pooling: str = "runs"
+    """Which tokens make an item: ``"runs"`` of ``pool`` consecutive tokens, or clusters of
+    ``"similar"`` ones (:func:`colbridge.index.graph.merge_similar`)."""
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_TYPES:
             raise InvalidInputError(f"storage must be one of {STORAGE_TYPES}, got {self.storage!r}")
+        if self.pooling not in POOLINGS:
+            raise InvalidInputError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.space != "inner_product":
             raise InvalidInputError("only the inner_product space is supported (vectors are normalised)")
         for name, minimum in (("M", 2), ("ef_construction", 2), ("pool", 1)):
@@ -150,7 +158,7 @@ class Manifest:
                    codec=codec)
 
 
-_ORIGINAL_GRAPH = {"pool": 1}
+_ORIGINAL_GRAPH = {"pool": 1, "pooling": "similar"}
 
 
 def looks_empty(folder: Path) -> bool:
