@@ -82,6 +82,11 @@ class Hit:
         highlights: with ``explain=True``, ``(start, end)`` character offsets into ``text``,
             best first: the few merged spans of matched words that carry most of the score.
             Empty otherwise.
+        passage: for a document indexed as passages (``long_documents="split"``), the
+            ``(start, end)`` characters of ``text`` of the passage that scored best (its score
+            is the hit's MaxSim); None for a document indexed whole, and in ``bm25`` mode.
+            ``matches`` and ``highlights`` then come from that passage, with offsets into the
+            whole ``text``.
     """
 
     id: str
@@ -91,6 +96,7 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     matches: list[TokenMatch] | None = None
     highlights: list[tuple[int, int]] = field(default_factory=list)
+    passage: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,9 @@ class RerankResult:
     """One reranked document; ``index`` is its position in the list given to ``rerank``.
 
     ``matches`` and ``highlights`` are filled with ``explain=True``, as on :class:`Hit`
-    (a document given as vectors has matches without spans, and no highlights)."""
+    (a document given as vectors has matches without spans, and no highlights). ``passage``
+    is the ``(start, end)`` characters of ``text`` of the best passage of a text split into
+    passages (its score is the result's), as on :class:`Hit`; None for one scored whole."""
 
     index: int
     score: float
@@ -106,3 +114,4 @@ class RerankResult:
     text: str | None = None
     matches: list[TokenMatch] | None = None
     highlights: list[tuple[int, int]] = field(default_factory=list)
+    passage: tuple[int, int] | None = None

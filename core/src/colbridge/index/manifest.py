@@ -3,18 +3,23 @@
 The manifest is written once, when the index is created, and never changes; everything that
 changes with writes lives in the SQLite store, inside its transactions.
 
-Format (version 1)::
+Format (version 2)::
 
     {
       "format": "colbridge-index",
-      "format_version": 1,
+      "format_version": 2,
       "created_by": "colbridge 0.1.0",
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
                 "pool": 2},
-      "codec": "float16"
+      "codec": "float16",
+      "long_documents": "split"
     }
+
+``long_documents`` (format 2) says what the index does with a text longer than the model's
+document length (:mod:`colbridge.passages`); a manifest without it (format 1) was written
+before passages existed, and its index truncates.
 
 ``codec`` names how the token vectors are stored (see :mod:`colbridge.index.vectors`). It was
 added without a format-version bump: colbridge releases before it ignore it, and a manifest
@@ -35,7 +40,7 @@ from .layout import MANIFEST
 from .vectors import DEFAULT_CODEC, store_class
 
 FORMAT = "colbridge-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
 
@@ -87,6 +92,8 @@ class Manifest:
     created_by: str
     codec: str = "float16"
     """The token-vector codec (a name registered in :mod:`colbridge.index.vectors`)."""
+    long_documents: str = "truncate"
+    """What ``add`` does with long texts (:class:`colbridge.passages.LongDocuments`)."""
 
     def to_json(self) -> bytes:
         body = {
@@ -98,6 +105,7 @@ class Manifest:
                       if not (k == "precision" and v == "float32")},
             "graph": asdict(self.graph),
             "codec": self.codec,
+            "long_documents": self.long_documents,
         }
         return (json.dumps(body, indent=2) + "\n").encode()
 
@@ -144,8 +152,11 @@ class Manifest:
             store_class(codec)
         except IndexCorruptError as e:
             raise IndexCorruptError(f"{path}: {e}") from None
+        long_documents = body.get("long_documents", "truncate")
+        if long_documents not in ("split", "truncate", "error"):
+            raise IndexCorruptError(f"{path}: unknown long_documents {long_documents!r}")
         return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")),
-                   codec=codec)
+                   codec=codec, long_documents=long_documents)
 
 
 _ORIGINAL_GRAPH = {"pool": 1}

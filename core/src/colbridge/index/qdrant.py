@@ -366,7 +366,7 @@ class QdrantIndex(BaseIndex):
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         return self._run(self._search_plan(embedding, k, conditions, options, mode))
 
     # -- plans ----------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ class QdrantIndex(BaseIndex):
     def _search_plan(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> Plan[list[tuple[str, float, str, dict[str, Any]]]]:
+    ) -> Plan[list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]]:
         """The shared search stage (:mod:`colbridge.search`) over this collection's primitives.
         Qdrant's own MaxSim query is the first stage and scores exactly, so there is no
         pre-rank budget and no threshold below which the whole pool is scored."""
@@ -483,7 +483,7 @@ class QdrantIndex(BaseIndex):
     async def _asearch(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         return await self._arun(self._search_plan(embedding, k, conditions, options, mode))
 
     # -- lifecycle --------------------------------------------------------------------------
