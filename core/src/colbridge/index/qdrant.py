@@ -329,8 +329,9 @@ class QdrantIndex(BaseIndex):
     # -- the five hooks, each a plan driven by the sync client ----------------------------------
     def _upsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[Any] | None = None,
     ) -> None:
+        _refuse_passages(passages)
         self._run(self._upsert_plan(ids, texts, metadata_json, embeddings))
 
     def _delete(self, ids: list[str], missing_ok: bool) -> int:
@@ -467,8 +468,9 @@ class QdrantIndex(BaseIndex):
     # -- the same hooks, each the same plan driven by the async client --------------------------
     async def _aupsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[Any] | None = None,
     ) -> None:
+        _refuse_passages(passages)
         await self._arun(self._upsert_plan(ids, texts, metadata_json, embeddings))
 
     async def _adelete(self, ids: list[str], missing_ok: bool) -> int:
@@ -520,6 +522,14 @@ class QdrantIndex(BaseIndex):
     def __repr__(self) -> str:
         return (f"QdrantIndex({self.collection_name!r} at {self._where!r}, "
                 f"model={getattr(getattr(self, 'model', None), 'name', None)!r})")
+
+
+def _refuse_passages(passages: list[Any] | None) -> None:
+    """This backend stores every document whole (its long documents are truncated)."""
+    if passages and any(passages):
+        raise InvalidInputError(
+            "the Qdrant backend stores documents whole (long_documents='truncate'); it cannot "
+            "take documents split into passages")
 
 
 def _token_vectors(record: Any) -> np.ndarray:
@@ -691,6 +701,10 @@ class _QdrantSearch:
     def lexical_scores(self, text: str, keys: np.ndarray) -> Plan[np.ndarray]:
         table_keys, scores = yield from self._table(text)
         return values_at(table_keys, scores, keys)[0]
+
+    def best_passages(self, query: np.ndarray, keys: np.ndarray) -> dict[int, tuple[int, int]]:
+        """None of this backend's documents is stored as passages."""
+        return {}
 
     def documents(self, keys: list[int]) -> Plan[dict[int, tuple[str, str, dict[str, Any]]]]:
         found = yield from self._index._get_plan([self._lexicon.doc_id(key) for key in keys])

@@ -436,7 +436,7 @@ class ColBERTModel(Encoder):
         warnings.warn(
             f"{truncated} of {total} document(s) exceed document_length="
             f"{self.document_length} tokens and were truncated: only their first tokens are "
-            "indexed (split long texts into passages to search all of them)",
+            "indexed (long_documents='split' indexes all of a long text, as passages)",
             UserWarning, stacklevel=5,
         )
 
