@@ -575,6 +575,9 @@ def migrate_command(
     api_key: Annotated[Optional[str], typer.Option(
         envvar="QDRANT_API_KEY", help="API key of the Qdrant server.")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per request.")] = 256,
+    long_documents: Annotated[Optional[LongDocuments], typer.Option(
+        "--long-documents", help="What a new collection does with long texts it is given "
+        "later (default: the source's setting). Passages are copied as passages.")] = None,
 ) -> None:
     """Copy an embedded index into a Qdrant collection (its stored vectors: no re-encoding).
 
@@ -596,6 +599,7 @@ def migrate_command(
             task = progress.add_task("Copying to Qdrant", total=None)
             result = migrate_index(
                 source, target, api_key=api_key, batch_size=batch_size,
+                long_documents=long_documents,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
         out.print(
             f"Copied {result.copied:,} documents to {target} in "
