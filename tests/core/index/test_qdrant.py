@@ -286,7 +286,8 @@ async def test_async_methods_run_on_the_async_client(tiny_model, monkeypatch):
         raise AssertionError("the sync client was used by an async method")
 
     texts, ids, metadatas = synthetic_docs(10)
-    for method in ("upsert", "retrieve", "delete", "count", "query_points"):
+    for method in ("upsert", "retrieve", "delete", "count", "query_points",
+                   "query_points_groups"):
         monkeypatch.setattr(client, method, refuse)
     assert await index.aadd(texts, ids=ids, metadatas=metadatas) == ids
     assert await index.acount() == 10

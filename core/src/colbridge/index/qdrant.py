@@ -748,8 +748,6 @@ class _QdrantSearch:
             "using": TOKENS_VECTOR,
             "query_filter": pool.scope,
             "limit": depth,
-            "group_by": ID,
-            "group_size": 1,
             "with_payload": [ID, TEXT, METADATA, SPAN, PART],
             "with_vectors": False,
         }
@@ -759,15 +757,22 @@ class _QdrantSearch:
                 limit=max(opts.prefetch, depth),
                 params=m.SearchParams(hnsw_ef=opts.ef) if opts.ef else None,
             )
-        response = yield "query_points_groups", request
+        # Points are passages: ask for more of them until ``depth`` documents are among them
+        # (or the collection has no more), keeping each document's best.
         documents, scores = {}, {}
-        for group in response.groups:
-            point = group.hits[0]
-            key = self._lexicon.key(point.payload[ID])
-            scores[key] = float(point.score)
-            self._note_span(key, point.payload)
-            if PART not in point.payload:
-                documents[key] = read_payload(point.payload)
+        while True:
+            response = yield "query_points", request
+            for point in response.points:
+                key = self._lexicon.key(point.payload[ID])
+                if key in scores:
+                    continue
+                scores[key] = float(point.score)
+                self._note_span(key, point.payload)
+                if PART not in point.payload:
+                    documents[key] = read_payload(point.payload)
+            if len(scores) >= depth or len(response.points) < request["limit"]:
+                break
+            request["limit"] *= 2
         keys = np.array(sorted(scores), np.int64)
         return Candidates(keys, exact=np.array([scores[key] for key in keys.tolist()]),
                           documents=documents)
