@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_windows_cover_every_token_overlap_and_never_cut_a_word(tiny_model):
         assert len(again) == len(inside)
     assert covered == set(range(len(offsets)))
     # Consecutive windows share tokens (the stride is shorter than a window).
-    assert all(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    assert all(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
 
 
 def test_a_text_that_fits_is_one_window(tiny_model):

@@ -326,10 +326,12 @@ class DocStore:
         found = {}
         for doc_no, layout in rows:
             try:
-                found[doc_no] = tuple(Passage(int(s), int(e), int(r)) for s, e, r in json.loads(layout))
+                found[doc_no] = tuple(Passage(int(s), int(e), int(r))
+                                      for s, e, r in json.loads(layout))
             except (TypeError, ValueError, RecursionError):
-                raise IndexCorruptError(f"{self.path}: document number {doc_no} has a passage "
-                                        "layout that cannot be read; run `colbridge check`") from None
+                raise IndexCorruptError(
+                    f"{self.path}: document number {doc_no} has a passage layout that cannot be "
+                    "read; run `colbridge check`") from None
         return found
 
     @_damage_is_corruption

@@ -57,9 +57,9 @@ from ..errors import (
 )
 from ..filters import Condition
 from ..models import ColBERTModel
+from ..passages import DEFAULT_LONG_DOCUMENTS, LongDocuments, Passage, long_documents_setting
 from ..search import Candidates, Pool, search_steps, through_plans
 from ..search.stage import top_positions, values_at
-from ..passages import DEFAULT_LONG_DOCUMENTS, LongDocuments, Passage, long_documents_setting
 from ._qdrant_payload import (
     FIELD_NAMES,
     FIELDS,
