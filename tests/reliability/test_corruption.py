@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from colbridge import EmbeddedIndex, IndexCorruptError, InvalidInputError
 from colbridge.check import check_index
+from colbridge.index.manifest import FORMAT_VERSION
 from colbridge.cli import app
 from typer.testing import CliRunner
 
@@ -135,7 +136,8 @@ CASES = [
      "incomplete or malformed", "incomplete or malformed", False),
     ("manifest version as text", lambda p: _manifest(p, format_version="1"),
      "invalid format_version", "invalid format_version", False),
-    ("manifest from the future", lambda p: _manifest(p, format_version=2), "newer colbridge",
+    ("manifest from the future", lambda p: _manifest(p, format_version=FORMAT_VERSION + 1),
+     "newer colbridge",
      "newer colbridge", False),
     ("manifest missing", lambda p: (p / "manifest.json").unlink(), "not a colbridge index",
      "not a colbridge index", False),

@@ -131,16 +131,21 @@ def plan_passages(model: Encoder, texts: Sequence[str], ids: Sequence[str] | Non
     """Per text, the spans of its passages when it is to be split, else None; raises
     :class:`~colbridge.DocumentTooLongError` for a long text under ``"error"`` (before
     anything is encoded or written)."""
+    plans: list[list[Span] | None] = [None] * len(texts)
     if long_documents == LongDocuments.TRUNCATE or not texts:
-        return [None] * len(texts)
-    offsets = model.document_token_offsets(texts)
+        return plans
+    # A token has at least one character, so a text this short fits without tokenizing it.
+    bound = model.document_length - 3
+    maybe_long = [i for i, text in enumerate(texts) if len(text) > bound]
+    if not maybe_long:
+        return plans
+    offsets = model.document_token_offsets([texts[i] for i in maybe_long])
     if offsets is None:
-        return [None] * len(texts)
+        return plans
     size = model.passage_tokens
-    plans: list[list[Span] | None] = []
-    for position, (text, tokens) in enumerate(zip(texts, offsets, strict=True)):
+    for position, tokens in zip(maybe_long, offsets, strict=True):
+        text = texts[position]
         if tokens is None or len(tokens) <= size:
-            plans.append(None)
             continue
         if long_documents == LongDocuments.ERROR:
             name = repr(ids[position]) if ids is not None else f"at position {position}"
@@ -148,7 +153,7 @@ def plan_passages(model: Encoder, texts: Sequence[str], ids: Sequence[str] | Non
                 f"document {name} has {len(tokens)} tokens, more than the {size} that fit the "
                 f"model's document length ({model.document_length}); nothing was written. Use "
                 "long_documents='split' to index it as passages, or 'truncate'")
-        plans.append(windows(text, tokens, size))
+        plans[position] = windows(text, tokens, size)
     return plans
 
 
