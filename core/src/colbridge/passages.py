@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 Span = tuple[int, int]
 
 STRIDE = 0.5
-"""A window starts this share of a window after the previous one (so consecutive passages
-share half their tokens). Chosen on SciFact: see "Passages" in docs/concepts.md."""
+"""A window starts this share of a window after the previous one: consecutive passages share
+half their tokens, so a phrase cut by one window's edge lies whole inside its neighbour (see
+"Passages" in docs/concepts.md for what this costs and gains)."""
 
 
 class LongDocuments(str, Enum):
