@@ -239,3 +239,34 @@ def test_search_explain_json_gives_highlight_offsets(cli_index):
         for start, end in hit["highlights"]:
             assert 0 <= start < end <= len(hit["text"])
     assert all("highlights" not in h for h in json.loads(runner.invoke(app, args).output))
+
+
+def _long_jsonl(path, doc_id="long"):
+    words = " ".join(f"word{i % 50} topic{i % 7}." for i in range(200))
+    path.write_text(json.dumps({"id": doc_id, "text": words}) + "\n")
+    return path
+
+
+def test_index_splits_long_documents_by_default(tmp_path, tiny_model_path):
+    from colbridge import EmbeddedIndex
+
+    source = _long_jsonl(tmp_path / "long.jsonl")
+    result = runner.invoke(app, ["index", str(source), "--index", str(tmp_path / "index"),
+                                 "--model", str(tiny_model_path)])
+    assert result.exit_code == 0, result.output
+    with EmbeddedIndex(tmp_path / "index", create=False) as index:
+        assert index.count() == 1 and index.stats()["split_documents"] == 1
+    again = runner.invoke(app, ["index", str(source), "--index", str(tmp_path / "index"),
+                                "--long-documents", "truncate"])
+    assert again.exit_code == 1 and "long_documents='split'" in again.output
+
+
+def test_index_long_documents_error_names_the_document_and_writes_nothing(tmp_path,
+                                                                          tiny_model_path):
+    target = tmp_path / "index"
+    result = runner.invoke(app, ["index", str(_long_jsonl(tmp_path / "long.jsonl", "big-one")),
+                                 "--index", str(target), "--model", str(tiny_model_path),
+                                 "--long-documents", "error"])
+    assert result.exit_code == 1, result.output
+    assert re.search(r"'big-one' has \d+ tokens", result.output)
+    assert "Traceback" not in result.output and not target.exists()

@@ -93,3 +93,19 @@ def test_eval_reuses_a_matching_index_and_rejects_another(beir_folder, offline_m
 def test_not_a_beir_folder(tmp_path):
     result = CliRunner().invoke(app, ["eval", str(tmp_path)])
     assert result.exit_code == 1 and "not a BEIR folder" in result.output
+
+
+def test_eval_takes_the_document_length_and_the_long_documents_setting(beir_folder,
+                                                                       offline_model):
+    runs = {}
+    for setting in ("truncate", "split"):
+        result = CliRunner().invoke(app, [
+            "eval", str(beir_folder), "--model", "offline-minilm", "--mode", "colbert",
+            "--limit-queries", "2", "--limit-docs", "20", "--document-length", "16",
+            "--long-documents", setting, "--json"])
+        assert result.exit_code == 0, result.output
+        runs[setting] = json.loads(result.output[result.output.index("{"):])
+        assert runs[setting]["document_length"] == 16
+        assert runs[setting]["long_documents"] == setting
+    # Split passages keep every token: more vectors than the truncated index holds.
+    assert runs["split"]["size"]["token_vectors"] > runs["truncate"]["size"]["token_vectors"]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from colbridge import EmbeddedIndex, IndexCorruptError, InvalidInputError
 from colbridge.check import check_index
+from colbridge.index.manifest import FORMAT_VERSION
 from colbridge.cli import app
 from typer.testing import CliRunner
 
@@ -150,7 +151,7 @@ CASES = [
      "invalid format_version", "invalid format_version", False),
     ("manifest unknown pooling", lambda p: _manifest(p, graph__pooling="adjacent"),
      "incomplete or malformed", "incomplete or malformed", False),
-    ("manifest from the future", lambda p: _manifest(p, format_version=99), "newer colbridge",
+    ("manifest from the future", lambda p: _manifest(p, format_version=FORMAT_VERSION + 1), "newer colbridge",
      "newer colbridge", False),
     ("manifest missing", lambda p: (p / "manifest.json").unlink(), "not a colbridge index",
      "not a colbridge index", False),

@@ -35,6 +35,9 @@ _EXPORTS = {
     "IndexClosedError": "colbridge.errors",
     "InvalidInputError": "colbridge.errors",
     "DocumentNotFoundError": "colbridge.errors",
+    "DocumentTooLongError": "colbridge.errors",
+    "LongDocuments": "colbridge.passages",
+    "Passage": "colbridge.passages",
     "ModelLoadError": "colbridge.errors",
     "IndexMismatchError": "colbridge.errors",
     "IndexCorruptError": "colbridge.errors",
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
         BackendError,
         ColbridgeError,
         DocumentNotFoundError,
+        DocumentTooLongError,
         IndexClosedError,
         IndexCorruptError,
         IndexLockedError,
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     )
     from .index import BaseIndex, EmbeddedIndex, GraphParams, QdrantIndex, SearchOptions
     from .models import ColBERTModel, Encoder
+    from .passages import LongDocuments, Passage
     from .rerank import Reranker
     from .types import Hit, RerankResult, SearchMode, StoredDocument, TokenMatch
 

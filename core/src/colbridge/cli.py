@@ -26,6 +26,7 @@ from .errors import (
     InvalidInputError,
     ModelLoadError,
 )
+from .passages import LongDocuments
 from .search.fusion import DEFAULT_HYBRID_WEIGHT
 
 app = typer.Typer(
@@ -45,6 +46,9 @@ ModelOption = Annotated[
                  "the default model."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LongDocumentsOption = Annotated[Optional[LongDocuments], typer.Option(
+    "--long-documents", help="Texts longer than the model's document length: split into "
+    "passages (default for a new index), truncate, or error. An existing index keeps its own.")]
 
 
 class Mode(str, Enum):
@@ -247,6 +251,7 @@ def index_command(
     index: IndexOption,
     model: ModelOption = None,
     pool_factor: Annotated[int, typer.Option(help="Token pooling: 2 stores about half the vectors.")] = 1,
+    long_documents: LongDocumentsOption = None,
 ) -> None:
     """Add documents to an index (created if the folder is missing); existing ids are replaced."""
     from .index import EmbeddedIndex
@@ -264,7 +269,7 @@ def index_command(
                 raise InvalidInputError(f"the id {record.id!r} occurs twice in the input")
             seen.add(record.id)
         started = time.perf_counter()
-        with EmbeddedIndex(index, model=model) as target:
+        with EmbeddedIndex(index, model=model, long_documents=long_documents) as target:
             before = _count_or_zero(target)
             _add_with_progress(target, [r.text for r in records], [r.id for r in records],
                                [r.metadata for r in records], chunk=256,
@@ -363,6 +368,9 @@ def eval_command(
     mode: Annotated[EvalMode, typer.Option(
         help="Search mode(s) to compare side by side (ColBERT is always measured in detail).")
     ] = EvalMode.all,
+    document_length: Annotated[Optional[int], typer.Option(
+        help="Tokens per encoded document or passage (default: the model's).")] = None,
+    long_documents: LongDocumentsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure quality, latency, build cost and size on a BEIR-format collection."""
@@ -374,7 +382,16 @@ def eval_command(
         with contextlib.ExitStack() as stack:
             folder = index or Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="colbridge-eval-"))) / "index"
-            target = stack.enter_context(EmbeddedIndex(folder, model=model))
+            encoder: Any = model
+            if document_length is not None:
+                from .models import ColBERTModel
+
+                if document_length < 8:
+                    raise InvalidInputError(
+                        f"--document-length must be at least 8, got {document_length}")
+                encoder = ColBERTModel(model, document_length=document_length)
+            target = stack.enter_context(EmbeddedIndex(folder, model=encoder,
+                                                       long_documents=long_documents))
             build = None
             if _count_or_zero(target) == 0:
                 build = _build_with_progress(target, data, build_index)
@@ -407,7 +424,9 @@ def _build_with_progress(target: Any, data: Any, build_index: Any) -> dict[str, 
 def _print_report(report: dict[str, Any], plot: Path | None) -> None:
     table = Table(title=f"colbridge eval: {report['dataset']} ({report['documents']:,} documents, "
                         f"{report['queries']:,} queries, {report['model']}, backend "
-                        f"{report.get('backend', '?')})", show_header=False)
+                        f"{report.get('backend', '?')}, document length "
+                        f"{report.get('document_length', '?')}, long documents "
+                        f"{report.get('long_documents', '?')})", show_header=False)
     q, lat, size = report["quality"], report["latency_ms"], report["size"]
     rows = [
         ("nDCG@10", f"{q['ndcg@10']:.4f} (exact MaxSim {q['exact_ndcg@10']:.4f})"),
@@ -593,6 +612,9 @@ def migrate_command(
     api_key: Annotated[Optional[str], typer.Option(
         envvar="QDRANT_API_KEY", help="API key of the Qdrant server.")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per request.")] = 256,
+    long_documents: Annotated[Optional[LongDocuments], typer.Option(
+        "--long-documents", help="What a new collection does with long texts it is given "
+        "later (default: the source's setting). Passages are copied as passages.")] = None,
 ) -> None:
     """Copy an embedded index into a Qdrant collection (its stored vectors: no re-encoding).
 
@@ -614,6 +636,7 @@ def migrate_command(
             task = progress.add_task("Copying to Qdrant", total=None)
             result = migrate_index(
                 source, target, api_key=api_key, batch_size=batch_size,
+                long_documents=long_documents,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
         out.print(
             f"Copied {result.copied:,} documents to {target} in "

@@ -5,7 +5,8 @@ everything the library raises on purpose::
 
     ColbridgeError
     ├── InvalidInputError        bad argument: empty text, duplicate ids, k <= 0 (also a ValueError)
-    │   └── IndexClosedError     a call on an index after close()
+    │   ├── IndexClosedError     a call on an index after close()
+    │   └── DocumentTooLongError a document longer than the model's length, long_documents="error"
     ├── DocumentNotFoundError    ids that are not in the index (also a KeyError)
     ├── ModelLoadError           a model that cannot be loaded: unknown id, offline, no model
     ├── IndexMismatchError       an index opened with a model of another identity or dimension
@@ -30,6 +31,12 @@ class InvalidInputError(ColbridgeError, ValueError):
 
 class IndexClosedError(InvalidInputError):
     """The index was used after :meth:`~colbridge.BaseIndex.close`; open it again."""
+
+
+class DocumentTooLongError(InvalidInputError):
+    """A document is longer than the model's document length and the index (or reranker) was
+    set to ``long_documents="error"``; nothing was written. The message names the document and
+    its token count."""
 
 
 class DocumentNotFoundError(ColbridgeError, KeyError):

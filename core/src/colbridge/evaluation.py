@@ -141,13 +141,17 @@ def peak_rss_mb() -> float:
 def build_index(index: Any, data: BeirData, *, batch: int = 256,
                 progress: Callable[[int], None] | None = None) -> dict[str, float]:
     """Encode and add the corpus in batches; returns seconds spent encoding and indexing."""
+    from .passages import encode_documents
+
     encode_s = index_s = 0.0
     for begin in range(0, len(data.doc_ids), batch):
         texts = data.doc_texts[begin:begin + batch]
+        ids = data.doc_ids[begin:begin + batch]
         started = time.perf_counter()
-        vectors = index.model.encode_documents(texts, show_progress=False)
+        vectors = encode_documents(index.model, texts, long_documents=index.long_documents,
+                                   ids=ids, show_progress=False)
         encoded = time.perf_counter()
-        index.add_encoded(vectors, texts, ids=data.doc_ids[begin:begin + batch])
+        index.add_encoded(vectors.embeddings, texts, ids=ids, passages=vectors.passages)
         encode_s += encoded - started
         index_s += time.perf_counter() - encoded
         if progress:
@@ -236,6 +240,8 @@ def evaluate(index: Any, data: BeirData, *, build: dict[str, float] | None = Non
         "queries": len(data.queries),
         "model": index.model.name,
         "backend": index.model.backend,
+        "document_length": index.model.document_length,
+        "long_documents": str(getattr(index, "long_documents", "truncate")),
         "quality": {**ours, "exact_ndcg@10": exact["ndcg@10"],
                     "agreement@10": agreement_at(result["runs"], result["exact"], 10)},
         "latency_ms": {

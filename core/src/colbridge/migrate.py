@@ -33,6 +33,7 @@ from .index.embedded import EmbeddedIndex
 from .index.manifest import ModelInfo
 from .index.qdrant import QdrantIndex
 from .models import Encoder
+from .passages import LongDocuments
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def migrate_index(
     batch_size: int = 256,
     create_options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    long_documents: LongDocuments | str | None = None,
 ) -> MigrationResult:
     """Copy the index ``source`` into ``target``, without re-encoding.
 
@@ -109,6 +111,9 @@ def migrate_index(
         create_options: ``create_collection`` arguments when the collection is created, e.g.
             ``{"shard_number": 6, "replication_factor": 2}``.
         progress: called after each batch with the documents handled so far and the total.
+        long_documents: the setting a URL target's new collection records (what its own
+            ``add`` does with long texts); default: the source's. Documents the source holds
+            as passages are copied as passages whatever it is.
 
     Returns:
         How many documents were copied, and how many were skipped because the target held
@@ -122,7 +127,7 @@ def migrate_index(
     src = source if isinstance(source, BaseIndex) else EmbeddedIndex(source, create=False)
     try:
         dest = target if isinstance(target, BaseIndex) else _open_target(
-            target, src, api_key, create_options)
+            target, src, api_key, create_options, long_documents)
         try:
             if (dest.model.name, dest.dimension) != (src.model.name, src.dimension):
                 raise IndexMismatchError(
@@ -140,7 +145,8 @@ def migrate_index(
 
 
 def _open_target(target: str, src: BaseIndex, api_key: str | None,
-                 create_options: dict[str, Any] | None) -> QdrantIndex:
+                 create_options: dict[str, Any] | None,
+                 long_documents: LongDocuments | str | None = None) -> QdrantIndex:
     where = QdrantTarget.parse(target)
     remote = where.location.startswith(("http://", "https://"))  # local mode takes no key
     manifest = getattr(src, "manifest", None)
@@ -148,8 +154,18 @@ def _open_target(target: str, src: BaseIndex, api_key: str | None,
         src.model.name, src.dimension, src.model.query_length, src.model.document_length)
     # The collection takes its shape from the source's record, not from weights that would
     # have to be loaded (a migration copies stored vectors and never encodes).
-    return QdrantIndex(where.location, where.collection, _RecordedModel(info),
-                       api_key=api_key if remote else None, create_options=create_options)
+    options: dict[str, Any] = {"api_key": api_key if remote else None,
+                               "create_options": create_options}
+    if long_documents is not None:
+        return QdrantIndex(where.location, where.collection, _RecordedModel(info),
+                           long_documents=long_documents, **options)
+    try:  # a new collection takes the source's setting; an existing one keeps its own
+        return QdrantIndex(where.location, where.collection, _RecordedModel(info),
+                           long_documents=src.long_documents, **options)
+    except IndexMismatchError as e:
+        if "long_documents" not in str(e):
+            raise
+        return QdrantIndex(where.location, where.collection, _RecordedModel(info), **options)
 
 
 class _RecordedModel(Encoder):
@@ -182,8 +198,10 @@ def _copy(src: BaseIndex, dest: BaseIndex, batch_size: int,
             present = set()
         todo = [d for d in batch if d.id not in present]
         if todo:
+            layouts = src._passages([d.id for d in todo])
             dest.add_encoded([d.vectors for d in todo], [d.text for d in todo],
-                             [d.id for d in todo], [d.metadata for d in todo])
+                             [d.id for d in todo], [d.metadata for d in todo],
+                             passages=[layouts.get(d.id) for d in todo])
         copied += len(todo)
         skipped += len(batch) - len(todo)
         total += len(batch)

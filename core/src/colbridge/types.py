@@ -82,8 +82,11 @@ class Hit:
         highlights: with ``explain=True``, ``(start, end)`` character offsets into ``text``,
             best first: the few merged spans of matched words that carry most of the score.
             Empty otherwise.
-        passage: the ``(start, end)`` character span in ``text`` of the passage that scored
-            best; None when the document was indexed as one passage.
+        passage: for a document indexed as passages (``long_documents="split"``), the
+            ``(start, end)`` characters of ``text`` of the passage that scored best (its score
+            is the hit's MaxSim); None for a document indexed whole, and in ``bm25`` mode.
+            ``matches`` and ``highlights`` then come from that passage, with offsets into the
+            whole ``text``.
     """
 
     id: str
@@ -101,9 +104,9 @@ class RerankResult:
     """One reranked document; ``index`` is its position in the list given to ``rerank``.
 
     ``matches`` and ``highlights`` are filled with ``explain=True``, as on :class:`Hit`
-    (a document given as vectors has matches without spans, and no highlights).
-    ``passage`` is the ``(start, end)`` character span of the best passage in the document's
-    text (None when the document was scored as one passage)."""
+    (a document given as vectors has matches without spans, and no highlights). ``passage``
+    is the ``(start, end)`` characters of ``text`` of the best passage of a text split into
+    passages (its score is the result's), as on :class:`Hit`; None for one scored whole."""
 
     index: int
     score: float

@@ -369,3 +369,42 @@ def test_lexical_and_hybrid_scores_agree_between_backends(tmp_path, tiny_model):
         (query, spec, mode) for mode in ("bm25", "hybrid")
         for query, spec in [("alpha river item", None), ("omega desert", {"even": False}),
                             ("mountain item 7", {"n": {"$lt": 13}})]])
+
+
+# -- long documents as passages -----------------------------------------------------------------
+def _long_text(words: int, tail: str = "") -> str:
+    vocabulary = ["river", "stone", "market", "cloud", "engine", "garden", "letter", "winter"]
+    return " ".join(vocabulary[(i * 7) % len(vocabulary)] for i in range(words)) + " " + tail
+
+
+async def test_split_documents_stay_per_document(index, tiny_model):
+    from colbridge.scoring import maxsim
+
+    long = _long_text(300, "the lighthouse keeper painted the beacon violet")
+    index.add([long, "violet beacon", "a lighthouse"], ids=["long", "a", "b"],
+              metadatas=[{"n": 1}, {"n": 2}, {"n": 3}])
+    layout = index._passages(["long"])["long"]
+    assert len(layout) > 2 and index.count() == 3 and sorted(index.ids()) == ["a", "b", "long"]
+    assert index.ids(filter={"n": 1}) == ["long"] and await index.acount() == 3
+    (stored,) = index.get(["long"], with_vectors=True)
+    assert stored.text == long and len(stored.vectors) == sum(p.rows for p in layout)
+    query = "lighthouse keeper violet beacon"
+    hits = index.search(query, k=3, explain=True)
+    assert sorted(h.id for h in hits) == ["a", "b", "long"]  # k distinct documents
+    hit = next(h for h in hits if h.id == "long")
+    q = tiny_model.encode_query(query)
+    scores = [maxsim(q, v) for v in
+              tiny_model.encode_documents([long[p.start:p.end] for p in layout])]
+    assert hit.score == pytest.approx(max(scores), abs=2e-3)
+    spans = [(p.start, p.end) for p in layout]
+    assert scores[spans.index(hit.passage)] == pytest.approx(max(scores), abs=2e-3)
+    assert sum(m.score for m in hit.matches) == pytest.approx(hit.score, abs=1e-4)
+    assert [h.id for h in index.search(query, k=1, filter={"n": 1})] == ["long"]
+    assert {h.id for h in index.search(query, k=3, mode="hybrid")} == {
+        "a", "b", "long"}
+    index.add(["now short"], ids=["long"], metadatas=[{"n": 1}])  # upsert drops the passages
+    assert index._passages(["long"]) == {} and index.count() == 3
+    assert next(h for h in index.search(query, k=3) if h.id == "long").passage is None
+    index.add([long], ids=["long"])
+    assert index.delete(["long"]) == 1 and index.count() == 2 and sorted(index.ids()) == ["a", "b"]
+    assert {h.id for h in index.search(query, k=3)} == {"a", "b"}

@@ -66,8 +66,9 @@ def test_collection_is_created_for_the_model(index, client, tiny_model):
     assert tokens.distance == models.Distance.DOT and tokens.hnsw_config.m == 0
     assert pooled_params.multivector_config is None
     assert config.metadata["colbridge"] == {
-        "format_version": 1, "model": "tiny-test-model", "dimension": tiny_model.dimension,
+        "format_version": 2, "model": "tiny-test-model", "dimension": tiny_model.dimension,
         "query_length": tiny_model.query_length, "document_length": tiny_model.document_length,
+        "long_documents": "split",
     }
 
 
@@ -285,7 +286,8 @@ async def test_async_methods_run_on_the_async_client(tiny_model, monkeypatch):
         raise AssertionError("the sync client was used by an async method")
 
     texts, ids, metadatas = synthetic_docs(10)
-    for method in ("upsert", "retrieve", "delete", "count", "query_points"):
+    for method in ("upsert", "retrieve", "delete", "count", "query_points",
+                   "query_points_groups"):
         monkeypatch.setattr(client, method, refuse)
     assert await index.aadd(texts, ids=ids, metadatas=metadatas) == ids
     assert await index.acount() == 10
@@ -614,3 +616,32 @@ class _Shaped(Encoder):
 
     def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
         raise AssertionError("not expected to encode")
+
+
+def test_migration_copies_passages_as_passages(tmp_path, tiny_model):
+    text = " ".join(f"river{i % 11} stone{i % 5}" for i in range(150)) + " violet beacon"
+    with EmbeddedIndex(tmp_path / "source", model=tiny_model) as embedded:
+        embedded.add([text, "a short one"], ids=["long", "short"])
+        layout = embedded._passages(["long"])["long"]
+        before = [(h.id, h.passage, h.score) for h in embedded.search("violet beacon", k=2)]
+    assert len(layout) > 1
+    result = migrate_index(tmp_path / "source", f"qdrant+local://{tmp_path}/qdrant/docs")
+    assert result.copied == 2
+    with QdrantIndex(tmp_path / "qdrant", "docs", model=tiny_model) as target:
+        assert target.long_documents == "split" and target.count() == 2
+        assert target._passages(["long"])["long"] == layout
+        after = [(h.id, h.passage, h.score) for h in target.search("violet beacon", k=2)]
+    assert [(i, p) for i, p, _ in after] == [(i, p) for i, p, _ in before]
+    assert [s for *_, s in after] == pytest.approx([s for *_, s in before], abs=1e-3)
+
+
+def test_a_format_1_collection_opens_as_truncating(client, tiny_model):
+    index = QdrantIndex(client, "docs", model=tiny_model, long_documents="truncate")
+    index.close()
+    meta = client.get_collection("docs").config.metadata["colbridge"]
+    client.update_collection("docs", metadata={"colbridge": {
+        **{k: v for k, v in meta.items() if k != "long_documents"}, "format_version": 1}})
+    with QdrantIndex(client, "docs", model=tiny_model) as old:
+        assert old.long_documents == "truncate"
+    with pytest.raises(IndexMismatchError, match="long_documents='truncate'"):
+        QdrantIndex(client, "docs", model=tiny_model, long_documents="split")

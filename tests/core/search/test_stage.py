@@ -77,6 +77,10 @@ class FakeBackend:
         self.calls.append(("documents", list(keys)))
         return {k: self.document(k) for k in keys if k not in self.deleted}
 
+    def best_passages(self, query, keys):
+        self.calls.append(("best_passages", np.asarray(keys).tolist()))
+        return {}  # every document here is one passage
+
     def asked(self, name):
         return [args for called, args in self.calls if called == name]
 
@@ -99,7 +103,8 @@ def test_a_pool_under_the_threshold_is_scored_exactly_whole(query):
     assert backend.asked("exact_maxsim") == [list(range(30))]
     assert [i for i, *_ in found] == brute_force(backend, query)[:5]
     assert found[0][1] == pytest.approx(maxsim(query, backend.vectors[int(found[0][0][1:])]))
-    assert found[0][2:] == (f"text {found[0][0][1:]}", backend.metadata[int(found[0][0][1:])])
+    assert found[0][2:] == (f"text {found[0][0][1:]}", backend.metadata[int(found[0][0][1:])],
+                            None)  # no passage: the document is stored whole
 
 
 def test_without_a_first_stage_the_whole_pool_is_scored(query):
@@ -225,3 +230,19 @@ def test_a_pool_without_keys_needs_a_first_stage(query):
 
     with pytest.raises(TypeError, match="first stage"):
         run_search(Keyless(first=None), query, 3, [])
+
+
+def test_hits_carry_the_best_passage_the_backend_names(query):
+    class Passages(FakeBackend):
+        def best_passages(self, query, keys):
+            super().best_passages(query, keys)
+            return {int(k): (0, int(k) + 1) for k in keys if int(k) % 2 == 0}
+
+    backend = Passages(first="estimate")
+    found = run_search(backend, query, 5, [], exact_threshold=30)
+    assert backend.asked("best_passages") == [[int(i[1:]) for i, *_ in found]]  # the hits only
+    for doc_id, *_, passage in found:
+        key = int(doc_id[1:])
+        assert passage == ((0, key + 1) if key % 2 == 0 else None)
+    lexical = run_search(Passages(), None, 5, [], mode="bm25", text="q")
+    assert all(passage is None for *_, passage in lexical)  # BM25 scores no passage

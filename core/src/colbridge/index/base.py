@@ -4,14 +4,17 @@ A backend stores documents with their token vectors and finds the best ones for 
 embedding. Everything else — argument checks, id generation, encoding, hit assembly, the async
 twins — lives here, written once. Backends implement these hooks:
 
-* ``_upsert(ids, texts, metadatas, embeddings)``: insert or replace, atomically;
+* ``_upsert(ids, texts, metadatas, embeddings, passages)``: insert or replace, atomically
+  (``passages``: per document its :class:`~colbridge.passages.Passage` tuple, or None);
 * ``_delete(ids, missing_ok) -> int``;
 * ``_get(ids) -> {id: (text, metadata)}``;
 * ``_get_with_vectors(ids) -> {id: (text, metadata, vectors)}``;
 * ``_ids(conditions) -> [id]``: the ids of the documents matching a filter;
 * ``_export(batch_size) -> iterator of [(id, text, metadata, vectors)]``, in bounded memory;
 * ``_count() -> int``;
-* ``_search(query_embedding, k, conditions, options, mode) -> [(id, score, text, metadata)]``.
+* ``_search(query_embedding, k, conditions, options, mode)
+  -> [(id, score, text, metadata, passage)]``;
+* ``_passages(ids) -> {id: (Passage, ...)}``: the passages of the split documents among ``ids``.
 
 Each hook has an async twin (``_aupsert``, ``_adelete``, ``_aget``, ``_acount``, ``_asearch``)
 that by default runs the sync hook in a worker thread; a backend with an async client of its own
@@ -50,6 +53,7 @@ from ..errors import DocumentNotFoundError, IndexMismatchError, InvalidInputErro
 from ..explain import highlights, token_matches
 from ..filters import Condition, parse_filter
 from ..models import ColBERTModel
+from ..passages import LongDocuments, Passage, check_passages, encode_documents, passage_starts
 from ..scoring import normalize_score
 from ..search.fusion import DEFAULT_HYBRID_WEIGHT
 from ..types import Hit, StoredDocument
@@ -103,6 +107,9 @@ class BaseIndex(ABC):
 
     model: ColBERTModel
     dimension: int
+    long_documents: LongDocuments = LongDocuments.TRUNCATE
+    """What ``add`` does with a text longer than the model's document length (see
+    :mod:`colbridge.passages`); backends record it with the collection."""
 
     # -- writes -----------------------------------------------------------------------------
     def add(
@@ -125,15 +132,18 @@ class BaseIndex(ABC):
 
         Returns:
             The documents' ids, in order. Either every document is stored or none is.
+
+        A text longer than the model's document length is split into passages, truncated,
+        or refused (:class:`~colbridge.DocumentTooLongError`, nothing stored), as the index's
+        :attr:`long_documents` says.
         """
         texts, ids, metadatas = self._check_new(texts, ids, metadatas)
         if not texts:
             return []
-        embeddings = self.model.encode_documents(
-            texts, pool_factor=pool_factor, show_progress=show_progress
-        )
-        self._check_dimension(embeddings)
-        self._upsert(ids, texts, metadatas, embeddings)
+        encoded = encode_documents(self.model, texts, long_documents=self.long_documents, ids=ids,
+                                   pool_factor=pool_factor, show_progress=show_progress)
+        self._check_dimension(encoded.embeddings)
+        self._upsert(ids, texts, metadatas, encoded.embeddings, encoded.passages)
         return ids
 
     async def aadd(
@@ -148,9 +158,11 @@ class BaseIndex(ABC):
         texts, ids, metadatas = self._check_new(texts, ids, metadatas)
         if not texts:
             return []
-        embeddings = await self.model.aencode_documents(texts, pool_factor=pool_factor)
-        self._check_dimension(embeddings)
-        await self._aupsert(ids, texts, metadatas, embeddings)
+        encoded = await run_off_loop(encode_documents, self.model, texts,
+                                     long_documents=self.long_documents, ids=ids,
+                                     pool_factor=pool_factor, show_progress=False)
+        self._check_dimension(encoded.embeddings)
+        await self._aupsert(ids, texts, metadatas, encoded.embeddings, encoded.passages)
         return ids
 
     def add_encoded(
@@ -159,14 +171,20 @@ class BaseIndex(ABC):
         texts: Sequence[str],
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        passages: Sequence[Sequence[Passage] | None] | None = None,
     ) -> list[str]:
         """Store documents whose token vectors were computed already (``(n_tokens, dim)`` each).
 
         The vectors must come from this index's model; they are L2-normalised here.
+        ``passages`` gives, per document, the passages its rows hold one after another (as
+        :func:`colbridge.passages.encode_documents` returns them), or None for one encoded
+        whole.
         """
         texts, ids, metadatas, checked = self._check_encoded(embeddings, texts, ids, metadatas)
+        layouts = self._check_layouts(passages, texts, checked)
         if texts:
-            self._upsert(ids, texts, metadatas, checked)
+            self._upsert(ids, texts, metadatas, checked, layouts)
         return ids
 
     async def aadd_encoded(
@@ -175,12 +193,15 @@ class BaseIndex(ABC):
         texts: Sequence[str],
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        passages: Sequence[Sequence[Passage] | None] | None = None,
     ) -> list[str]:
         """Async :meth:`add_encoded`: the vectors are checked in a worker thread."""
         texts, ids, metadatas, checked = await run_off_loop(
             self._check_encoded, embeddings, texts, ids, metadatas)
+        layouts = self._check_layouts(passages, texts, checked)
         if texts:
-            await self._aupsert(ids, texts, metadatas, checked)
+            await self._aupsert(ids, texts, metadatas, checked, layouts)
         return ids
 
     def delete(
@@ -443,7 +464,7 @@ class BaseIndex(ABC):
     def _search_checked(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest = SearchRequest(),
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         if embedding is not None:
             self._check_dimension([embedding])
         return self._search(embedding, k, conditions, options, mode)
@@ -451,28 +472,29 @@ class BaseIndex(ABC):
     async def _asearch_checked(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         if embedding is not None:
             self._check_dimension([embedding])
         return await self._asearch(embedding, k, conditions, options, mode)
 
     @staticmethod
     def _finish(
-        found: list[tuple[str, float, str, dict[str, Any]]], embedding: np.ndarray | None,
-        mode: SearchRequest = SearchRequest(),
+        found: list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]],
+        embedding: np.ndarray | None, mode: SearchRequest = SearchRequest(),
     ) -> list[Hit]:
+        scores = [hit[1] for hit in found]
         if mode.name == "colbert":
-            raw = np.array([s for _, s, _, _ in found], dtype=np.float64)
+            raw = np.array(scores, dtype=np.float64)
             normalized = (np.atleast_1d(normalize_score(raw, len(embedding))).tolist()
                           if found else [])
         elif mode.name == "bm25":  # BM25 has no fixed scale: relative to the best hit
-            best = max((s for _, s, _, _ in found), default=0.0)
-            normalized = [float(s / best) if best > 0 else 0.0 for _, s, _, _ in found]
+            best = max(scores, default=0.0)
+            normalized = [float(s / best) if best > 0 else 0.0 for s in scores]
         else:  # fused scores are in [0, 1] already
-            normalized = [float(min(max(s, 0.0), 1.0)) for _, s, _, _ in found]
+            normalized = [float(min(max(s, 0.0), 1.0)) for s in scores]
         return [
-            Hit(id=i, score=float(s), normalized_score=n, text=t, metadata=m)
-            for (i, s, t, m), n in zip(found, normalized, strict=True)
+            Hit(id=i, score=float(s), normalized_score=n, text=t, metadata=m, passage=p)
+            for (i, s, t, m, p), n in zip(found, normalized, strict=True)
         ]
 
     def _explain(self, hits: list[Hit], embedding: np.ndarray | None) -> list[Hit]:
@@ -481,17 +503,45 @@ class BaseIndex(ABC):
         that were scored); ``bm25`` hits (no query embedding) have none."""
         if embedding is None or not hits:
             return hits
-        stored = self._get_with_vectors(list(dict.fromkeys(h.id for h in hits)))
-        current = [h for h in hits if h.id in stored and stored[h.id][0] == h.text]
-        spans = self.model.document_token_spans([h.text for h in current]) if current else []
-        spans_of = {h.id: s for h, s in zip(current, spans or [None] * len(current), strict=True)}
-        explained = []
+        wanted = list(dict.fromkeys(h.id for h in hits))
+        stored = self._get_with_vectors(wanted)
+        layouts = self._passages([h.id for h in hits if h.passage is not None])
+        current = []  # (hit, the scored part of its text, its start, its vectors)
         for hit in hits:
-            if hit.id in spans_of:
-                matches = token_matches(embedding, stored[hit.id][2], spans_of[hit.id])
-                hit = replace(hit, matches=matches, highlights=highlights(hit.text, matches))
-            explained.append(hit)
-        return explained
+            if hit.id not in stored or stored[hit.id][0] != hit.text:
+                continue
+            vectors = stored[hit.id][2]
+            if hit.passage is None:
+                current.append((hit, hit.text, 0, vectors))
+                continue
+            for passage, first in zip(layouts.get(hit.id, ()),
+                                      passage_starts(layouts.get(hit.id, ())), strict=True):
+                if (passage.start, passage.end) == hit.passage:
+                    current.append((hit, hit.text[passage.start:passage.end], passage.start,
+                                    vectors[first:first + passage.rows]))
+                    break
+        spans = (self.model.document_token_spans([c[1] for c in current]) if current else None
+                 ) or [None] * len(current)
+        explained_of = {}
+        for (hit, _, start, vectors), doc_spans in zip(current, spans, strict=True):
+            if doc_spans is not None and start:
+                doc_spans = [None if s is None else (s[0] + start, s[1] + start)
+                             for s in doc_spans]
+            matches = token_matches(embedding, vectors, doc_spans)
+            explained_of[id(hit)] = replace(hit, matches=matches,
+                                            highlights=highlights(hit.text, matches))
+        return [explained_of.get(id(hit), hit) for hit in hits]
+
+    def _check_layouts(
+        self, passages: Any, texts: list[str], embeddings: list[np.ndarray]
+    ) -> list[tuple[Passage, ...] | None]:
+        """``add_encoded``'s ``passages``, checked against the texts and vectors."""
+        if passages is None:
+            return [None] * len(texts)
+        if isinstance(passages, (str, bytes)) or len(passages) != len(texts):
+            raise InvalidInputError(f"passages must hold one entry per text ({len(texts)})")
+        return [check_passages(p, len(e), len(t), f"passages[{i}]")
+                for i, (p, t, e) in enumerate(zip(passages, texts, embeddings, strict=True))]
 
     def _check_new(
         self, texts: Any, ids: Any, metadatas: Any
@@ -563,8 +613,13 @@ class BaseIndex(ABC):
     @abstractmethod
     def _upsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[tuple[Passage, ...] | None] | None = None,
     ) -> None: ...
+
+    def _passages(self, ids: list[str]) -> dict[str, tuple[Passage, ...]]:
+        """The passages of the split documents among ``ids`` (a backend that stores passages
+        overrides this)."""
+        return {}
 
     @abstractmethod
     def _delete(self, ids: list[str], missing_ok: bool) -> int: ...
@@ -597,14 +652,14 @@ class BaseIndex(ABC):
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]: ...
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]: ...
 
     # -- async hooks: the sync hook in a worker thread, unless a backend awaits its own I/O ----
     async def _aupsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[tuple[Passage, ...] | None] | None = None,
     ) -> None:
-        await run_off_loop(self._upsert, ids, texts, metadata_json, embeddings)
+        await run_off_loop(self._upsert, ids, texts, metadata_json, embeddings, passages)
 
     async def _adelete(self, ids: list[str], missing_ok: bool) -> int:
         return await run_off_loop(self._delete, ids, missing_ok)
@@ -618,5 +673,5 @@ class BaseIndex(ABC):
     async def _asearch(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         return await run_off_loop(self._search, embedding, k, conditions, options, mode)

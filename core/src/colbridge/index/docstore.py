@@ -11,6 +11,11 @@ Schema (``documents.sqlite``, WAL mode)::
     state(key TEXT PRIMARY KEY, value INTEGER NOT NULL)
         schema_version, generation (which vector file is current),
         vector_rows (committed rows in that file), changes (bumped by every write)
+    passages(doc_no INTEGER PRIMARY KEY,     -- a document split into passages (only those)
+             layout TEXT NOT NULL)           -- JSON [[start, end, rows], ...], in row order
+
+The ``passages`` table is created by the first write of a split document; a store without it
+holds no split document.
 
 A write is one transaction: a document becomes visible together with its vectors' location and
 the new row count, or not at all.
@@ -32,6 +37,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError
 from ..filters import Condition, to_sql
+from ..passages import Passage
 
 FILENAME = "documents.sqlite"
 SCHEMA_VERSION = 1
@@ -53,6 +59,7 @@ _OWN_OBJECTS = {
     ("table", "documents"), ("table", "state"), ("table", "sqlite_sequence"),
     ("index", "sqlite_autoindex_documents_1"), ("index", "sqlite_autoindex_state_1"),
     ("table", "checksums"), ("index", "sqlite_autoindex_checksums_1"), ("table", "vector_sums"),
+    ("table", "passages"),
 }
 """Every schema object the store holds; anything else (a trigger, a view) was planted."""
 
@@ -73,6 +80,16 @@ _VECTOR_SUMS = """
 CREATE TABLE IF NOT EXISTS vector_sums (first_row INTEGER PRIMARY KEY, rows INTEGER NOT NULL,
                                         sha256 TEXT NOT NULL)
 """
+
+
+_PASSAGES = """
+CREATE TABLE IF NOT EXISTS passages (doc_no INTEGER PRIMARY KEY, layout TEXT NOT NULL)
+"""
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
 
 
 def read_vector_sums(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
@@ -151,6 +168,8 @@ class NewDocument:
     metadata_json: str
     vec_start: int
     vec_count: int
+    passages: tuple[Passage, ...] | None = None
+    """Its passages (a split document), or None."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +309,30 @@ class DocStore:
             raise IndexCorruptError(f"{self.path} has empty or negative vector ranges; "
                                     "run `colbridge check`")
         return state, table
+
+    @_damage_is_corruption
+    def passages(self, doc_nos: Iterable[int] | None = None) -> dict[int, tuple[Passage, ...]]:
+        """The passages of the split documents among ``doc_nos`` (all of them when None)."""
+        conn = self._conn()
+        if not _has_table(conn, "passages"):
+            return {}
+        if doc_nos is None:
+            rows = conn.execute("SELECT doc_no, layout FROM passages").fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT doc_no, layout FROM passages WHERE doc_no IN "
+                "(SELECT value FROM json_each(?))", (json.dumps([int(n) for n in doc_nos]),),
+            ).fetchall()
+        found = {}
+        for doc_no, layout in rows:
+            try:
+                found[doc_no] = tuple(Passage(int(s), int(e), int(r))
+                                      for s, e, r in json.loads(layout))
+            except (TypeError, ValueError, RecursionError):
+                raise IndexCorruptError(
+                    f"{self.path}: document number {doc_no} has a passage layout that cannot be "
+                    "read; run `colbridge check`") from None
+        return found
 
     @_damage_is_corruption
     def doc_nos_for_ids(self, ids: Sequence[str]) -> dict[str, int]:
@@ -479,6 +522,13 @@ class DocStore:
                     "DELETE FROM documents WHERE doc_no IN (SELECT value FROM json_each(?))",
                     (json.dumps([int(n) for n in delete_doc_nos]),),
                 )
+                if _has_table(conn, "passages"):
+                    conn.execute(
+                        "DELETE FROM passages WHERE doc_no IN (SELECT value FROM json_each(?))",
+                        (json.dumps([int(n) for n in delete_doc_nos]),),
+                    )
+            if any(doc.passages for doc in insert):
+                conn.execute(_PASSAGES)
             new_nos = []
             for doc in insert:
                 cursor = conn.execute(
@@ -487,6 +537,9 @@ class DocStore:
                     (doc.id, doc.text, doc.metadata_json, doc.vec_start, doc.vec_count),
                 )
                 new_nos.append(int(cursor.lastrowid))
+                if doc.passages:
+                    conn.execute("INSERT INTO passages(doc_no, layout) VALUES (?, ?)", (
+                        new_nos[-1], json.dumps([[p.start, p.end, p.rows] for p in doc.passages])))
             _advance(conn, vector_rows)
         return new_nos
 

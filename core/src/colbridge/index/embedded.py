@@ -29,8 +29,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,13 @@ from ..errors import (
 )
 from ..filters import Condition
 from ..models import ColBERTModel
+from ..passages import (
+    DEFAULT_LONG_DOCUMENTS,
+    LongDocuments,
+    Passage,
+    long_documents_setting,
+    passage_starts,
+)
 from ..scoring import maxsim_ranges, rows_of, token_similarities
 from ..search import Candidates, Pool, run_search
 from ..search.stage import top_positions, values_at
@@ -121,6 +128,7 @@ class _Snapshot:
     # as appends and compaction keep them).
     unit_starts: np.ndarray
     unit_nos: np.ndarray
+    passages: Mapping[int, tuple[Passage, ...]] = field(default_factory=dict)  # split doc_nos
 
     @property
     def dead_rows(self) -> int:
@@ -168,6 +176,11 @@ class EmbeddedIndex(BaseIndex):
             dimension, scored without decoding) or ``"float16"`` (exact, twice the bytes); see
             ``docs/compression.md``. An existing index keeps its codec (None, or the same name);
             :meth:`compact` converts it.
+        long_documents: what ``add`` does with a text longer than the model's document
+            length: ``"split"`` into passages (the default for a new index), ``"truncate"``
+            or ``"error"`` (see :mod:`colbridge.passages`). Recorded when the index is
+            created; an existing index keeps its own (an index from before passages
+            truncates), and naming another raises :class:`~colbridge.IndexMismatchError`.
 
     Every read (``search``, ``count``, ``get``, ``stats``) answers from the newest committed
     state, including writes of other processes (see ``docs/concepts.md``).
@@ -194,8 +207,11 @@ class EmbeddedIndex(BaseIndex):
         compact_threshold: float = 0.3,
         checkpoint_rows: int = 50_000,
         codec: str | None = None,
+        long_documents: LongDocuments | str | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
+        self._asked_long_documents = (None if long_documents is None
+                                      else long_documents_setting(long_documents))
         if self.path.exists() and not self.path.is_dir():
             raise IndexCorruptError(f"{self.path} is a file, not an index folder")
         refuse_links(self.path)
@@ -223,6 +239,7 @@ class EmbeddedIndex(BaseIndex):
                 raise IndexNotFoundError(_no_index_message(self.path))
             self.model = model or ColBERTModel()
             self._pending = graph or GraphParams()
+            self.long_documents = self._asked_long_documents or DEFAULT_LONG_DOCUMENTS
             return
         self._open(model)
         self._check_codec()
@@ -278,6 +295,13 @@ class EmbeddedIndex(BaseIndex):
                 f"{'onnx-int8' if info.precision == 'int8' else 'onnx'!r}) (or leave the model out)"
             )
         self.model = model
+        recorded = LongDocuments(self.manifest.long_documents)
+        if self._asked_long_documents not in (None, recorded):
+            raise IndexMismatchError(
+                f"{self.path} was built with long_documents={recorded.value!r}, not "
+                f"{self._asked_long_documents.value!r}: leave the setting out, or build a new "
+                "index (colbridge migrate copies one)")
+        self.long_documents = recorded
         self._file_lock = FileLock(self.path / layout.LOCK, thread_local=False)
         self._store = DocStore(self.path)
         self._lexical = LexicalIndex(self.path, self._store.texts_by_doc_nos)
@@ -324,6 +348,7 @@ class EmbeddedIndex(BaseIndex):
             graph=params,
             created_by=f"colbridge {__version__}",
             codec=self._codec or NEW_INDEX_CODEC,
+            long_documents=self.long_documents.value,
         )
         if self.path.exists():  # an empty folder the caller made: build in place, manifest last
             DocStore(self.path, create=True).close()
@@ -370,7 +395,8 @@ class EmbeddedIndex(BaseIndex):
         vectors = self._store_class(self.path, state.generation, self.dimension, state.vector_rows)
         self._vectors = vectors
         self._changes = state.changes
-        self._snap, computed = _build_snapshot(vectors.view(), table, self._known_means())
+        self._snap, computed = _build_snapshot(vectors.view(), table, self._known_means(),
+                                               self._store.passages())
         if computed:
             logger.info("%s: computed %d document means from the vectors", self.path, computed)
             self._means_unsaved = True
@@ -475,9 +501,10 @@ class EmbeddedIndex(BaseIndex):
 
     def _upsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[tuple[Passage, ...] | None] | None = None,
     ) -> None:
         counts = [len(e) for e in embeddings]
+        layouts = passages or [None] * len(ids)
         self._create_if_pending()
         with self._writing():
             clipped = self._vectors.clipped_values(embeddings)
@@ -494,8 +521,9 @@ class EmbeddedIndex(BaseIndex):
             new_nos = self._store.commit_write(
                 delete_doc_nos=list(replaced.values()),
                 insert=[
-                    NewDocument(i, t, m, int(s), c)
-                    for i, t, m, s, c in zip(ids, texts, metadata_json, starts, counts)
+                    NewDocument(i, t, m, int(s), c, p)
+                    for i, t, m, s, c, p in zip(ids, texts, metadata_json, starts, counts, layouts,
+                                                strict=True)
                 ],
                 vector_rows=rows, vector_sum=(first, rows - first, digest),
             )
@@ -508,6 +536,7 @@ class EmbeddedIndex(BaseIndex):
                 removed=np.fromiter(replaced.values(), np.int64, len(replaced)),
                 added=np.array(new_nos, np.int64), starts=starts, counts=np.array(counts, np.int64),
                 means=mean_vectors(embeddings, self.dimension),
+                passages={n: p for n, p in zip(new_nos, layouts, strict=True) if p},
             )
             self._after_write()
 
@@ -712,6 +741,12 @@ class EmbeddedIndex(BaseIndex):
         found = _documents_at(self._store, snap, np.fromiter(numbers.values(), np.int64))
         return {doc_id: (text, metadata, vectors) for doc_id, text, metadata, vectors in found}
 
+    def _passages(self, ids: list[str]) -> dict[str, tuple[Passage, ...]]:
+        self._require_index()
+        numbers = self._store.doc_nos_for_ids(ids)
+        layouts = self._store.passages(numbers.values())
+        return {doc_id: layouts[n] for doc_id, n in numbers.items() if n in layouts}
+
     def _ids(self, conditions: list[Condition]) -> list[str]:
         self._require_index()
         return self._store.ids_matching(conditions)
@@ -738,7 +773,7 @@ class EmbeddedIndex(BaseIndex):
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         opts = replace(self.options, **options) if options else self.options
         view = _SnapshotSearch(self, self._fresh_snapshot(), opts)
         found = run_search(view, embedding, k, conditions, mode.name, mode.text, mode.hybrid_weight,
@@ -784,6 +819,8 @@ class EmbeddedIndex(BaseIndex):
             "dimension": self.dimension,
             "query_length": self.manifest.model.query_length,
             "document_length": self.manifest.model.document_length,
+            "long_documents": self.long_documents.value,
+            "split_documents": len(snap.passages),
             "graph": {"M": self.manifest.graph.M, "ef_construction": self.manifest.graph.ef_construction,
                       "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool,
                       "pooling": self.manifest.graph.pooling},
@@ -940,12 +977,54 @@ class _SnapshotSearch:
     def documents(self, keys: list[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
         return self._index._store.fetch_by_doc_nos(keys)
 
+    def best_passages(self, query: np.ndarray, keys: np.ndarray) -> dict[int, tuple[int, int]]:
+        split = [key for key in keys.tolist() if key in self._snap.passages]
+        if not split:
+            return {}
+        _, best = passage_scores(query, self._snap, np.array(split, np.int64))
+        out = {}
+        for key, b in zip(split, best.tolist(), strict=True):
+            passage = self._snap.passages[key][b]
+            out[key] = (passage.start, passage.end)
+        return out
+
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
 
 def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.ndarray:
-    """Exact MaxSim of ``query`` against each document in ``doc_nos``."""
+    """Exact MaxSim of ``query`` against each document in ``doc_nos`` (its best passage's, for
+    a document stored as passages)."""
+    if snap.passages and any(n in snap.passages for n in doc_nos.tolist()):
+        return passage_scores(query, snap, doc_nos)[0]
     return maxsim_ranges(query, snap.vectors, snap.starts[doc_nos], snap.counts[doc_nos])
+
+
+def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's best passage MaxSim and that passage's position (0 for a document
+    stored whole): every passage is scored over its own rows, as one document."""
+    starts, counts, pieces = [], [], []
+    doc_starts, doc_counts = snap.starts[doc_nos].tolist(), snap.counts[doc_nos].tolist()
+    for n, start, count in zip(doc_nos.tolist(), doc_starts, doc_counts, strict=True):
+        layout = snap.passages.get(n) if count else None
+        if layout is None:
+            starts.append(start)
+            counts.append(count)
+            pieces.append(1)
+            continue
+        starts.extend((start + passage_starts(layout)).tolist())
+        counts.extend(p.rows for p in layout)
+        pieces.append(len(layout))
+    scores = maxsim_ranges(query, snap.vectors, np.array(starts, np.int64),
+                           np.array(counts, np.int64))
+    bounds = np.concatenate(([0], np.cumsum(pieces)[:-1])).astype(np.int64)
+    best = np.maximum.reduceat(scores, bounds) if len(scores) else scores
+    owner = np.repeat(np.arange(len(pieces)), pieces)
+    # The first passage reaching each document's best (argmax per document, vectorised).
+    at_best = np.flatnonzero(scores == best[owner])
+    first = np.full(len(pieces), len(scores), np.int64)
+    np.minimum.at(first, owner[at_best], at_best)
+    return best.astype(np.float32), first - bounds
 
 
 def _documents_at(store: DocStore, snap: _Snapshot, doc_nos: np.ndarray
@@ -962,7 +1041,9 @@ def _documents_at(store: DocStore, snap: _Snapshot, doc_nos: np.ndarray
 
 
 def _build_snapshot(vectors: Any, table: np.ndarray,
-                    known_means: tuple[np.ndarray, np.ndarray] | None) -> tuple[_Snapshot, int]:
+                    known_means: tuple[np.ndarray, np.ndarray] | None,
+                    passages: Mapping[int, tuple[Passage, ...]] | None = None,
+                    ) -> tuple[_Snapshot, int]:
     """The snapshot of the committed ``table`` of ``(doc_no, start, count)``, and how many
     document means had to be computed from the vectors (those not in ``known_means``)."""
     doc_nos, starts, counts = table[:, 0], table[:, 1], table[:, 2]
@@ -985,13 +1066,16 @@ def _build_snapshot(vectors: Any, table: np.ndarray,
         means[todo] = means_from_rows(vectors, by_no_start[todo], by_no_count[todo])
     live = np.sort(doc_nos)
     unit_starts, unit_nos = _units_by_row(live, by_no_start)
+    present = set(doc_nos.tolist())
+    layouts = {n: p for n, p in (passages or {}).items() if n in present}
     return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, means, unit_starts,
-                     unit_nos), len(todo)
+                     unit_nos, layouts), len(todo)
 
 
 def _apply_write(
     snap: _Snapshot, vectors: Any, *, removed: np.ndarray, added: np.ndarray,
     starts: np.ndarray, counts: np.ndarray, means: np.ndarray,
+    passages: Mapping[int, tuple[Passage, ...]] | None = None,
 ) -> _Snapshot:
     size = max(len(snap.counts), int(added.max()) + 1 if len(added) else 0)
     by_no_mean = snap.means
@@ -1012,5 +1096,9 @@ def _apply_write(
     live = np.setdiff1d(snap.live, removed, assume_unique=True)
     live = np.union1d(live, added) if len(added) else live
     unit_starts, unit_nos = _units_by_row(live, by_no_start)
+    layouts = dict(snap.passages)
+    for n in removed.tolist():
+        layouts.pop(n, None)
+    layouts.update(passages or {})
     return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, by_no_mean,
-                     unit_starts, unit_nos)
+                     unit_starts, unit_nos, layouts)

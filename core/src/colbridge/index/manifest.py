@@ -13,7 +13,8 @@ Format (version 2)::
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
                 "pool": 8, "pooling": "runs"},
-      "codec": "int8"
+      "codec": "int8",
+      "long_documents": "split"
     }
 
 ``codec`` names how new token vectors are stored (see :mod:`colbridge.index.vectors`); a
@@ -24,6 +25,10 @@ cannot use; the version tells them to upgrade instead. Version 1 folders open un
 manifest without ``pooling`` means ``"similar"``, what those folders were built with, and
 ``EmbeddedIndex.compact(codec=...)`` converts the vectors (and rewrites the manifest, the one
 time a manifest changes).
+
+``long_documents`` (also version 2) says what the index does with a text longer than the
+model's document length (:mod:`colbridge.passages`); a manifest without it was written before
+passages existed, and its index truncates.
 """
 
 from __future__ import annotations
@@ -97,6 +102,8 @@ class Manifest:
     created_by: str
     codec: str = "float16"
     """The token-vector codec (a name registered in :mod:`colbridge.index.vectors`)."""
+    long_documents: str = "truncate"
+    """What ``add`` does with long texts (:class:`colbridge.passages.LongDocuments`)."""
 
     def to_json(self) -> bytes:
         body = {
@@ -108,6 +115,7 @@ class Manifest:
                       if not (k == "precision" and v == "float32")},
             "graph": asdict(self.graph),
             "codec": self.codec,
+            "long_documents": self.long_documents,
         }
         return (json.dumps(body, indent=2) + "\n").encode()
 
@@ -154,8 +162,11 @@ class Manifest:
             store_class(codec)
         except IndexCorruptError as e:
             raise IndexCorruptError(f"{path}: {e}") from None
+        long_documents = body.get("long_documents", "truncate")
+        if long_documents not in ("split", "truncate", "error"):
+            raise IndexCorruptError(f"{path}: unknown long_documents {long_documents!r}")
         return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")),
-                   codec=codec)
+                   codec=codec, long_documents=long_documents)
 
 
 _ORIGINAL_GRAPH = {"pool": 1, "pooling": "similar"}

@@ -2,14 +2,25 @@
 
 Collection layout (``docs/scaling.md`` has the details)::
 
-    vectors   "colbert"  every token vector of a document: a multivector compared with MaxSim,
-                         dot product, float16, no HNSW graph (m=0), so it is scored exactly
-              "pooled"   one vector per document, the normalised mean of its token vectors
+    vectors   "colbert"  every token vector of a document (or passage): a multivector compared
+                         with MaxSim, dot product, float16, no HNSW graph (m=0), so it is
+                         scored exactly
+              "pooled"   one vector per point, the normalised mean of its token vectors
                          (cosine, HNSW): the optional cheap first stage
     payload   {"id", "text", "metadata", "fields", "field_names"} (see ``_qdrant_payload``)
     point id  uuid5(ID_NAMESPACE, id): the same id always lands on the same point
-    metadata  {"colbridge": {"format_version": 1, "model": ..., "dimension": ...,
-               "query_length": ..., "document_length": ...}}  (collection metadata, Qdrant >= 1.16)
+    metadata  {"colbridge": {"format_version": 2, "model": ..., "dimension": ...,
+               "query_length": ..., "document_length": ..., "long_documents": "split"}}
+              (collection metadata, Qdrant >= 1.16)
+
+A document split into passages (``long_documents="split"``, :mod:`colbridge.passages`) is one
+point per passage. The first sits at the document's point id and carries the payload above plus
+``"passages": [[start, end, rows], ...]`` and its ``"span"``; passage ``j >= 1`` sits at
+:func:`passage_point_id` and carries ``"id"``, the filter copies, ``"span"`` and ``"part": j``
+(no text). Reads, counts and filters look at the first points only (no ``"part"``); searches
+group points by ``"id"`` (Qdrant's ``query_points_groups``), so a document scores its best
+passage's MaxSim and ``k`` hits are ``k`` documents. Format 1 (no ``"long_documents"``)
+collections hold whole documents only and truncate.
 
 Every operation is written once, as a generator that yields the client calls it needs and
 receives their results; :meth:`QdrantIndex._run` drives it with the ``QdrantClient`` (the sync
@@ -46,9 +57,12 @@ from ..errors import (
 )
 from ..filters import Condition
 from ..models import ColBERTModel
+from ..passages import DEFAULT_LONG_DOCUMENTS, LongDocuments, Passage, long_documents_setting
 from ..search import Candidates, Pool, search_steps, through_plans
 from ..search.stage import top_positions, values_at
 from ._qdrant_payload import (
+    FIELD_NAMES,
+    FIELDS,
     ID,
     METADATA,
     NEVER,
@@ -68,8 +82,11 @@ INSTALL_HINT = 'pip install "colbridge[qdrant]"'
 TOKENS_VECTOR = "colbert"
 POOLED_VECTOR = "pooled"
 METADATA_KEY = "colbridge"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 ID_NAMESPACE = uuid.UUID("b3f5c2d4-8e0a-5d6f-9a41-c01b21d9e7a0")
+PASSAGE_NAMESPACE = uuid.UUID("6c1d9e0a-3b7f-5a2e-8d4c-0f9b2a6e51c3")
+PART, PASSAGES, SPAN = "part", "passages", "span"
 UPSERT_TOKENS = 8192  # token vectors per upsert request: ~15 MB of JSON at 96 dimensions
 READ_BATCH = 1000  # ids per retrieve request
 
@@ -85,6 +102,17 @@ def point_id(doc_id: str) -> str:
     True
     """
     return str(uuid.uuid5(ID_NAMESPACE, doc_id))
+
+
+def passage_point_id(doc_id: str, number: int) -> str:
+    """The point id of passage ``number`` (from 1) of the split document ``doc_id``."""
+    return str(uuid.uuid5(PASSAGE_NAMESPACE, f"{number}:{doc_id}"))
+
+
+def _part_ids(doc_id: str, payload: Mapping[str, Any], keep: int = 1) -> list[str]:
+    """The point ids of a stored document's passages from number ``keep`` on."""
+    count = len(payload.get(PASSAGES) or ())
+    return [passage_point_id(doc_id, j) for j in range(max(keep, 1), count)]
 
 
 def import_qdrant() -> Any:
@@ -142,6 +170,10 @@ class QdrantIndex(BaseIndex):
         create_options: extra ``create_collection`` arguments, e.g.
             ``{"shard_number": 6, "replication_factor": 2}``.
         search_options: default search knobs (see :class:`QdrantSearchOptions`).
+        long_documents: what ``add`` does with a text longer than the model's document
+            length (``"split"``, the default for a new collection, ``"truncate"`` or
+            ``"error"``; :mod:`colbridge.passages`). Recorded with the collection; naming
+            another than an existing collection's raises :class:`~colbridge.IndexMismatchError`.
 
     Raises:
         IndexMismatchError: the collection was built for another model or dimension, or not by
@@ -168,8 +200,11 @@ class QdrantIndex(BaseIndex):
         create: bool = True,
         create_options: Mapping[str, Any] | None = None,
         search_options: QdrantSearchOptions | None = None,
+        long_documents: LongDocuments | str | None = None,
     ) -> None:
         qdrant = import_qdrant()
+        asked = None if long_documents is None else long_documents_setting(long_documents)
+        self._asked_long_documents = asked
         if not isinstance(collection_name, str) or not collection_name.strip():
             raise InvalidInputError(
                 f"collection_name must be a non-empty string, got {collection_name!r}")
@@ -222,6 +257,12 @@ class QdrantIndex(BaseIndex):
                              model.document_length)
             self._create_collection(info, create_options)
         info = self._read_collection_info(self._call("get_collection"))
+        asked = self._asked_long_documents
+        if asked is not None and asked != self.long_documents:
+            raise IndexMismatchError(
+                f"the Qdrant collection {self.collection_name!r} was built with long_documents="
+                f"{self.long_documents.value!r}, not {asked.value!r}: leave the setting out, or "
+                "use another collection")
         if model is not None:
             if model.name != info.name:
                 raise IndexMismatchError(
@@ -249,6 +290,7 @@ class QdrantIndex(BaseIndex):
         metadata = {METADATA_KEY: {
             "format_version": FORMAT_VERSION, "model": info.name, "dimension": info.dimension,
             "query_length": info.query_length, "document_length": info.document_length,
+            "long_documents": (self._asked_long_documents or DEFAULT_LONG_DOCUMENTS).value,
         }}
         try:
             self._call("create_collection", vectors_config=vectors, metadata=metadata,
@@ -266,11 +308,17 @@ class QdrantIndex(BaseIndex):
                 f"no {METADATA_KEY!r} entry; collection metadata needs Qdrant >= 1.16): use "
                 "another collection name"
             )
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMATS:
             raise IndexMismatchError(
                 f"the Qdrant collection {name!r} has colbridge format "
-                f"{meta.get('format_version')!r}; this colbridge reads format {FORMAT_VERSION}"
+                f"{meta.get('format_version')!r}; this colbridge reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}"
             )
+        try:
+            self.long_documents = LongDocuments(meta.get("long_documents", "truncate"))
+        except ValueError:
+            raise IndexCorruptError(f"the Qdrant collection {name!r} records an unknown "
+                                    f"long_documents {meta.get('long_documents')!r}") from None
         vectors = description.config.params.vectors
         tokens = vectors.get(TOKENS_VECTOR) if isinstance(vectors, Mapping) else None
         comparator = getattr(getattr(tokens, "multivector_config", None), "comparator", None)
@@ -329,9 +377,9 @@ class QdrantIndex(BaseIndex):
     # -- the five hooks, each a plan driven by the sync client ----------------------------------
     def _upsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[tuple[Passage, ...] | None] | None = None,
     ) -> None:
-        self._run(self._upsert_plan(ids, texts, metadata_json, embeddings))
+        self._run(self._upsert_plan(ids, texts, metadata_json, embeddings, passages))
 
     def _delete(self, ids: list[str], missing_ok: bool) -> int:
         return self._run(self._delete_plan(ids, missing_ok))
@@ -347,18 +395,54 @@ class QdrantIndex(BaseIndex):
     def _ids(self, conditions: list[Condition]) -> list[str]:
         return self._run(self._ids_plan(conditions))
 
+    def _passages(self, ids: list[str]) -> dict[str, tuple[Passage, ...]]:
+        return self._run(self._passages_plan(ids))
+
     def _export(
         self, batch_size: int
     ) -> Iterator[list[tuple[str, str, dict[str, Any], np.ndarray]]]:
         offset = None
         while True:
             records, offset = self._call("scroll", limit=batch_size, offset=offset,
-                                         with_payload=[ID, TEXT, METADATA],
+                                         scroll_filter=self._documents_only(None),
+                                         with_payload=[ID, TEXT, METADATA, PASSAGES],
                                          with_vectors=[TOKENS_VECTOR])
             if records:
-                yield [(*read_payload(r.payload), _token_vectors(r)) for r in records]
+                parts = self._run(self._parts_plan(records))
+                yield [(*read_payload(r.payload), _joined(r, parts)) for r in records]
             if offset is None:
                 return
+
+    def _documents_only(self, query_filter: Any) -> Any:
+        """``query_filter`` narrowed to the points that stand for documents (no passage
+        ``j >= 1``)."""
+        m = self._models
+        lead = m.IsEmptyCondition(is_empty=m.PayloadField(key=PART))
+        return m.Filter(must=[lead] if query_filter is None else [query_filter, lead])
+
+    def _parts_plan(self, records: list[Any]) -> Plan[dict[str, np.ndarray]]:
+        """The token vectors of passages ``j >= 1`` of the split documents among ``records``
+        (first points with their payload), by point id."""
+        wanted = [pid for r in records for pid in _part_ids(r.payload[ID], r.payload)]
+        found: dict[str, np.ndarray] = {}
+        for begin in range(0, len(wanted), READ_BATCH):
+            parts = yield "retrieve", {"ids": wanted[begin:begin + READ_BATCH],
+                                       "with_payload": False, "with_vectors": [TOKENS_VECTOR]}
+            found.update((str(p.id), _token_vectors(p)) for p in parts)
+        return found
+
+    def _passages_plan(self, ids: list[str]) -> Plan[dict[str, tuple[Passage, ...]]]:
+        found: dict[str, tuple[Passage, ...]] = {}
+        for begin in range(0, len(ids), READ_BATCH):
+            records = yield "retrieve", {
+                "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
+                "with_payload": [ID, PASSAGES], "with_vectors": False,
+            }
+            for r in records:
+                if r.payload.get(PASSAGES):
+                    found[r.payload[ID]] = tuple(Passage(int(a), int(b), int(n))
+                                                 for a, b, n in r.payload[PASSAGES])
+        return found
 
     def _count(self) -> int:
         return self._run(self._count_plan())
@@ -366,45 +450,80 @@ class QdrantIndex(BaseIndex):
     def _search(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         return self._run(self._search_plan(embedding, k, conditions, options, mode))
 
     # -- plans ----------------------------------------------------------------------------------
     def _upsert_plan(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
         embeddings: Sequence[np.ndarray],
+        passages: Sequence[tuple[Passage, ...] | None] | None = None,
     ) -> Plan[None]:
-        """Replace or insert whole points, in requests of at most ``UPSERT_TOKENS`` vectors.
+        """Replace or insert whole points (one per passage of a split document), in requests
+        of at most ``UPSERT_TOKENS`` vectors; then delete the passages a replaced document no
+        longer has.
 
         Vectors are rounded to float16 first, as the embedded index stores them, so both
         backends score the same numbers (a server stores this vector as float16 anyway).
         """
         m = self._models
+        layouts = list(passages or [None] * len(ids))
+        stale: list[str] = []
+        for begin in range(0, len(ids), READ_BATCH):
+            records = yield "retrieve", {
+                "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
+                "with_payload": [ID, PASSAGES], "with_vectors": False,
+            }
+            kept = {i: len(p or ()) for i, p in zip(ids[begin:begin + READ_BATCH],
+                                                    layouts[begin:begin + READ_BATCH], strict=True)}
+            stale += [pid for r in records if r.payload.get(ID) in kept
+                      for pid in _part_ids(r.payload[ID], r.payload, kept[r.payload[ID]])]
         batch: list[Any] = []
         tokens = 0
-        for doc_id, text, meta, emb in zip(ids, texts, metadata_json, embeddings, strict=True):
+        for doc_id, text, meta, emb, layout in zip(ids, texts, metadata_json, embeddings, layouts,
+                                                   strict=True):
             vectors = np.asarray(emb, dtype=np.float32).astype(np.float16).astype(np.float32)
             if batch and tokens + len(vectors) > UPSERT_TOKENS:
                 yield "upsert", {"points": batch, "wait": True}
                 batch, tokens = [], 0
-            batch.append(m.PointStruct(
-                id=point_id(doc_id),
-                vector={TOKENS_VECTOR: vectors.tolist(), POOLED_VECTOR: pooled(vectors).tolist()},
-                payload=build_payload(doc_id, text, json.loads(meta)),
-            ))
+            payload = build_payload(doc_id, text, json.loads(meta))
+            if layout is None:
+                pieces = [(point_id(doc_id), payload, vectors)]
+            else:
+                pieces, first = [], 0
+                for number, passage in enumerate(layout):
+                    part = vectors[first:first + passage.rows]
+                    first += passage.rows
+                    span = [passage.start, passage.end]
+                    if number == 0:
+                        lead = {**payload, SPAN: span,
+                                PASSAGES: [[p.start, p.end, p.rows] for p in layout]}
+                        pieces.append((point_id(doc_id), lead, part))
+                    else:
+                        rest = {ID: doc_id, FIELDS: payload[FIELDS],
+                                FIELD_NAMES: payload[FIELD_NAMES], SPAN: span, PART: number}
+                        pieces.append((passage_point_id(doc_id, number), rest, part))
+            batch += [m.PointStruct(id=pid, payload=body, vector={
+                TOKENS_VECTOR: part.tolist(), POOLED_VECTOR: pooled(part).tolist()})
+                for pid, body, part in pieces]
             tokens += len(vectors)
         if batch:
             yield "upsert", {"points": batch, "wait": True}
+        if stale:
+            yield "delete", {"points_selector": m.PointIdsList(points=stale), "wait": True}
 
-    def _present_plan(self, ids: list[str]) -> Plan[set[str]]:
-        present: set[str] = set()
+    def _present_plan(self, ids: list[str]) -> Plan[dict[str, list[str]]]:
+        """The stored documents among ``ids``, each with the ids of all its points."""
+        present: dict[str, list[str]] = {}
         wanted = set(ids)
         for begin in range(0, len(ids), READ_BATCH):
             records = yield "retrieve", {
                 "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
-                "with_payload": [ID], "with_vectors": False,
+                "with_payload": [ID, PASSAGES], "with_vectors": False,
             }
-            present.update(r.payload[ID] for r in records if r.payload[ID] in wanted)
+            present.update((r.payload[ID], [point_id(r.payload[ID]),
+                                            *_part_ids(r.payload[ID], r.payload)])
+                           for r in records if r.payload[ID] in wanted)
         return present
 
     def _delete_plan(self, ids: list[str], missing_ok: bool) -> Plan[int]:
@@ -413,7 +532,8 @@ class QdrantIndex(BaseIndex):
         if missing and not missing_ok:
             raise DocumentNotFoundError(missing)
         if present:
-            selector = self._models.PointIdsList(points=[point_id(i) for i in ids if i in present])
+            points = [pid for point_ids in present.values() for pid in point_ids]
+            selector = self._models.PointIdsList(points=points)
             yield "delete", {"points_selector": selector, "wait": True}
         return len(present)
 
@@ -424,13 +544,15 @@ class QdrantIndex(BaseIndex):
         for begin in range(0, len(ids), READ_BATCH):
             records = yield "retrieve", {
                 "ids": [point_id(i) for i in ids[begin : begin + READ_BATCH]],
-                "with_payload": [ID, TEXT, METADATA],
+                "with_payload": [ID, TEXT, METADATA, PASSAGES] if with_vectors
+                else [ID, TEXT, METADATA],
                 "with_vectors": [TOKENS_VECTOR] if with_vectors else False,
             }
+            parts = (yield from self._parts_plan(records)) if with_vectors else {}
             for record in records:
                 doc_id, text, metadata = read_payload(record.payload)
                 if doc_id in wanted:
-                    found[doc_id] = ((text, metadata, _token_vectors(record)) if with_vectors
+                    found[doc_id] = ((text, metadata, _joined(record, parts)) if with_vectors
                                      else (text, metadata))
         return found
 
@@ -442,7 +564,8 @@ class QdrantIndex(BaseIndex):
         offset = None
         while True:
             records, offset = yield "scroll", {
-                "scroll_filter": query_filter, "limit": READ_BATCH, "offset": offset,
+                "scroll_filter": self._documents_only(query_filter), "limit": READ_BATCH,
+                "offset": offset,
                 "with_payload": [ID], "with_vectors": False,
             }
             ids.extend(r.payload[ID] for r in records)
@@ -450,13 +573,13 @@ class QdrantIndex(BaseIndex):
                 return ids
 
     def _count_plan(self) -> Plan[int]:
-        response = yield "count", {"exact": True}
+        response = yield "count", {"count_filter": self._documents_only(None), "exact": True}
         return int(response.count)
 
     def _search_plan(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> Plan[list[tuple[str, float, str, dict[str, Any]]]]:
+    ) -> Plan[list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]]:
         """The shared search stage (:mod:`colbridge.search`) over this collection's primitives.
         Qdrant's own MaxSim query is the first stage and scores exactly, so there is no
         pre-rank budget and no threshold below which the whole pool is scored."""
@@ -467,9 +590,9 @@ class QdrantIndex(BaseIndex):
     # -- the same hooks, each the same plan driven by the async client --------------------------
     async def _aupsert(
         self, ids: list[str], texts: list[str], metadata_json: list[str],
-        embeddings: list[np.ndarray],
+        embeddings: list[np.ndarray], passages: list[tuple[Passage, ...] | None] | None = None,
     ) -> None:
-        await self._arun(self._upsert_plan(ids, texts, metadata_json, embeddings))
+        await self._arun(self._upsert_plan(ids, texts, metadata_json, embeddings, passages))
 
     async def _adelete(self, ids: list[str], missing_ok: bool) -> int:
         return await self._arun(self._delete_plan(ids, missing_ok))
@@ -483,7 +606,7 @@ class QdrantIndex(BaseIndex):
     async def _asearch(
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
-    ) -> list[tuple[str, float, str, dict[str, Any]]]:
+    ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         return await self._arun(self._search_plan(embedding, k, conditions, options, mode))
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -520,6 +643,13 @@ class QdrantIndex(BaseIndex):
     def __repr__(self) -> str:
         return (f"QdrantIndex({self.collection_name!r} at {self._where!r}, "
                 f"model={getattr(getattr(self, 'model', None), 'name', None)!r})")
+
+
+def _joined(record: Any, parts: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A document's token vectors: its first point's, then its other passages' in order."""
+    first = _token_vectors(record)
+    rest = [parts[pid] for pid in _part_ids(record.payload[ID], record.payload) if pid in parts]
+    return np.concatenate([first, *rest]) if rest else first
 
 
 def _token_vectors(record: Any) -> np.ndarray:
@@ -560,8 +690,9 @@ class _Lexicon:
     def doc_id(self, key: int) -> str:
         return self._ids[key]
 
-    def segment_plan(self) -> Plan[Segment | None]:
-        """The segment over every stored text (None for an empty collection)."""
+    def segment_plan(self, documents_only: Any = None) -> Plan[Segment | None]:
+        """The segment over every stored text (None for an empty collection);
+        ``documents_only`` is the filter that leaves out passages ``j >= 1``."""
         writes = self.writes  # read before counting: a write meanwhile forces a rebuild
         counted = yield "count", {"exact": True}
         stamp = (writes, int(counted.count))
@@ -573,6 +704,7 @@ class _Lexicon:
         offset = None
         while True:
             records, offset = yield "scroll", {"limit": READ_BATCH, "offset": offset,
+                                               "scroll_filter": documents_only,
                                                "with_payload": [ID, TEXT], "with_vectors": False}
             for record in records:
                 keys.append(self.key(record.payload[ID]))
@@ -598,6 +730,7 @@ class _QdrantSearch:
         self._m = index._models
         self._lexicon = index._lexicon
         self._lexical: tuple[str, np.ndarray, np.ndarray] | None = None
+        self._spans: dict[int, tuple[int, int]] = {}  # best passage of split documents scored
 
     def pool(self, conditions: list[Condition]) -> Pool:
         scope = to_qdrant_filter(conditions, self._m)
@@ -607,14 +740,15 @@ class _QdrantSearch:
 
     def first_stage(self, query: np.ndarray, pool: Pool, depth: int) -> Plan[Candidates]:
         """Qdrant's exact MaxSim ranking within the pool (after the pooled-vector prefetch when
-        one is asked for), with the documents' payloads."""
+        one is asked for), points grouped by document (its best passage), with the payloads
+        of the documents whose first point scored best."""
         m, opts = self._m, self._opts
         request: dict[str, Any] = {
             "query": np.asarray(query, dtype=np.float32).tolist(),
             "using": TOKENS_VECTOR,
             "query_filter": pool.scope,
             "limit": depth,
-            "with_payload": [ID, TEXT, METADATA],
+            "with_payload": [ID, TEXT, METADATA, SPAN, PART],
             "with_vectors": False,
         }
         if opts.prefetch:
@@ -623,39 +757,59 @@ class _QdrantSearch:
                 limit=max(opts.prefetch, depth),
                 params=m.SearchParams(hnsw_ef=opts.ef) if opts.ef else None,
             )
-        response = yield "query_points", request
+        # Points are passages: ask for more of them until ``depth`` documents are among them
+        # (or the collection has no more), keeping each document's best.
         documents, scores = {}, {}
-        for point in response.points:
-            doc_id, text, metadata = read_payload(point.payload)
-            key = self._lexicon.key(doc_id)
-            documents[key], scores[key] = (doc_id, text, metadata), float(point.score)
+        while True:
+            response = yield "query_points", request
+            for point in response.points:
+                key = self._lexicon.key(point.payload[ID])
+                if key in scores:
+                    continue
+                scores[key] = float(point.score)
+                self._note_span(key, point.payload)
+                if PART not in point.payload:
+                    documents[key] = read_payload(point.payload)
+            if len(scores) >= depth or len(response.points) < request["limit"]:
+                break
+            request["limit"] *= 2
         keys = np.array(sorted(scores), np.int64)
         return Candidates(keys, exact=np.array([scores[key] for key in keys.tolist()]),
                           documents=documents)
 
     def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> Plan[np.ndarray]:
-        """MaxSim of the given documents, computed by Qdrant (0 for one deleted meanwhile)."""
+        """MaxSim of the given documents (their best passage's), computed by Qdrant (0 for one
+        deleted meanwhile)."""
         m = self._m
         scores = np.zeros(len(keys), np.float32)
         position = {key: i for i, key in enumerate(keys.tolist())}
         for begin in range(0, len(keys), READ_BATCH):
             part = keys[begin : begin + READ_BATCH].tolist()
-            ids = [point_id(self._lexicon.doc_id(key)) for key in part]
-            response = yield "query_points", {
+            ids = [self._lexicon.doc_id(key) for key in part]
+            response = yield "query_points_groups", {
                 "query": np.asarray(query, dtype=np.float32).tolist(), "using": TOKENS_VECTOR,
-                "query_filter": m.Filter(must=[m.HasIdCondition(has_id=ids)]),
-                "limit": len(ids), "with_payload": [ID], "with_vectors": False,
+                "query_filter": m.Filter(must=[m.FieldCondition(key=ID,
+                                                                match=m.MatchAny(any=ids))]),
+                "group_by": ID, "group_size": 1, "limit": len(ids),
+                "with_payload": [ID, SPAN], "with_vectors": False,
             }
-            for point in response.points:
+            for group in response.groups:
+                point = group.hits[0]
                 key = self._lexicon.key(point.payload[ID])
                 if key in position:
                     scores[position[key]] = point.score
+                    self._note_span(key, point.payload)
         return scores
+
+    def _note_span(self, key: int, payload: Mapping[str, Any]) -> None:
+        span = payload.get(SPAN)
+        if span:
+            self._spans[key] = (int(span[0]), int(span[1]))
 
     def _table(self, text: str) -> Plan[tuple[np.ndarray, np.ndarray]]:
         """BM25 scores of every document sharing a term with ``text`` (once per search)."""
         if self._lexical is None or self._lexical[0] != text:
-            segment = yield from self._lexicon.segment_plan()
+            segment = yield from self._lexicon.segment_plan(self._index._documents_only(None))
             if segment is None:
                 keys, scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
             else:
@@ -691,6 +845,11 @@ class _QdrantSearch:
     def lexical_scores(self, text: str, keys: np.ndarray) -> Plan[np.ndarray]:
         table_keys, scores = yield from self._table(text)
         return values_at(table_keys, scores, keys)[0]
+
+    def best_passages(self, query: np.ndarray, keys: np.ndarray) -> dict[int, tuple[int, int]]:
+        """The best passages noted while Qdrant scored the documents (every hit was scored
+        by ``first_stage`` or ``exact_maxsim``)."""
+        return {key: self._spans[key] for key in keys.tolist() if key in self._spans}
 
     def documents(self, keys: list[int]) -> Plan[dict[int, tuple[str, str, dict[str, Any]]]]:
         found = yield from self._index._get_plan([self._lexicon.doc_id(key) for key in keys])

@@ -49,3 +49,25 @@ def stored_token_spans(
             tokens.insert(1, (None, None))  # the marker, never in the skiplist
         out.append([span for token_id, span in tokens if token_id not in skiplist])
     return out
+
+
+def whole_token_offsets(
+    texts: Sequence[str], prompt: str, lower: bool,
+    tokenize: Callable[[list[str]], list[list[Span]]],
+) -> list[list[Span] | None]:
+    """The character offsets in each text of every token the tokenizer makes of the whole
+    prepared text (no special tokens, nothing truncated); None for a text whose offsets cannot
+    be moved back exactly (lower-casing changed its length).
+
+    ``tokenize`` takes the prepared texts and returns each one's token offsets.
+    """
+    ready = [prepared(t, prompt, lower) for t in texts]
+    out: list[list[Span] | None] = []
+    for text, (_, shift, exact), offsets in zip(
+            texts, ready, tokenize([r[0] for r in ready]), strict=True):
+        if not exact:
+            out.append(None)
+            continue
+        out.append([(start + shift, min(end + shift, len(text))) for start, end in offsets
+                    if end > start and start + shift >= 0])
+    return out

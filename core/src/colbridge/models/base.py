@@ -125,6 +125,24 @@ class Encoder(ABC):
         """
         return None
 
+    @property
+    def passage_tokens(self) -> int:
+        """Text tokens one encoded document (or passage) holds: :attr:`document_length` less
+        the tokens every document gets (``[CLS]``, the document marker, ``[SEP]``)."""
+        return self.document_length - 3
+
+    def document_token_offsets(
+        self, documents: Sequence[str]
+    ) -> list[list[tuple[int, int]] | None] | None:
+        """The ``(start, end)`` character offsets of every token of each whole document,
+        nothing truncated and no special tokens, for splitting long documents into passages
+        (:mod:`colbridge.passages`); None for a document whose offsets are not exact.
+
+        An encoder that cannot tell returns None (the default): its long documents are then
+        truncated, whatever the index's ``long_documents`` setting.
+        """
+        return None
+
     async def aencode_query(self, query: str) -> np.ndarray:
         """Async :meth:`encode_query`; concurrent calls share encoder batches."""
         return await self._query_coalescer.submit(check_text(query, "query"))

@@ -398,11 +398,45 @@ class ColBERTModel(Encoder):
         with self._encode_lock:
             return stored_token_spans(texts, prompt, lower, tokenize, prefix, skiplist)
 
+    @property
+    def passage_tokens(self) -> int:
+        """Text tokens one encoded document (or passage) holds: :attr:`document_length` less
+        ``[CLS]``, ``[SEP]`` and the document marker (when the model has one)."""
+        if self._backend != "torch":
+            return self.document_length - self.load().document_extra_tokens
+        return self.document_length - 2 - (self.load().document_prefix_id is not None)
+
+    def document_token_offsets(
+        self, documents: Sequence[str]
+    ) -> list[list[tuple[int, int]] | None]:
+        """The character offsets of every token of each whole document (nothing truncated,
+        no special tokens), tokenized as for encoding, on every backend."""
+        texts = check_texts(documents, "documents")
+        if not texts:
+            return []
+        if self._backend != "torch":
+            runtime = self.load()
+            with self._encode_lock:
+                return runtime.whole_token_offsets(texts)
+        from ._spans import whole_token_offsets
+
+        model = self.load()
+
+        def tokenize(ready: list[str]) -> list[list[tuple[int, int]]]:
+            encoded = model.tokenizer(ready, add_special_tokens=False, truncation=False,
+                                      return_offsets_mapping=True, verbose=False)
+            return [list(map(tuple, offsets)) for offsets in encoded["offset_mapping"]]
+
+        prompt = model.prompts.get(model.default_prompt_name) or ""
+        lower = bool(getattr(model[0], "do_lower_case", False))
+        with self._encode_lock:
+            return whole_token_offsets(texts, prompt, lower, tokenize)
+
     def _warn_truncated(self, truncated: int, total: int) -> None:
         warnings.warn(
             f"{truncated} of {total} document(s) exceed document_length="
             f"{self.document_length} tokens and were truncated: only their first tokens are "
-            "indexed (split long texts into passages to search all of them)",
+            "indexed (long_documents='split' indexes all of a long text, as passages)",
             UserWarning, stacklevel=5,
         )
 

@@ -139,6 +139,23 @@ class OnnxRuntime:
         return stored_token_spans(texts, spec.prompt, spec.do_lower_case, tokenize,
                                   spec.document_prefix_id, set(spec.skiplist))
 
+    def whole_token_offsets(self, texts: list[str]) -> list[list[tuple[int, int]] | None]:
+        """Each text's token offsets, untruncated (see
+        :meth:`colbridge.models.Encoder.document_token_offsets`)."""
+        from ._spans import whole_token_offsets
+
+        def tokenize(ready: list[str]) -> list[list[tuple[int, int]]]:
+            self._tokenizer.no_truncation()
+            return [list(e.offsets)
+                    for e in self._tokenizer.encode_batch(ready, add_special_tokens=False)]
+
+        return whole_token_offsets(texts, self.spec.prompt, self.spec.do_lower_case, tokenize)
+
+    @property
+    def document_extra_tokens(self) -> int:
+        """Tokens an encoded document holds besides its text's: [CLS], [SEP], the marker."""
+        return 2 + (self.spec.document_prefix_id is not None)
+
     def _pad(self, rows: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.full((len(rows), width), self.spec.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)

@@ -1,9 +1,13 @@
-"""What the search stage asks of a backend: six primitives over documents named by keys.
+"""What the search stage asks of a backend: seven primitives over documents named by keys.
 
 A backend answers for one search at a time (usually through a small object bound to one
 snapshot of its data and to that search's options). Documents are named by **keys**: int64
 numbers the backend chooses (the embedded index uses its document numbers), stable for the
-whole search. Arrays of keys that the stage passes in are ascending.
+whole search. Arrays of keys that the stage passes in are ascending, except in
+``best_passages``.
+
+A document may be stored as several passages (:mod:`colbridge.passages`): a key still names the
+document, and its MaxSim is its best passage's; ``best_passages`` says which passage that was.
 
 To add a backend, implement :class:`SearchBackend` and hand it to
 :func:`colbridge.search.run_search`; a new first stage is a new ``first_stage``.
@@ -90,4 +94,9 @@ class SearchBackend(Protocol):
 
     def documents(self, keys: list[int]) -> Mapping[int, Document]:
         """The stored documents of ``keys`` that still exist, by key."""
+        ...
+
+    def best_passages(self, query: np.ndarray, keys: np.ndarray) -> Mapping[int, tuple[int, int]]:
+        """For the documents of ``keys`` (the hits, a few) that are stored as passages, the
+        ``(start, end)`` characters of the one that scored best, by key; others are absent."""
         ...

@@ -33,8 +33,9 @@ from .fusion import DEFAULT_FUSION, DEFAULT_HYBRID_WEIGHT, fusion_named
 HYBRID_DEPTH = 100
 """Candidates each ranking contributes to a hybrid search (ColBERT's best, BM25's best)."""
 
-Found = list[tuple[str, float, str, dict[str, Any]]]
-"""Hits as the stage returns them, best first: ``(id, score, text, metadata)``."""
+Found = list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]
+"""Hits as the stage returns them, best first: ``(id, score, text, metadata, passage)``, where
+``passage`` is the span of the best passage of a document stored as passages (else None)."""
 
 Step = tuple[str, tuple[Any, ...]]
 Steps = Generator[Step, Any, Found]
@@ -67,7 +68,7 @@ def search_steps(
         return []
     if mode == "bm25":
         keys, scores = yield "lexical_candidates", (text, pool, k)
-        return (yield from _assemble(keys, scores, k))
+        return (yield from _assemble(keys, scores, k, None))
     depth = max(k, HYBRID_DEPTH) if mode == "hybrid" else k
     if pool.size is not None:
         depth = min(depth, pool.size)
@@ -90,7 +91,7 @@ def search_steps(
         if scores is None:
             scores = yield "exact_maxsim", (query, keys)
     if mode == "colbert":
-        return (yield from _assemble(keys, scores, k, fetched=fetched))
+        return (yield from _assemble(keys, scores, k, query, fetched=fetched))
 
     lexical_keys, lexical = yield "lexical_candidates", (text, pool, depth)
     best_colbert = keys[top_positions(scores, depth)]
@@ -100,21 +101,28 @@ def search_steps(
         union_colbert[~scored] = yield "exact_maxsim", (query, union[~scored])
     union_lexical = yield "lexical_scores", (text, union)
     fused = fusion_named(fusion).fuse(union_colbert, union_lexical, hybrid_weight)
-    return (yield from _assemble(union, fused, k, tie_break=union_colbert, fetched=fetched))
+    return (yield from _assemble(union, fused, k, query, tie_break=union_colbert,
+                                 fetched=fetched))
 
 
-def _assemble(keys: np.ndarray, scores: np.ndarray, k: int, tie_break: np.ndarray | None = None,
+def _assemble(keys: np.ndarray, scores: np.ndarray, k: int, query: np.ndarray | None,
+              tie_break: np.ndarray | None = None,
               fetched: Mapping[int, Document] | None = None) -> Steps:
     """The ``k`` best of ``keys`` by ``scores`` (equal scores ordered by ``tie_break``), with
-    their ids, texts and metadata; documents deleted since the search began are left out."""
+    their ids, texts, metadata and (given the query) best passages; documents deleted since
+    the search began are left out."""
     best = top_positions(scores, k) if tie_break is None else np.lexsort((-tie_break, -scores))[:k]
     chosen = keys[best].tolist()
     documents = dict(fetched or {})
     missing = [key for key in chosen if key not in documents]
     if missing:
         documents.update((yield "documents", (missing,)))
+    passages: Mapping[int, tuple[int, int]] = {}
+    if query is not None and chosen:
+        passages = yield "best_passages", (query, keys[best])
     return [
-        (documents[key][0], float(scores[b]), documents[key][1], documents[key][2])
+        (documents[key][0], float(scores[b]), documents[key][1], documents[key][2],
+         passages.get(key))
         for key, b in zip(chosen, best.tolist(), strict=True)
         if key in documents
     ]
