@@ -101,7 +101,7 @@ ANSWER = "the lighthouse keeper painted the beacon violet"
 
 @pytest.fixture
 def split_index(tmp_path, tiny_model):
-    index = EmbeddedIndex(tmp_path / "index", model=tiny_model)
+    index = EmbeddedIndex(tmp_path / "index", model=tiny_model, codec="float16")
     texts = [long_text(250, ANSWER, seed=1), long_text(30, seed=2), "violet beacon, short one"]
     index.add(texts, ids=["long", "medium", "short"], metadatas=[{"n": 1}, {"n": 2}, {"n": 3}])
     yield index, texts
