@@ -239,7 +239,8 @@ def test_k_any_value(index, k):
 
 # -- long texts, wrong models, paths, pickles ----------------------------------------------------
 def test_a_one_megabyte_text_is_truncated_with_one_warning(tiny_model, tmp_path):
-    index = EmbeddedIndex.open_or_create(tmp_path / "index", model=tiny_model)
+    index = EmbeddedIndex.open_or_create(tmp_path / "index", model=tiny_model,
+                                         long_documents="truncate")
     huge = "river " * 200_000  # 1.2 MB
     before = index.count()
     with warnings.catch_warnings(record=True) as caught:

@@ -153,7 +153,9 @@ def test_encodes_all_nodes_in_one_batched_call(
     model = CountingModel(tiny_model_path, name="tiny-test-model", device="cpu", batch_size=4)
     model.calls = []
     ColBERTRerank(top_n=2, model=model).postprocess_nodes(candidates, query_str=QUERY)
-    assert model.calls == [len(candidates)]  # one call, batched by the model (4 at a time)
+    # one call, batched by the model (4 at a time); a node longer than the tiny model's
+    # document length goes in as its passages, so the call holds at least one text per node
+    assert len(model.calls) == 1 and model.calls[0] >= len(candidates)
 
 
 class EventRecorder(BaseCallbackHandler):
