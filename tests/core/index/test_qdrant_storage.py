@@ -105,8 +105,9 @@ def test_a_server_refusing_turbo8_gets_the_float16_hint(client, tiny_model, monk
         raise RuntimeError("Unknown datatype turbo8")
 
     monkeypatch.setattr(client, "create_collection", refuse)
-    with pytest.raises(BackendError, match=r"Unknown datatype turbo8.*storage='float16'"):
+    with pytest.raises(BackendError, match=r"Unknown datatype turbo8.*storage='float16'") as hint:
         QdrantIndex(client, "docs", model=tiny_model)
+    assert isinstance(hint.value.__cause__, RuntimeError)  # the client's own error
     with pytest.raises(BackendError) as plain:
         QdrantIndex(client, "docs", model=tiny_model, storage="float16")
     assert "TurboQuant" not in str(plain.value)

@@ -92,9 +92,9 @@ PART, PASSAGES, SPAN = "part", "passages", "span"
 UPSERT_TOKENS = 8192  # token vectors per upsert request: ~15 MB of JSON at 96 dimensions
 READ_BATCH = 1000  # ids per retrieve request
 # How the token multivector is stored: colbridge's name -> qdrant_client's Datatype member.
-# turbo8 is TurboQuant at 8 bits (100 B per 96-d token against float16's 192, measured with
-# Qdrant's engine in docs/scaling.md). uint8 is left out on purpose: Qdrant casts the query to
-# uint8 too, which wipes out normalised vectors. turbo4 is left out until it can be measured.
+# turbo8 is TurboQuant at 8 bits: about half of float16's bytes at nearly its rankings (measured
+# with Qdrant's engine: docs/scaling.md). uint8 is left out on purpose: Qdrant casts the query
+# to uint8 too, which wipes out normalised vectors. turbo4 is left out until it can be measured.
 STORAGES = {"turbo8": "TURBO8", "float16": "FLOAT16"}
 DEFAULT_STORAGE = "turbo8"
 LEGACY_STORAGE = "float16"  # collections made before the metadata recorded a storage
@@ -186,8 +186,9 @@ class QdrantIndex(BaseIndex):
         storage: how a new collection stores the token vectors: ``"turbo8"`` (the default:
             TurboQuant, 8 bits a value, about half of float16's bytes) or ``"float16"``.
             Recorded with the collection; None takes what an existing collection stores, and
-            naming another raises :class:`~colbridge.IndexMismatchError`. turbo8 needs a Qdrant
-            server with TurboQuant storage; on an older one, pass ``"float16"``.
+            naming another raises :class:`~colbridge.IndexMismatchError`; ``index.storage``
+            says which it is. turbo8 needs a Qdrant server with TurboQuant storage; on an older
+            one, pass ``"float16"``.
 
     Raises:
         IndexMismatchError: the collection was built for another model or dimension, or not by
@@ -327,7 +328,7 @@ class QdrantIndex(BaseIndex):
             if storage != LEGACY_STORAGE:
                 raise BackendError(
                     f"{e}; if this Qdrant server predates TurboQuant storage, create the "
-                    f"collection with storage={LEGACY_STORAGE!r}") from e
+                    f"collection with storage={LEGACY_STORAGE!r}") from (e.__cause__ or e)
             raise
 
     def _read_collection_info(self, description: Any) -> ModelInfo:
