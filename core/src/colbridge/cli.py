@@ -615,6 +615,9 @@ def migrate_command(
     long_documents: Annotated[Optional[LongDocuments], typer.Option(
         "--long-documents", help="What a new collection does with long texts it is given "
         "later (default: the source's setting). Passages are copied as passages.")] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="How a new collection stores token vectors: turbo8 (default) or "
+        "float16 (for a Qdrant server without TurboQuant storage).")] = None,
 ) -> None:
     """Copy an embedded index into a Qdrant collection (its stored vectors: no re-encoding).
 
@@ -636,7 +639,7 @@ def migrate_command(
             task = progress.add_task("Copying to Qdrant", total=None)
             result = migrate_index(
                 source, target, api_key=api_key, batch_size=batch_size,
-                long_documents=long_documents,
+                long_documents=long_documents, storage=storage,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
         out.print(
             f"Copied {result.copied:,} documents to {target} in "

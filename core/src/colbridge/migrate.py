@@ -99,6 +99,7 @@ def migrate_index(
     create_options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     long_documents: LongDocuments | str | None = None,
+    storage: str | None = None,
 ) -> MigrationResult:
     """Copy the index ``source`` into ``target``, without re-encoding.
 
@@ -114,6 +115,9 @@ def migrate_index(
         long_documents: the setting a URL target's new collection records (what its own
             ``add`` does with long texts); default: the source's. Documents the source holds
             as passages are copied as passages whatever it is.
+        storage: how a URL target's new collection stores token vectors (``"turbo8"``, the
+            default, or ``"float16"``; see :class:`~colbridge.QdrantIndex`); an existing
+            collection must match it when given.
 
     Returns:
         How many documents were copied, and how many were skipped because the target held
@@ -127,7 +131,7 @@ def migrate_index(
     src = source if isinstance(source, BaseIndex) else EmbeddedIndex(source, create=False)
     try:
         dest = target if isinstance(target, BaseIndex) else _open_target(
-            target, src, api_key, create_options, long_documents)
+            target, src, api_key, create_options, long_documents, storage)
         try:
             if (dest.model.name, dest.dimension) != (src.model.name, src.dimension):
                 raise IndexMismatchError(
@@ -146,7 +150,8 @@ def migrate_index(
 
 def _open_target(target: str, src: BaseIndex, api_key: str | None,
                  create_options: dict[str, Any] | None,
-                 long_documents: LongDocuments | str | None = None) -> QdrantIndex:
+                 long_documents: LongDocuments | str | None = None,
+                 storage: str | None = None) -> QdrantIndex:
     where = QdrantTarget.parse(target)
     remote = where.location.startswith(("http://", "https://"))  # local mode takes no key
     manifest = getattr(src, "manifest", None)
@@ -155,7 +160,7 @@ def _open_target(target: str, src: BaseIndex, api_key: str | None,
     # The collection takes its shape from the source's record, not from weights that would
     # have to be loaded (a migration copies stored vectors and never encodes).
     options: dict[str, Any] = {"api_key": api_key if remote else None,
-                               "create_options": create_options}
+                               "create_options": create_options, "storage": storage}
     if long_documents is not None:
         return QdrantIndex(where.location, where.collection, _RecordedModel(info),
                            long_documents=long_documents, **options)

@@ -68,8 +68,9 @@ def test_collection_is_created_for_the_model(index, client, tiny_model):
     assert config.metadata["colbridge"] == {
         "format_version": 2, "model": "tiny-test-model", "dimension": tiny_model.dimension,
         "query_length": tiny_model.query_length, "document_length": tiny_model.document_length,
-        "long_documents": "split",
+        "long_documents": "split", "storage": "turbo8",
     }
+    assert tokens.datatype == models.Datatype.TURBO8
 
 
 def test_points_have_uuid5_ids_and_payload_keys_of_their_own(client, tiny_model):

@@ -3,15 +3,17 @@
 Collection layout (``docs/scaling.md`` has the details)::
 
     vectors   "colbert"  every token vector of a document (or passage): a multivector compared
-                         with MaxSim, dot product, float16, no HNSW graph (m=0), so it is
+                         with MaxSim, dot product, stored as the collection's ``storage``
+                         datatype (turbo8 or float16), no HNSW graph (m=0), so it is
                          scored exactly
               "pooled"   one vector per point, the normalised mean of its token vectors
                          (cosine, HNSW): the optional cheap first stage
     payload   {"id", "text", "metadata", "fields", "field_names"} (see ``_qdrant_payload``)
     point id  uuid5(ID_NAMESPACE, id): the same id always lands on the same point
     metadata  {"colbridge": {"format_version": 2, "model": ..., "dimension": ...,
-               "query_length": ..., "document_length": ..., "long_documents": "split"}}
-              (collection metadata, Qdrant >= 1.16)
+               "query_length": ..., "document_length": ..., "long_documents": "split",
+               "storage": "turbo8"}}
+              (collection metadata, Qdrant >= 1.16; no "storage" means float16)
 
 A document split into passages (``long_documents="split"``, :mod:`colbridge.passages`) is one
 point per passage. The first sits at the document's point id and carries the payload above plus
@@ -89,6 +91,13 @@ PASSAGE_NAMESPACE = uuid.UUID("6c1d9e0a-3b7f-5a2e-8d4c-0f9b2a6e51c3")
 PART, PASSAGES, SPAN = "part", "passages", "span"
 UPSERT_TOKENS = 8192  # token vectors per upsert request: ~15 MB of JSON at 96 dimensions
 READ_BATCH = 1000  # ids per retrieve request
+# How the token multivector is stored: colbridge's name -> qdrant_client's Datatype member.
+# turbo8 is TurboQuant at 8 bits: about half of float16's bytes at nearly its rankings (measured
+# with Qdrant's engine: docs/scaling.md). uint8 is left out on purpose: Qdrant casts the query
+# to uint8 too, which wipes out normalised vectors. turbo4 is left out until it can be measured.
+STORAGES = {"turbo8": "TURBO8", "float16": "FLOAT16"}
+DEFAULT_STORAGE = "turbo8"
+LEGACY_STORAGE = "float16"  # collections made before the metadata recorded a storage
 
 T = TypeVar("T")
 # A plan yields (client method, keyword arguments) and receives each call's result.
@@ -174,6 +183,12 @@ class QdrantIndex(BaseIndex):
             length (``"split"``, the default for a new collection, ``"truncate"`` or
             ``"error"``; :mod:`colbridge.passages`). Recorded with the collection; naming
             another than an existing collection's raises :class:`~colbridge.IndexMismatchError`.
+        storage: how a new collection stores the token vectors: ``"turbo8"`` (the default:
+            TurboQuant, 8 bits a value, about half of float16's bytes) or ``"float16"``.
+            Recorded with the collection; None takes what an existing collection stores, and
+            naming another raises :class:`~colbridge.IndexMismatchError`; ``index.storage``
+            says which it is. turbo8 needs a Qdrant server with TurboQuant storage; on an older
+            one, pass ``"float16"``.
 
     Raises:
         IndexMismatchError: the collection was built for another model or dimension, or not by
@@ -201,10 +216,12 @@ class QdrantIndex(BaseIndex):
         create_options: Mapping[str, Any] | None = None,
         search_options: QdrantSearchOptions | None = None,
         long_documents: LongDocuments | str | None = None,
+        storage: str | None = None,
     ) -> None:
         qdrant = import_qdrant()
         asked = None if long_documents is None else long_documents_setting(long_documents)
         self._asked_long_documents = asked
+        self._asked_storage = None if storage is None else storage_setting(storage)
         if not isinstance(collection_name, str) or not collection_name.strip():
             raise InvalidInputError(
                 f"collection_name must be a non-empty string, got {collection_name!r}")
@@ -263,6 +280,13 @@ class QdrantIndex(BaseIndex):
                 f"the Qdrant collection {self.collection_name!r} was built with long_documents="
                 f"{self.long_documents.value!r}, not {asked.value!r}: leave the setting out, or "
                 "use another collection")
+        if self._asked_storage is not None and self._asked_storage != self.storage:
+            raise IndexMismatchError(
+                f"the Qdrant collection {self.collection_name!r} stores its token vectors as "
+                f"{self.storage}, not {self._asked_storage}: leave storage out (or pass "
+                f"storage={self.storage!r}), or create another collection with "
+                f"storage={self._asked_storage!r} and copy this one into it "
+                "(colbridge.migrate.migrate_index takes two open indexes)")
         if model is not None:
             if model.name != info.name:
                 raise IndexMismatchError(
@@ -279,9 +303,11 @@ class QdrantIndex(BaseIndex):
 
     def _create_collection(self, info: ModelInfo, create_options: Mapping[str, Any] | None) -> None:
         m = self._models
+        storage = self._asked_storage or DEFAULT_STORAGE
         vectors = {
             TOKENS_VECTOR: m.VectorParams(
-                size=info.dimension, distance=m.Distance.DOT, datatype=m.Datatype.FLOAT16,
+                size=info.dimension, distance=m.Distance.DOT,
+                datatype=getattr(m.Datatype, STORAGES[storage]),
                 multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
                 hnsw_config=m.HnswConfigDiff(m=0),
             ),
@@ -291,13 +317,19 @@ class QdrantIndex(BaseIndex):
             "format_version": FORMAT_VERSION, "model": info.name, "dimension": info.dimension,
             "query_length": info.query_length, "document_length": info.document_length,
             "long_documents": (self._asked_long_documents or DEFAULT_LONG_DOCUMENTS).value,
+            "storage": storage,
         }}
         try:
             self._call("create_collection", vectors_config=vectors, metadata=metadata,
                        **dict(create_options or {}))
-        except BackendError:
-            if not self._call("collection_exists"):  # not a race lost to another creator
-                raise
+        except BackendError as e:
+            if self._call("collection_exists"):  # a race lost to another creator
+                return
+            if storage != LEGACY_STORAGE:
+                raise BackendError(
+                    f"{e}; if this Qdrant server predates TurboQuant storage, create the "
+                    f"collection with storage={LEGACY_STORAGE!r}") from (e.__cause__ or e)
+            raise
 
     def _read_collection_info(self, description: Any) -> ModelInfo:
         name = self.collection_name
@@ -319,6 +351,11 @@ class QdrantIndex(BaseIndex):
         except ValueError:
             raise IndexCorruptError(f"the Qdrant collection {name!r} records an unknown "
                                     f"long_documents {meta.get('long_documents')!r}") from None
+        storage = meta.get("storage", LEGACY_STORAGE)
+        if storage not in STORAGES:
+            raise IndexCorruptError(f"the Qdrant collection {name!r} records an unknown storage "
+                                    f"{storage!r} (this colbridge knows {', '.join(STORAGES)})")
+        self.storage: str = storage
         vectors = description.config.params.vectors
         tokens = vectors.get(TOKENS_VECTOR) if isinstance(vectors, Mapping) else None
         comparator = getattr(getattr(tokens, "multivector_config", None), "comparator", None)
@@ -464,7 +501,8 @@ class QdrantIndex(BaseIndex):
         longer has.
 
         Vectors are rounded to float16 first, as the embedded index stores them, so both
-        backends score the same numbers (a server stores this vector as float16 anyway).
+        backends start from the same numbers (a float16 collection stores exactly those; a
+        turbo8 one codes them further, on the server).
         """
         m = self._models
         layouts = list(passages or [None] * len(ids))
@@ -855,6 +893,18 @@ class _QdrantSearch:
         found = yield from self._index._get_plan([self._lexicon.doc_id(key) for key in keys])
         return {self._lexicon.key(doc_id): (doc_id, text, metadata)
                 for doc_id, (text, metadata) in found.items()}
+
+
+def storage_setting(value: object) -> str:
+    """A valid ``storage`` name (see :class:`QdrantIndex`), or InvalidInputError.
+
+    >>> storage_setting("float16")
+    'float16'
+    """
+    if not isinstance(value, str) or value not in STORAGES:
+        raise InvalidInputError(
+            f"storage must be one of {', '.join(map(repr, STORAGES))}, got {value!r}")
+    return value
 
 
 def pooled(vectors: np.ndarray) -> np.ndarray:
