@@ -33,7 +33,13 @@ import numpy as np
 from .._files import atomic_write_bytes, open_nofollow
 from ..errors import IndexCorruptError
 from . import layout
-from .vectors import TokenStore, compaction_runs, register_codec, write_vector_file
+from .vectors import (
+    DecodedRows,
+    TokenStore,
+    compaction_runs,
+    register_codec,
+    write_vector_file,
+)
 
 PARAMS_FORMAT = "colbridge-int8-codec"
 PARAMS_VERSION = 1
@@ -301,18 +307,13 @@ class Int8Store(TokenStore):
         return total
 
 
-class CodedRows:
+class CodedRows(DecodedRows):
     """The first ``rows`` rows of an :class:`Int8Store`: decoded (float32) on indexing, and
     scored from their codes by :func:`colbridge.scoring.maxsim_ranges`."""
 
-    dtype = np.dtype(np.float32)
-
     def __init__(self, store: Int8Store, rows: int) -> None:
+        super().__init__(store, rows)
         self.store = store
-        self.shape = (rows, store.dimension)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     @property
     def params(self) -> Int8Params:
@@ -321,14 +322,6 @@ class CodedRows:
 
     def read_codes(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return self.store.read_codes(starts, counts)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, slice):
-            key = np.arange(*key.indices(self.shape[0]))
-        rows = np.asarray(key, dtype=np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise IndexError(f"rows outside the {self.shape[0]} committed rows")
-        return self.store.decode(rows.ravel()).reshape(*rows.shape, self.shape[1])
 
 
 register_codec(Int8Store)
