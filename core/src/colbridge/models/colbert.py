@@ -10,9 +10,9 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pylate.models import ColBERT
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 OFFLINE_HINT = (
     "To work offline, use a model folder on disk (ColBERTModel('/path/to/model')) or the "
@@ -376,9 +377,8 @@ class ColBERTModel(Encoder):
         if not texts:
             return []
         if self._backend != "torch":
-            runtime = self.load()
-            with self._encode_lock:
-                return runtime.document_token_spans(texts, length=self.document_length)
+            return self._on_runtime(
+                lambda runtime: runtime.document_token_spans(texts, length=self.document_length))
         from ._spans import stored_token_spans
 
         model = self.load()
@@ -392,8 +392,7 @@ class ColBERTModel(Encoder):
             return list(zip(encoded["input_ids"], encoded["offset_mapping"],
                             encoded["special_tokens_mask"], strict=True))
 
-        prompt = model.prompts.get(model.default_prompt_name) or ""
-        lower = bool(getattr(model[0], "do_lower_case", False))
+        prompt, lower = _document_text_form(model)
         skiplist = {int(i) for i in model.skiplist if i is not None}
         with self._encode_lock:
             return stored_token_spans(texts, prompt, lower, tokenize, prefix, skiplist)
@@ -415,9 +414,7 @@ class ColBERTModel(Encoder):
         if not texts:
             return []
         if self._backend != "torch":
-            runtime = self.load()
-            with self._encode_lock:
-                return runtime.whole_token_offsets(texts)
+            return self._on_runtime(lambda runtime: runtime.whole_token_offsets(texts))
         from ._spans import whole_token_offsets
 
         model = self.load()
@@ -427,10 +424,16 @@ class ColBERTModel(Encoder):
                                       return_offsets_mapping=True, verbose=False)
             return [list(map(tuple, offsets)) for offsets in encoded["offset_mapping"]]
 
-        prompt = model.prompts.get(model.default_prompt_name) or ""
-        lower = bool(getattr(model[0], "do_lower_case", False))
+        prompt, lower = _document_text_form(model)
         with self._encode_lock:
             return whole_token_offsets(texts, prompt, lower, tokenize)
+
+    def _on_runtime(self, call: Callable[[Any], _T]) -> _T:
+        """``call(runtime)`` on the loaded runtime of a non-torch backend, under the encode
+        lock like every call into the model."""
+        runtime = self.load()
+        with self._encode_lock:
+            return call(runtime)
 
     def _warn_truncated(self, truncated: int, total: int) -> None:
         warnings.warn(
@@ -439,6 +442,13 @@ class ColBERTModel(Encoder):
             "indexed (long_documents='split' indexes all of a long text, as passages)",
             UserWarning, stacklevel=5,
         )
+
+
+def _document_text_form(model: ColBERT) -> tuple[str, bool]:
+    """What PyLate puts before a document's text (its default prompt) and whether its
+    tokenizer lowercases: what token offsets must allow for."""
+    prompt = model.prompts.get(model.default_prompt_name) or ""
+    return prompt, bool(getattr(model[0], "do_lower_case", False))
 
 
 def default_backend(device: str | None = None) -> str:
