@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 
@@ -47,11 +48,13 @@ class HashEncoder(ColBERTModel):
     """A deterministic stand-in encoder: each word is a fixed random unit vector.
 
     It never loads weights; a document's vectors are fully determined by its text, so a test
-    can recompute what the index should hold.
+    can recompute what the index should hold. Its tokens are whitespace words, so a text of
+    more than ``document_length - 3`` words is split into passages (under ``"split"``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, document_length: int = 4096) -> None:
         super().__init__("hash-encoder", name=f"hash-encoder-{DIM}")
+        self._document_length = document_length
 
     @property
     def dimension(self) -> int:
@@ -63,7 +66,14 @@ class HashEncoder(ColBERTModel):
 
     @property
     def document_length(self) -> int:
-        return 4096
+        return self._document_length
+
+    @property
+    def passage_tokens(self) -> int:
+        return self._document_length - 3
+
+    def document_token_offsets(self, documents):  # type: ignore[no-untyped-def]
+        return [[m.span() for m in re.finditer(r"\S+", text)] for text in documents]
 
     def load(self):  # type: ignore[no-untyped-def]
         raise AssertionError("the hash encoder has no weights to load")
