@@ -157,3 +157,42 @@ def test_damage_elsewhere_leaves_a_damaged_layout_alone(damaged):
     report = check_index(damaged, repair=True)
     assert not report.ok and not report.repaired and not report.repairable
     assert _sql(damaged, "SELECT doc_no, layout FROM passages ORDER BY doc_no") == before
+
+
+def _layouts(path) -> dict[str, list[list[int]]]:
+    return {doc_id: json.loads(layout) for doc_id, layout in _sql(
+        path, "SELECT d.id, p.layout FROM passages p JOIN documents d USING (doc_no)")}
+
+
+def test_recovery_keeps_every_split_document_split(pristine, tmp_path):
+    from colbridge.backup import recover_index
+
+    result = recover_index(pristine, tmp_path / "saved")
+    assert result.recovered == 115 and result.lost == []
+    assert check_index(result.path).ok
+    source = _layouts(pristine)
+    assert len(source) > 60 and _layouts(result.path) == source
+    queries = [doc_text(i, 0) for i in IDS[5::11]]
+    with EmbeddedIndex(pristine, model=_encoder(), create=False) as before, \
+            EmbeddedIndex(result.path, model=_encoder(), create=False) as after:
+        for query in queries:
+            hits = [before.search(query, k=3, exact_threshold=10**6),
+                    after.search(query, k=3, exact_threshold=10**6)]
+            assert [(h.id, h.passage) for h in hits[0]] == [(h.id, h.passage) for h in hits[1]]
+            assert [h.score for h in hits[0]] == pytest.approx([h.score for h in hits[1]],
+                                                               abs=1e-6)
+
+
+def test_recovery_saves_a_document_with_an_unusable_layout_whole(damaged, tmp_path):
+    from colbridge.backup import recover_index
+
+    doc_id = _set_layout(damaged, _json(_one_more_row))
+    result = recover_index(damaged, tmp_path / "saved")
+    assert result.recovered == 115
+    assert result.lost == ["1 split document(s) whose passage layout is unusable, saved whole"]
+    saved = _layouts(result.path)
+    assert doc_id not in saved and len(saved) == len(_layouts(damaged)) - 1
+    assert check_index(result.path).ok
+    with EmbeddedIndex(result.path, model=_encoder(), create=False) as ix:
+        hit = ix.search(doc_text(doc_id, 0), k=1, exact_threshold=10**6)[0]
+        assert hit.id == doc_id and hit.passage is None
