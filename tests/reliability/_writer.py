@@ -171,7 +171,8 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.crash_at:
         _arm(args.crash_at, args.crash_hit)
-    index = EmbeddedIndex(args.index, model=HashEncoder(), compact_threshold=args.compact_threshold,
+    index = EmbeddedIndex(args.index, model=HashEncoder(args.document_length),
+                          compact_threshold=args.compact_threshold,
                           checkpoint_rows=args.checkpoint_rows, lock_timeout=args.lock_timeout)
     versions = {doc_id: meta["v"] for doc_id, _, meta, _, _ in index._store.iter_documents()}
     _emit("READY")
@@ -235,6 +236,8 @@ def main() -> None:
     parser.add_argument("--compact-threshold", type=float, default=0.35)
     parser.add_argument("--checkpoint-rows", type=int, default=2000)
     parser.add_argument("--lock-timeout", type=float, default=30.0)
+    parser.add_argument("--document-length", type=int, default=4096,
+                        help="the hash encoder's; a small one splits most texts into passages")
     _run(parser.parse_args())
 
 
