@@ -169,7 +169,8 @@ def stored_state(path: Path, document_length: int = 4096) -> dict[str, int]:
             assert metadata == doc_metadata(doc_id, version), f"{doc_id}: metadata mismatch"
             encoded = encode_documents(encoder, [text], long_documents=index.long_documents)
             expected = encoded.embeddings[0]
-            assert layouts.get(doc_id) == encoded.passages[0], f"{doc_id}: passages of another version"
+            assert layouts.get(doc_id) == encoded.passages[0], \
+                f"{doc_id}: passages of another version"
             got = np.asarray(matrix[start:start + count], dtype=np.float32)
             assert got.shape == expected.shape, f"{doc_id}: {got.shape} vectors, {expected.shape}"
             if coded:

@@ -16,6 +16,7 @@ This module is the one place that decides; every backend and the reranker call
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from collections.abc import Sequence
@@ -247,6 +248,6 @@ def layout_problem(passages: Sequence[Passage], rows: int, text_length: int | No
                                        for p in passages):
         return f"a passage's span lies outside its {text_length}-character text"
     # Windows move forward: each starts after the one before and ends no earlier.
-    if any(b.start <= a.start or b.end < a.end for a, b in zip(passages, passages[1:])):
+    if any(b.start <= a.start or b.end < a.end for a, b in itertools.pairwise(passages)):
         return "its passages' spans are not in text order"
     return None

@@ -1069,8 +1069,8 @@ def _build_snapshot(vectors: Any, table: np.ndarray,
     unit_starts, unit_nos = _units_by_row(live, by_no_start)
     present = set(doc_nos.tolist())
     layouts = {n: p for n, p in (passages or {}).items() if n in present}
-    for n, layout in layouts.items():  # a wrong layout would score other documents' rows
-        trouble = layout_problem(layout, int(by_no_count[n]), None)
+    for n, parts in layouts.items():  # a wrong layout would score other documents' rows
+        trouble = layout_problem(parts, int(by_no_count[n]), None)
         if trouble is not None:
             raise IndexCorruptError(f"document number {n} has a passage layout that does not fit "
                                     f"it: {trouble}; run `colbridge check --repair`")
