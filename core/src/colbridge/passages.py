@@ -1,9 +1,9 @@
-"""Long documents: split into overlapping passages, or truncated, or refused.
+"""Long documents: split into passages, or truncated, or refused.
 
 A text longer than the encoder's document length does not fit one encoding. The setting
 ``long_documents`` (:class:`LongDocuments`) says what an index or a reranker does with it:
 
-* ``"split"``: the text becomes overlapping windows of :attr:`Encoder.passage_tokens` tokens,
+* ``"split"``: the text becomes consecutive windows of :attr:`Encoder.passage_tokens` tokens,
   each encoded as a document of its own (``[CLS]``, the marker, ``[SEP]``, the skiplist as
   usual); the document's score is its best passage's (MaxP, see ``docs/concepts.md``);
 * ``"truncate"``: only its first tokens are encoded (a warning says how many documents lost
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 
 Span = tuple[int, int]
 
-STRIDE = 0.5
-"""A window starts this share of a window after the previous one: consecutive passages share
-half their tokens, so a phrase cut by one window's edge lies whole inside its neighbour (see
-"Passages" in docs/concepts.md for what this costs and gains)."""
+STRIDE = 1.0
+"""A window starts this share of a window after the previous one. 1.0: consecutive passages
+do not overlap. Overlap was measured (see "Passages" in docs/concepts.md): it costs more
+vectors, and search latency with them, than it gains in quality."""
 
 
 class LongDocuments(str, Enum):
