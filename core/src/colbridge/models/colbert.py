@@ -36,6 +36,7 @@ OFFLINE_HINT = (
 BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "onnx": ("colbridge.models.onnx", {"int8": False}),
     "onnx-int8": ("colbridge.models.onnx", {"int8": True}),
+    "openvino": ("colbridge.models.openvino", {}),
 }
 """Runtimes besides ``"torch"``: name → (module, keyword arguments of its ``open_runtime``).
 
@@ -48,6 +49,11 @@ CPU_BACKEND = "onnx"
 """What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
 fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
 rankings fell short of that bar (docs/benchmarks.md, "Encoder backends")."""
+
+BF16_BACKEND = "openvino"
+"""What ``backend=None`` runs instead on a CPU that computes bfloat16 natively (AMX or
+AVX512-BF16) when openvino is installed too (``colbridge[openvino]``): faster there than
+:data:`CPU_BACKEND` and within the quality bar (docs/benchmarks.md, "Encoder backends")."""
 
 
 class ColBERTModel(Encoder):
@@ -64,11 +70,13 @@ class ColBERTModel(Encoder):
         batch_size: texts per encoder call.
         name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
             or ``"offline-minilm"``. Required to reopen an index without passing the model.
-        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32) or
-            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` means ``COLBRIDGE_BACKEND``
-            or, failing that, :func:`default_backend`. The onnx backends export the model once
-            and cache the export (see :mod:`colbridge.models.onnx`); every backend tokenizes
-            exactly as PyLate does. ``torch`` and ``onnx`` vectors share an index; an index of
+        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32),
+            ``"onnx-int8"`` (ONNX Runtime, int8 weights) or ``"openvino"`` (OpenVINO running
+            the onnx export, in bfloat16 where the CPU has it). ``None`` means
+            ``COLBRIDGE_BACKEND`` or, failing that, :func:`default_backend`. The onnx and
+            openvino backends export the model once and cache the export (see
+            :mod:`colbridge.models.onnx`); every backend tokenizes exactly as PyLate does.
+            ``torch``, ``onnx`` and ``openvino`` vectors share an index; an index of
             ``onnx-int8`` vectors records it (:attr:`precision`).
 
     The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
@@ -134,13 +142,14 @@ class ColBERTModel(Encoder):
 
     @property
     def backend(self) -> str:
-        """The runtime computing the vectors: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        """The runtime computing the vectors: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` or
+        ``"openvino"``."""
         return self._backend
 
     @property
     def precision(self) -> str:
-        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch`` and ``onnx``, whose vectors
-        are the same (docs/benchmarks.md)."""
+        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch``, ``onnx`` and ``openvino``
+        (bfloat16 inside or not), whose vectors are interchangeable (docs/benchmarks.md)."""
         return "int8" if self._backend == "onnx-int8" else "float32"
 
     # -- copying ----------------------------------------------------------------------------
@@ -442,8 +451,9 @@ class ColBERTModel(Encoder):
 
 
 def default_backend(device: str | None = None) -> str:
-    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else
-    :data:`CPU_BACKEND` when the model runs on CPU and onnxruntime is installed, else
+    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else,
+    when the model runs on CPU and onnxruntime is installed, :data:`BF16_BACKEND` if openvino
+    is installed and the CPU computes bfloat16 natively, :data:`CPU_BACKEND` otherwise; else
     ``"torch"`` (GPUs keep PyTorch in half precision). With no device given, a GPU counts as
     present when the NVIDIA or ROCm driver shows one or on Apple silicon; this avoids importing
     PyTorch just to ask."""
@@ -454,6 +464,11 @@ def default_backend(device: str | None = None) -> str:
         return "torch"
     if device is None and _gpu_visible():
         return "torch"
+    if importlib.util.find_spec("openvino") is not None:
+        from .openvino import cpu_has_bf16
+
+        if cpu_has_bf16():
+            return BF16_BACKEND
     return CPU_BACKEND
 
 
