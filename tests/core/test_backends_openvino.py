@@ -72,6 +72,7 @@ def test_it_reuses_the_onnx_export_and_tokenization(openvino_model, tiny_model_p
     assert runtime.precision == ("bf16" if openvino_backend.cpu_has_bf16() else "f32")
     assert openvino_model.precision == "float32"  # same index family as torch and onnx
     assert openvino_model.backend == "openvino"
+    assert any((runtime.folder.parent / ".openvino-cache").iterdir())  # compiled graph kept
 
 
 def test_openvino_vectors_share_an_index_with_torch(torch_model, openvino_model, tmp_path,
@@ -165,3 +166,11 @@ def test_query_path_imports_neither_torch_nor_pylate(openvino_model, tiny_model_
                          check=True, timeout=120).stdout.split()
     assert out == [f"({openvino_model.query_length},", f"{openvino_model.dimension})", "False",
                    "False"]
+
+
+def test_a_default_openvino_without_openvino_steps_down_to_onnx(tiny_model_path, monkeypatch):
+    monkeypatch.setattr(colbert_module, "default_backend", lambda device=None: "openvino")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    chosen = ColBERTModel(tiny_model_path)
+    chosen.load()
+    assert chosen.backend == "onnx"

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from .onnx import _GRAPH, OnnxRuntime, available_cores, ensure_export
 
+_CACHE = ".openvino-cache"  # beside the exports, shared by them
 MISSING = ('the openvino backend needs openvino: pip install "colbridge[openvino]", or use '
            'backend="onnx" or backend="torch"')
 
@@ -65,7 +66,14 @@ class OpenVinoRuntime(OnnxRuntime):
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
         }
-        self._compiled = core.compile_model(core.read_model(str(folder / _GRAPH)), "CPU", config)
+        # OpenVINO's own cache of compiled graphs, keyed by the graph file and this config:
+        # a new process imports the compiled graph instead of compiling it again, which is
+        # most of its cold start (measured in docs/benchmarks.md, "Encoder backends").
+        cached = {**config, "CACHE_DIR": str(folder.parent / _CACHE)}
+        try:
+            self._compiled = core.compile_model(str(folder / _GRAPH), "CPU", cached)
+        except Exception:  # a cache it cannot write or read (read-only disk): compile without
+            self._compiled = core.compile_model(str(folder / _GRAPH), "CPU", config)
         self._request = self._compiled.create_infer_request()
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
