@@ -13,7 +13,6 @@ import pytest
 from colbridge import ColBERTModel, Encoder, InvalidInputError, ModelLoadError
 from colbridge.models import colbert as colbert_module
 from colbridge.models import onnx as onnx_backend
-from colbridge.models import openvino as openvino_backend
 
 # Mixed lengths in one batch: one token, a sentence, punctuation (the skiplist), a text past
 # document_length (truncation), unicode, and repeats that sort into the middle of a batch.
@@ -172,8 +171,6 @@ def test_backend_arguments_are_checked(tiny_model_path, torch_model):
 
 def test_default_backend_by_device(monkeypatch):
     monkeypatch.delenv("COLBRIDGE_BACKEND", raising=False)
-    # the bf16 choice: tests/core/test_backends_openvino.py
-    monkeypatch.setattr(openvino_backend, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(colbert_module, "_gpu_visible", lambda: False)
     assert colbert_module.default_backend("cpu") == colbert_module.CPU_BACKEND
     assert colbert_module.default_backend(None) == colbert_module.CPU_BACKEND

@@ -48,12 +48,9 @@ A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object wi
 CPU_BACKEND = "onnx"
 """What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
 fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
-rankings fell short of that bar (docs/benchmarks.md, "Encoder backends")."""
-
-BF16_BACKEND = "openvino"
-"""What ``backend=None`` runs instead on a CPU that computes bfloat16 natively (AMX or
-AVX512-BF16) when openvino is installed too (``colbridge[openvino]``): faster there than
-:data:`CPU_BACKEND` and within the quality bar (docs/benchmarks.md, "Encoder backends")."""
+rankings fell short of that bar. ``"openvino"`` (bfloat16 on a CPU with AMX) encodes documents
+faster but searched slower end to end when measured, so it is not the default either
+(docs/benchmarks.md, "Encoder backends")."""
 
 
 class ColBERTModel(Encoder):
@@ -451,9 +448,8 @@ class ColBERTModel(Encoder):
 
 
 def default_backend(device: str | None = None) -> str:
-    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else,
-    when the model runs on CPU and onnxruntime is installed, :data:`BF16_BACKEND` if openvino
-    is installed and the CPU computes bfloat16 natively, :data:`CPU_BACKEND` otherwise; else
+    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else
+    :data:`CPU_BACKEND` when the model runs on CPU and onnxruntime is installed, else
     ``"torch"`` (GPUs keep PyTorch in half precision). With no device given, a GPU counts as
     present when the NVIDIA or ROCm driver shows one or on Apple silicon; this avoids importing
     PyTorch just to ask."""
@@ -464,11 +460,6 @@ def default_backend(device: str | None = None) -> str:
         return "torch"
     if device is None and _gpu_visible():
         return "torch"
-    if importlib.util.find_spec("openvino") is not None:
-        from .openvino import cpu_has_bf16
-
-        if cpu_has_bf16():
-            return BF16_BACKEND
     return CPU_BACKEND
 
 
