@@ -37,6 +37,7 @@ OFFLINE_HINT = (
 BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "onnx": ("colbridge.models.onnx", {"int8": False}),
     "onnx-int8": ("colbridge.models.onnx", {"int8": True}),
+    "openvino": ("colbridge.models.openvino", {}),
 }
 """Runtimes besides ``"torch"``: name → (module, keyword arguments of its ``open_runtime``).
 
@@ -48,7 +49,9 @@ A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object wi
 CPU_BACKEND = "onnx"
 """What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
 fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
-rankings fell short of that bar (docs/benchmarks.md, "Encoder backends")."""
+rankings fell short of that bar. ``"openvino"`` (bfloat16 on a CPU with AMX) encodes documents
+faster but searched slower end to end when measured, so it is not the default either
+(docs/benchmarks.md, "Encoder backends")."""
 
 
 class ColBERTModel(Encoder):
@@ -65,11 +68,13 @@ class ColBERTModel(Encoder):
         batch_size: texts per encoder call.
         name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
             or ``"offline-minilm"``. Required to reopen an index without passing the model.
-        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32) or
-            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` means ``COLBRIDGE_BACKEND``
-            or, failing that, :func:`default_backend`. The onnx backends export the model once
-            and cache the export (see :mod:`colbridge.models.onnx`); every backend tokenizes
-            exactly as PyLate does. ``torch`` and ``onnx`` vectors share an index; an index of
+        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32),
+            ``"onnx-int8"`` (ONNX Runtime, int8 weights) or ``"openvino"`` (OpenVINO running
+            the onnx export, in bfloat16 where the CPU has it). ``None`` means
+            ``COLBRIDGE_BACKEND`` or, failing that, :func:`default_backend`. The onnx and
+            openvino backends export the model once and cache the export (see
+            :mod:`colbridge.models.onnx`); every backend tokenizes exactly as PyLate does.
+            ``torch``, ``onnx`` and ``openvino`` vectors share an index; an index of
             ``onnx-int8`` vectors records it (:attr:`precision`).
 
     The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
@@ -135,13 +140,14 @@ class ColBERTModel(Encoder):
 
     @property
     def backend(self) -> str:
-        """The runtime computing the vectors: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        """The runtime computing the vectors: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` or
+        ``"openvino"``."""
         return self._backend
 
     @property
     def precision(self) -> str:
-        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch`` and ``onnx``, whose vectors
-        are the same (docs/benchmarks.md)."""
+        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch``, ``onnx`` and ``openvino``
+        (bfloat16 inside or not), whose vectors are interchangeable (docs/benchmarks.md)."""
         return "int8" if self._backend == "onnx-int8" else "float32"
 
     # -- copying ----------------------------------------------------------------------------
