@@ -33,7 +33,8 @@ from colbridge.scoring import maxsim_many
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+FAST = ("onnx", "openvino")  # the CPU defaults, now or before: their cold start is measured
 ISOLATED = ["uv", "run", "--isolated", "--no-project", "--python",
             f"{sys.version_info.major}.{sys.version_info.minor}"]
 
@@ -59,7 +60,8 @@ def main() -> None:
                      limit_queries=None if not args.trial else 8)
     query_ids, query_texts = list(data.queries), list(data.queries.values())
     report: dict = {"dataset": data.name, "model": args.model, "documents": len(data.doc_ids),
-                    "queries": len(query_texts), "machine": f"{os.cpu_count()} CPU cores",
+                    "queries": len(query_texts),
+                    "machine": f"{os.cpu_count()} CPU cores{_cpu_features()}",
                     "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"{data.name} subset: {len(data.doc_ids)} docs, {len(query_texts)} queries", flush=True)
 
@@ -145,7 +147,7 @@ def main() -> None:
         print(json.dumps(report["search"], indent=1), flush=True)
 
         # -- cold start: a new process searching the index built above -------------------------
-        walls = {b: [] for b in ("torch", "onnx")}  # the default on CPU against torch
+        walls = {b: [] for b in ("torch", *FAST)}  # the CPU defaults against torch
         cpu = {b: [] for b in walls}
         for _ in range(3 if not args.trial else 1):
             for backend in walls:
@@ -160,12 +162,14 @@ def main() -> None:
         probe = ("import sys, colbridge.cli as c; from colbridge import EmbeddedIndex;"
                  f"i = EmbeddedIndex({str(Path(work) / 'onnx')!r}, create=False);"
                  "i.search('probe', k=3); print('torch' in sys.modules, 'pylate' in sys.modules)")
-        imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                  check=True, env={**os.environ, "COLBRIDGE_BACKEND": "onnx"})
         report["cold_start"] = {b: {"wall_s": statistics.median(w), "runs": w,
                                     "cpu_s": statistics.median(cpu[b])}
                                 for b, w in walls.items()}
-        report["cold_start"]["onnx"]["imports_torch_pylate"] = imported.stdout.split()
+        for backend in FAST:
+            imported = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                      text=True, check=True,
+                                      env={**os.environ, "COLBRIDGE_BACKEND": backend})
+            report["cold_start"][backend]["imports_torch_pylate"] = imported.stdout.split()
         print(json.dumps(report["cold_start"], indent=1), flush=True)
 
     if args.trial:
@@ -176,6 +180,19 @@ def main() -> None:
     (DOCS / "benchmarks" / "encoders.json").write_text(json.dumps(report, indent=2))
     write_markdown(report)
     print(render(report))
+
+
+def _cpu_features() -> str:
+    """What this CPU computes bfloat16 with, which decides OpenVINO's speed here."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return ""
+    if "amx_bf16" in flags:
+        return " with AMX-BF16"
+    if "avx512_bf16" in flags:
+        return " with AVX512-BF16 (no AMX)"
+    return " without BF16 instructions (AVX2 or less)"
 
 
 def _children_cpu() -> float:
@@ -261,7 +278,7 @@ def render(r: dict) -> str:
         return lambda b: f"{table[b][key]:.{digits}f} ({x(table[b][key], base)})"
 
     li = rr.get("llamaindex")
-    fast = "onnx" if "onnx" in cs else "onnx-int8"  # runs before the default became onnx
+    fast = [b for b in FAST if b in cs] or ["onnx-int8"]  # older runs measured fewer
     lines = [
         f"Run on {r['date']}, {r['machine']} (shared with other work), model `{r['model']}`, "
         f"SciFact subset of {r['documents']} documents (every judged document of the "
@@ -289,17 +306,18 @@ def render(r: dict) -> str:
         "Reranking the same candidates, documents/s: PyLate encode + `rank.rerank` "
         f"{rr['pylate']['documents_per_second']:.1f}"
         + (f", llama-index-postprocessor-colbert-rerank {li['documents_per_second']:.1f} "
-           f"(`onnx-int8` reranks at "
-           f"{x(rr['onnx-int8']['documents_per_second'], li['documents_per_second'])} its rate)"
+           "(" + ", ".join(f"`{b}` reranks at "
+                           f"{x(rr[b]['documents_per_second'], li['documents_per_second'])}"
+                           for b in ("onnx-int8", "openvino") if b in rr) + " its rate)"
            if li else "") + ".",
         "",
         f"Cold start, `colbridge search \"…\" --index DIR` as a new process (median of "
         f"{len(cs['torch']['runs'])}): `torch` {cs['torch']['wall_s']:.1f} s wall"
         + (f" ({cs['torch']['cpu_s']:.1f} s CPU)" if "cpu_s" in cs["torch"] else "")
-        + f", `{fast}` {cs[fast]['wall_s']:.1f} s wall"
-        + (f" ({cs[fast]['cpu_s']:.1f} s CPU)" if "cpu_s" in cs[fast] else "")
-        + f"; on the `{fast}` query path torch / pylate were "
-        f"imported: {' / '.join(cs[fast]['imports_torch_pylate'])}.",
+        + "".join(f", `{b}` {cs[b]['wall_s']:.1f} s wall"
+                  + (f" ({cs[b]['cpu_s']:.1f} s CPU)" if "cpu_s" in cs[b] else "") for b in fast)
+        + "; torch / pylate imported on the query path: "
+        + ", ".join(f"`{b}` {' / '.join(cs[b]['imports_torch_pylate'])}" for b in fast) + ".",
         "",
     ]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from colbridge import (
     Passage,
     Reranker,
 )
-from colbridge.passages import encode_documents, windows
+from colbridge.passages import STRIDE, encode_documents, windows
 from colbridge.scoring import maxsim
 
 
@@ -37,11 +37,12 @@ def passage_maxsims(model, query: str, text: str, spans: list[tuple[int, int]]) 
 
 
 # -- windows -----------------------------------------------------------------------------------
-def test_windows_cover_every_token_overlap_and_never_cut_a_word(tiny_model):
+@pytest.mark.parametrize("stride", [0.5, STRIDE])
+def test_windows_cover_every_token_overlap_as_asked_and_never_cut_a_word(tiny_model, stride):
     text = long_text(300, "unbreakablesupercalifragilisticword end") + " pre-war co-op 3.14"
     (offsets,) = tiny_model.document_token_offsets([text])
     size = tiny_model.passage_tokens
-    spans = windows(text, offsets, size)
+    spans = windows(text, offsets, size, stride)
     assert len(spans) > 2
     starts = [s for s, _ in offsets]
     covered = set()
@@ -57,8 +58,11 @@ def test_windows_cover_every_token_overlap_and_never_cut_a_word(tiny_model):
         (again,) = tiny_model.document_token_offsets([text[begin:end]])
         assert len(again) == len(inside)
     assert covered == set(range(len(offsets)))
-    # Consecutive windows share tokens (the stride is shorter than a window).
-    assert all(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    # Consecutive windows share tokens when the stride is shorter than a window, else abut.
+    if stride < 1:
+        assert all(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    else:
+        assert all(b_start >= a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
 
 
 def test_a_text_that_fits_is_one_window(tiny_model):

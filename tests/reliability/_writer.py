@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 
@@ -47,11 +48,13 @@ class HashEncoder(ColBERTModel):
     """A deterministic stand-in encoder: each word is a fixed random unit vector.
 
     It never loads weights; a document's vectors are fully determined by its text, so a test
-    can recompute what the index should hold.
+    can recompute what the index should hold. Its tokens are whitespace words, so a text of
+    more than ``document_length - 3`` words is split into passages (under ``"split"``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, document_length: int = 4096) -> None:
         super().__init__("hash-encoder", name=f"hash-encoder-{DIM}")
+        self._document_length = document_length
 
     @property
     def dimension(self) -> int:
@@ -63,7 +66,14 @@ class HashEncoder(ColBERTModel):
 
     @property
     def document_length(self) -> int:
-        return 4096
+        return self._document_length
+
+    @property
+    def passage_tokens(self) -> int:
+        return self._document_length - 3
+
+    def document_token_offsets(self, documents):  # type: ignore[no-untyped-def]
+        return [[m.span() for m in re.finditer(r"\S+", text)] for text in documents]
 
     def load(self):  # type: ignore[no-untyped-def]
         raise AssertionError("the hash encoder has no weights to load")
@@ -161,7 +171,8 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.crash_at:
         _arm(args.crash_at, args.crash_hit)
-    index = EmbeddedIndex(args.index, model=HashEncoder(), compact_threshold=args.compact_threshold,
+    index = EmbeddedIndex(args.index, model=HashEncoder(args.document_length),
+                          compact_threshold=args.compact_threshold,
                           checkpoint_rows=args.checkpoint_rows, lock_timeout=args.lock_timeout)
     versions = {doc_id: meta["v"] for doc_id, _, meta, _, _ in index._store.iter_documents()}
     _emit("READY")
@@ -225,6 +236,8 @@ def main() -> None:
     parser.add_argument("--compact-threshold", type=float, default=0.35)
     parser.add_argument("--checkpoint-rows", type=int, default=2000)
     parser.add_argument("--lock-timeout", type=float, default=30.0)
+    parser.add_argument("--document-length", type=int, default=4096,
+                        help="the hash encoder's; a small one splits most texts into passages")
     _run(parser.parse_args())
 
 

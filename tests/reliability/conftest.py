@@ -133,9 +133,10 @@ def apply(state: dict[str, int], op: dict | None) -> dict[str, int]:
     return state
 
 
-def stored_state(path: Path) -> dict[str, int]:
+def stored_state(path: Path, document_length: int = 4096) -> dict[str, int]:
     """Open the index and check every stored document is whole: its text, metadata and token
-    vectors all belong to one version of it. Returns id -> version.
+    vectors all belong to one version of it, and a document split into passages (by a hash
+    encoder of ``document_length``) has all of that version's passages. Returns id -> version.
 
     The vectors are read from the vector file directly (the public API has no vector getter),
     and every one of them must be an item of the graph the index opened with (it is rebuilt
@@ -144,9 +145,12 @@ def stored_state(path: Path) -> dict[str, int]:
     is approximate, and this checks reachability, not recall).
     """
     from colbridge import EmbeddedIndex
+    from colbridge.passages import encode_documents
 
-    with EmbeddedIndex(path, model=HashEncoder(), create=False) as index:
+    encoder = HashEncoder(document_length)
+    with EmbeddedIndex(path, model=encoder, create=False) as index:
         rows = list(index._store.iter_documents())
+        layouts = index._passages([row[0] for row in rows])
         matrix = index._snap.vectors
         # Graph item ids are vector rows: every row with pool 1, one row per run or merged
         # cluster of a document's tokens otherwise.
@@ -163,7 +167,10 @@ def stored_state(path: Path) -> dict[str, int]:
             version = metadata["v"]
             assert text == doc_text(doc_id, version), f"{doc_id}: text of another version"
             assert metadata == doc_metadata(doc_id, version), f"{doc_id}: metadata mismatch"
-            expected = word_vectors(text)
+            encoded = encode_documents(encoder, [text], long_documents=index.long_documents)
+            expected = encoded.embeddings[0]
+            assert layouts.get(doc_id) == encoded.passages[0], \
+                f"{doc_id}: passages of another version"
             got = np.asarray(matrix[start:start + count], dtype=np.float32)
             assert got.shape == expected.shape, f"{doc_id}: {got.shape} vectors, {expected.shape}"
             if coded:

@@ -31,8 +31,9 @@ def crash_index(tmp_path):
     return path
 
 
-def _trial(path, state, seed, stats, *args, kill_after=None):
-    run = run_writer(path, seed, *WRITER_ARGS, *args, kill_after=kill_after)
+def _trial(path, state, seed, stats, *args, kill_after=None, document_length=4096):
+    run = run_writer(path, seed, *WRITER_ARGS, "--document-length", str(document_length), *args,
+                     kill_after=kill_after)
     assert run.returncode == -signal.SIGKILL, f"writer ended on its own:\n{run.stderr[-2000:]}"
     committed = state
     for op in run.committed_ops:
@@ -40,7 +41,7 @@ def _trial(path, state, seed, stats, *args, kill_after=None):
     with_in_flight = apply(committed, run.in_flight)
     problems = check_clean(path)
     assert not problems, problems
-    actual = stored_state(path)
+    actual = stored_state(path, document_length)
     assert actual in (committed, with_in_flight), (
         f"trial {seed}: {len(set(committed) ^ set(actual))} ids differ from the committed state "
         f"(in flight: {run.in_flight and run.in_flight['kind']})"
@@ -83,6 +84,27 @@ def test_kill_at_each_step_of_the_write_protocol(crash_index, capsys):
     for number, point in enumerate(CRASH_POINTS):
         state = _trial(crash_index, state, 2 + number, stats, "--crash-at", point)
     _report(capsys, "crash trials (one kill at each protocol step)", stats)
+    assert stats["lost"] == 0 and stats["trials"] == len(CRASH_POINTS)
+
+
+SHORT = 13  # a hash-encoder document length at which most writer texts are split into passages
+
+
+def test_kill_at_each_step_with_split_documents(tmp_path, capsys):
+    """A split document is written with all its passages or not at all, at every step."""
+    path = tmp_path / "index"
+    EmbeddedIndex.open_or_create(path, model=HashEncoder(SHORT),
+                                 graph=GraphParams(M=8, ef_construction=32)).close()
+    stats: collections.Counter = collections.Counter()
+    run = run_writer(path, 1, *WRITER_ARGS, "--document-length", str(SHORT), "--ops", "2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    state = stored_state(path, SHORT)
+    with EmbeddedIndex(path, model=HashEncoder(SHORT), create=False) as index:
+        assert index.stats()["split_documents"] > len(state) / 2  # the test is about them
+    for number, point in enumerate(CRASH_POINTS):
+        state = _trial(path, state, 2 + number, stats, "--crash-at", point,
+                       document_length=SHORT)
+    _report(capsys, "crash trials with split documents (one kill at each protocol step)", stats)
     assert stats["lost"] == 0 and stats["trials"] == len(CRASH_POINTS)
 
 

@@ -12,7 +12,10 @@ index or does not exist. It opens like the original.
 Recovery reads what is still readable of a damaged index — every document row SQLite can
 still return, whose metadata is a JSON object and whose token vectors lie in the vector file
 and are finite unit vectors — and writes those documents, with their stored vectors (nothing is
-re-encoded, no model is loaded), into a new index. It never writes into the damaged folder.
+re-encoded, no model is loaded), into a new index. A document split into passages keeps its
+passage layout where that is still readable and fits it; otherwise it is saved whole (scored
+as one passage of all its rows) and the result says how many were. It never writes into the
+damaged folder.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .errors import IndexCorruptError, InvalidInputError
 
 if TYPE_CHECKING:
     from .index.embedded import EmbeddedIndex
+    from .passages import Passage
 
 _COPY_CHUNK = 1 << 24
 
@@ -202,15 +206,19 @@ def recover_index(source: str | os.PathLike[str], destination: str | os.PathLike
                              document_length=info.document_length)
         with _VectorSource(folder, manifest.codec, info.dimension) as vectors, \
                 EmbeddedIndex(scratch, model=model, create=False) as target:
-            batch: list[tuple[str, str, dict[str, Any], np.ndarray]] = []
+            batch: list[_Saved] = []
             saved: set[str] = set()
             rows, known = _readable_rows(folder, lost)
-            for row in rows:
+            layouts = _readable_layouts(folder)
+            if layouts is None:
+                lost["unreadable passages table: split documents saved whole"] = 1
+                layouts = {}
+            for doc_no, *row in rows:
                 document = _usable(row, vectors, lost)
                 if document is None or document[0] in saved:
                     continue
                 saved.add(document[0])
-                batch.append(document)
+                batch.append((*document, _layout_of(doc_no, document, layouts, lost)))
                 if len(batch) == batch_size:
                     _store(target, batch)
             if batch:
@@ -232,11 +240,51 @@ def _create_empty(folder: Path, manifest: Any) -> None:
     manifest.write(folder)
 
 
-def _store(target: EmbeddedIndex, batch: list[tuple[str, str, dict[str, Any], np.ndarray]]
-           ) -> None:
+# A document to save: id, text, metadata, vectors, passage layout.
+_Saved = tuple[str, str, dict[str, Any], np.ndarray, "tuple[Passage, ...] | None"]
+
+
+def _store(target: EmbeddedIndex, batch: list[_Saved]) -> None:
     target.add_encoded([b[3] for b in batch], [b[1] for b in batch], ids=[b[0] for b in batch],
-                       metadatas=[b[2] for b in batch])
+                       metadatas=[b[2] for b in batch], passages=[b[4] for b in batch])
     batch.clear()
+
+
+def _readable_layouts(folder: Path) -> dict[int, Any] | None:
+    """``{doc_no: stored layout}`` of the split documents, or None when the ``passages``
+    table cannot be read (each split document is then saved whole)."""
+    from .index.docstore import FILENAME
+
+    conn = _read_only(folder / FILENAME)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'passages'"
+                        ).fetchone() is None:
+            return {}
+        return dict(conn.execute("SELECT doc_no, layout FROM passages").fetchall())
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
+def _layout_of(doc_no: Any, document: tuple[str, str, dict[str, Any], np.ndarray],
+               layouts: dict[int, Any], lost: dict[str, int]
+               ) -> tuple[Passage, ...] | None:
+    """The passages of a recovered document, or None (stored whole: it fit, it was truncated,
+    or its layout is unusable, which ``lost`` counts)."""
+    from .passages import layout_problem, read_layout
+
+    raw = layouts.get(doc_no)
+    if raw is None:
+        return None
+    try:
+        passages = read_layout(raw)
+    except ValueError:
+        passages = None
+    if passages is None or layout_problem(passages, len(document[3]), len(document[1])):
+        _count(lost, "split document(s) whose passage layout is unusable, saved whole")
+        return None
+    return passages if len(passages) > 1 else None
 
 
 def _count(lost: dict[str, int], what: str, n: int = 1) -> None:
@@ -245,8 +293,9 @@ def _count(lost: dict[str, int], what: str, n: int = 1) -> None:
 
 def _readable_rows(folder: Path, lost: dict[str, int]
                    ) -> tuple[list[tuple[Any, ...]], dict[int, str] | None]:
-    """Every row SQLite can still read, as ``(id, text, metadata, vec_start, vec_count)``, and
-    the ids of all the documents the store held by number, when its index of ids is readable.
+    """Every row SQLite can still read, as ``(doc_no, id, text, metadata, vec_start,
+    vec_count)``, and the ids of all the documents the store held by number, when its index of
+    ids is readable.
 
     A range of rows that fails to read is split in halves until the unreadable rows are
     isolated, so one damaged page loses only the rows stored on it.
@@ -291,7 +340,7 @@ def _readable_rows(folder: Path, lost: dict[str, int]
         _count(lost, "document(s) whose rows SQLite cannot read" if known is not None else
                "document number(s) SQLite cannot read (lost documents, or deleted ones)",
                unreadable)
-    return [row[1:] for row in found], known
+    return found, known
 
 
 def _ids_by_doc_no(conn: sqlite3.Connection) -> dict[int, str] | None:

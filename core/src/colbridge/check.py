@@ -9,6 +9,9 @@ that breaks the rules of ``docs/index-format.md``:
   schema object colbridge did not create (a trigger, a view), and a state of integers;
 * every document's vector range lies inside the committed rows, no two ranges overlap, every
   text is UTF-8 text and every metadata value is a JSON object;
+* every passage layout (a document split into passages) belongs to a stored document, is a
+  readable list of ``[start, end, rows]``, its rows add up to the document's vector count and
+  its spans lie inside the stored text, in text order;
 * the vector file holds at least the committed rows, every live token vector is finite and
   unit-length, and every run of rows matches the checksum recorded when it was committed; an
   int8 generation's parameter file is present, readable and matches its own checksum;
@@ -25,12 +28,15 @@ files) are harmless; they are listed as notes, not problems. So are cache files 
 without a recorded checksum (written by an older colbridge): an open does not trust such a cache
 file but rebuilds it.
 
-Only the graph, the document means and the lexical segment can be repaired: they are caches
+The graph, the document means and the lexical segment can be repaired: they are caches
 of the vectors and the texts. ``repair=True`` deletes damaged or impossible graph checkpoints,
 damaged means files and lexical segments, caches without a checksum and leftovers, rebuilds
 what it deleted from the stored vectors and texts, saves fresh copies, and records checksums
-of vector rows that have none. Damage to the manifest, the store or the vectors is reported,
-never "repaired" by dropping data: restore those folders from a backup.
+of vector rows that have none. A passage layout of no document is deleted; an unusable layout
+of a stored document is deleted too, which keeps the document (text, metadata, vectors) and
+scores it as one passage over all its rows until it is added again. Other damage to the
+manifest, the store or the vectors is reported, never "repaired" by dropping data: restore
+those folders from a backup.
 
 >>> report = check_index("my-index")            # doctest: +SKIP
 >>> report.ok, report.problems                   # doctest: +SKIP
@@ -55,6 +61,7 @@ from .errors import IndexCorruptError, IndexLockedError
 from .index import layout
 
 if TYPE_CHECKING:
+    from .index.docstore import DocStore
     from .index.vectors import TokenStore
 
 _CHUNK_ROWS = 65_536
@@ -71,7 +78,8 @@ class CheckReport:
         repaired: what ``repair=True`` did.
         documents: documents stored (None when the store could not be read).
         vector_rows: committed token-vector rows (None when the store could not be read).
-        repairable: every problem is in the graph, so ``repair=True`` can fix them.
+        repairable: every problem is in a cache or a passage layout, so ``repair=True`` can
+            fix them.
     """
 
     path: Path
@@ -97,6 +105,8 @@ class _Findings:
     checksums: dict[str, tuple[int, str]] = field(default_factory=dict)  # recorded in the store
     vector_sums: list[tuple[int, int, str]] = field(default_factory=list)  # likewise
     unrecorded_rows: list[tuple[int, int]] = field(default_factory=list)  # repair records these
+    bad_layouts: list[int] = field(default_factory=list)  # doc_nos: repair drops their layouts
+    bad_layout_ids: list[str] = field(default_factory=list)  # the ids of those documents
 
 
 def check_index(
@@ -106,9 +116,10 @@ def check_index(
 
     Args:
         path: the index folder.
-        repair: delete unusable graph checkpoints and leftovers, rebuild the graph from the
-            stored vectors and check again. Refused (nothing is touched) when the manifest,
-            the store or the vectors are damaged.
+        repair: delete unusable graph checkpoints, caches, passage layouts and leftovers,
+            rebuild the caches from the stored vectors and texts and check again. Refused
+            (nothing is touched) when the manifest, the store or the vectors are damaged
+            otherwise.
         lock_timeout: seconds to wait for a writer to finish before
             :class:`~colbridge.IndexLockedError`.
 
@@ -128,7 +139,8 @@ def check_index(
             "vectors into a new index: `colbridge recover --from THIS_FOLDER --to NEW_FOLDER`"
         )
         return report
-    if not findings.bad_graphs and not findings.leftovers and not findings.unrecorded_rows:
+    if not (findings.bad_graphs or findings.leftovers or findings.unrecorded_rows
+            or findings.bad_layouts):
         return report
     repaired = _repair(folder, findings, lock_timeout)
     after = _check(folder, lock_timeout).report
@@ -171,7 +183,7 @@ def _check(folder: Path, lock_timeout: float) -> _Findings:
         _check_lexical(folder, found)
         _check_means(folder, dimension, found)
         _find_leftovers(folder, generation, found)
-    report.repairable = bool(found.bad_graphs) and not found.data_damaged
+    report.repairable = bool(found.bad_graphs or found.bad_layouts) and not found.data_damaged
     return found
 
 
@@ -242,6 +254,7 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         bad_texts = store.bad_texts()
         found.checksums = store.recorded_checksums()
         found.vector_sums = store.recorded_vector_sums()
+        _check_layouts(store, found)
     except sqlite3.Error as e:
         report.problems.append(f"{FILENAME} cannot be read: {e}")
         found.data_damaged = True
@@ -271,6 +284,34 @@ def _check_store(folder: Path, found: _Findings) -> tuple[int, int, np.ndarray] 
         report.problems.append(f"{overlaps} document vector range(s) overlap the one before")
         found.data_damaged = True
     return generation, rows, ranges
+
+
+def _check_layouts(store: DocStore, found: _Findings) -> None:
+    """Each ``passages`` row against its document: problems that repair can fix by deleting
+    the row (the document stays, scored as one passage)."""
+    from .passages import layout_problem, read_layout
+
+    orphans, damaged = 0, []
+    for doc_no, raw, doc_id, rows, text in store.passage_layouts():
+        if doc_id is None:
+            orphans += 1
+            found.bad_layouts.append(doc_no)
+            continue
+        try:
+            trouble = layout_problem(read_layout(raw), rows,
+                                     len(text) if isinstance(text, str) else None)
+        except ValueError as e:
+            trouble = f"its layout cannot be read ({e})"
+        if trouble is not None:
+            damaged.append(f"{doc_id!r}: {trouble}")
+            found.bad_layouts.append(doc_no)
+            found.bad_layout_ids.append(doc_id)
+    if orphans:
+        found.report.problems.append(f"{orphans} passage layout(s) belong to no stored document")
+    if damaged:
+        shown = "; ".join(damaged[:3]) + (" …" if len(damaged) > 3 else "")
+        found.report.problems.append(
+            f"{len(damaged)} split document(s) have an unusable passage layout: {shown}")
 
 
 def _check_vectors(folder: Path, codec: str, generation: int, rows: int, ranges: np.ndarray,
@@ -505,6 +546,25 @@ def _record_vector_sums(folder: Path, findings: _Findings) -> str:
     return f"recorded the checksums of {rows:,} vector rows written by an older colbridge"
 
 
+def _drop_layouts(folder: Path, findings: _Findings) -> str:
+    from .index.docstore import DocStore
+
+    store = DocStore(folder)
+    try:
+        store.drop_passage_layouts(findings.bad_layouts)
+    finally:
+        store.close()
+    orphans = len(findings.bad_layouts) - len(findings.bad_layout_ids)
+    said = [f"deleted {orphans} passage layout(s) of no document"] if orphans else []
+    if findings.bad_layout_ids:
+        ids = findings.bad_layout_ids
+        shown = ", ".join(repr(i) for i in ids[:5]) + (" …" if len(ids) > 5 else "")
+        said.append(f"deleted the unusable passage layout of {len(ids)} document(s) ({shown}): "
+                    "each keeps its text, metadata and vectors and is now scored as one passage "
+                    "over all its rows; add it again to split it into passages anew")
+    return "; ".join(said)
+
+
 def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]:
     from .index import EmbeddedIndex
     from .index.manifest import Manifest
@@ -514,6 +574,8 @@ def _repair(folder: Path, findings: _Findings, lock_timeout: float) -> list[str]
     with _locked(folder, lock_timeout):
         if findings.unrecorded_rows:
             done.append(_record_vector_sums(folder, findings))
+        if findings.bad_layouts:
+            done.append(_drop_layouts(folder, findings))
         for path in findings.bad_graphs + findings.leftovers:
             with contextlib.suppress(FileNotFoundError):
                 if path.is_dir():

@@ -493,7 +493,8 @@ def check(
             out.print(f"{index}: ok ({report.documents:,} documents, {report.vector_rows:,} token "
                       "vectors)", highlight=False)
         elif report.repairable:
-            err.print("Run `colbridge check --repair` to rebuild the graph.", highlight=False)
+            err.print("Run `colbridge check --repair` to fix these (it rebuilds caches and drops "
+                      "unusable passage layouts; no document is lost).", highlight=False)
         elif not repair:
             err.print("`--repair` cannot fix this: restore a backup, or save the readable "
                       f"documents into a new index with `colbridge recover --from {index} --to "

@@ -1,9 +1,9 @@
-"""Long documents: split into overlapping passages, or truncated, or refused.
+"""Long documents: split into passages, or truncated, or refused.
 
 A text longer than the encoder's document length does not fit one encoding. The setting
 ``long_documents`` (:class:`LongDocuments`) says what an index or a reranker does with it:
 
-* ``"split"``: the text becomes overlapping windows of :attr:`Encoder.passage_tokens` tokens,
+* ``"split"``: the text becomes consecutive windows of :attr:`Encoder.passage_tokens` tokens,
   each encoded as a document of its own (``[CLS]``, the marker, ``[SEP]``, the skiplist as
   usual); the document's score is its best passage's (MaxP, see ``docs/concepts.md``);
 * ``"truncate"``: only its first tokens are encoded (a warning says how many documents lost
@@ -16,6 +16,8 @@ This module is the one place that decides; every backend and the reranker call
 
 from __future__ import annotations
 
+import itertools
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +33,10 @@ if TYPE_CHECKING:
 
 Span = tuple[int, int]
 
-STRIDE = 0.5
-"""A window starts this share of a window after the previous one: consecutive passages share
-half their tokens, so a phrase cut by one window's edge lies whole inside its neighbour (see
-"Passages" in docs/concepts.md for what this costs and gains)."""
+STRIDE = 1.0
+"""A window starts this share of a window after the previous one. 1.0: consecutive passages
+do not overlap. Overlap was measured (see "Passages" in docs/concepts.md): it costs more
+vectors, and search latency with them, than it gains in quality."""
 
 
 class LongDocuments(str, Enum):
@@ -214,3 +216,38 @@ def check_passages(passages: Sequence[Passage] | None, rows: int, text_length: i
     if any(not 0 <= p.start < p.end <= text_length for p in passages):
         raise InvalidInputError(f"{where}: a passage's span lies outside the text")
     return passages if len(passages) > 1 else None
+
+
+def read_layout(raw: object) -> tuple[Passage, ...]:
+    """A stored passage layout (the JSON text ``[[start, end, rows], ...]`` of
+    ``docs/index-format.md``) as passages; ValueError when it is not such a list of integers."""
+    if not isinstance(raw, str):
+        raise ValueError("the layout is not JSON text")
+    try:
+        entries = json.loads(raw)
+    except RecursionError:
+        raise ValueError("the layout nests too deeply") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("the layout is not a non-empty list")
+    passages = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3
+                and all(type(value) is int for value in entry)):
+            raise ValueError(f"{str(entry)[:40]} is not a [start, end, rows] of integers")
+        passages.append(Passage(*entry))
+    return tuple(passages)
+
+
+def layout_problem(passages: Sequence[Passage], rows: int, text_length: int | None) -> str | None:
+    """What is wrong with a stored layout for a document of ``rows`` vectors and a text of
+    ``text_length`` characters (None: not checked), or None when nothing is."""
+    if any(p.rows < 1 for p in passages) or sum(p.rows for p in passages) != rows:
+        return (f"its passages hold {[p.rows for p in passages]} rows, which do not add up to "
+                f"the document's {rows} vectors")
+    if text_length is not None and any(not 0 <= p.start < p.end <= text_length
+                                       for p in passages):
+        return f"a passage's span lies outside its {text_length}-character text"
+    # Windows move forward: each starts after the one before and ends no earlier.
+    if any(b.start <= a.start or b.end < a.end for a, b in itertools.pairwise(passages)):
+        return "its passages' spans are not in text order"
+    return None

@@ -38,7 +38,7 @@ class Reranker:
         cache_size: how many document embeddings to keep, keyed by text content, so a document
             reranked again is not encoded again (0 disables the cache).
         long_documents: what happens to a text longer than the model's document length:
-            ``"split"`` (the default) scores its overlapping passages and keeps the best
+            ``"split"`` (the default) scores its passages and keeps the best
             (MaxP; the result's ``passage`` says which), ``"truncate"`` scores its first
             tokens only, ``"error"`` raises :class:`~colbridge.DocumentTooLongError` (see
             :mod:`colbridge.passages`).

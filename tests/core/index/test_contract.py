@@ -395,9 +395,11 @@ async def test_split_documents_stay_per_document(index, tiny_model):
     q = tiny_model.encode_query(query)
     scores = [maxsim(q, v) for v in
               tiny_model.encode_documents([long[p.start:p.end] for p in layout])]
-    assert hit.score == pytest.approx(max(scores), abs=2e-3)
+    # int8 codes round every value: the stored MaxSim differs from the float one in the
+    # fourth significant digit
+    assert hit.score == pytest.approx(max(scores), rel=1e-3)
     spans = [(p.start, p.end) for p in layout]
-    assert scores[spans.index(hit.passage)] == pytest.approx(max(scores), abs=2e-3)
+    assert scores[spans.index(hit.passage)] == pytest.approx(max(scores), rel=1e-3)
     assert sum(m.score for m in hit.matches) == pytest.approx(hit.score, abs=1e-4)
     assert [h.id for h in index.search(query, k=1, filter={"n": 1})] == ["long"]
     assert {h.id for h in index.search(query, k=3, mode="hybrid")} == {

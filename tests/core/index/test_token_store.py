@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,11 +25,7 @@ class Float32Store(TokenStore):
 
     codec = "test-float32"
     extension = "f32"
-
-    @classmethod
-    def held_rows(cls, folder: Path, generation: int, dimension: int) -> int | None:
-        path = folder / cls.file_name(generation)
-        return path.stat().st_size // (4 * dimension) if path.exists() else None
+    value_bytes = 4
 
     def _map(self) -> np.ndarray:
         return np.memmap(self.path, dtype="<f4", mode="r", shape=(self.rows, self.dimension))
@@ -40,13 +35,7 @@ class Float32Store(TokenStore):
                                                                        np.float32)
 
     def append(self, arrays):
-        data = b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
-        with open(self.path, "ab") as f:
-            f.truncate(self.rows * 4 * self.dimension)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return self.rows, hashlib.sha256(data).hexdigest()
+        return self._append_bytes(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
 
     def write_generation(self, generation, starts, counts):
         from colbridge.scoring import rows_of
@@ -60,9 +49,6 @@ class Float32Store(TokenStore):
         with open(self.path, "rb") as f:
             f.seek(first * 4 * self.dimension)
             return hashlib.sha256(f.read(rows * 4 * self.dimension)).hexdigest()
-
-    def committed_files(self):
-        return [(self.path, self.rows * 4 * self.dimension)]
 
 
 def _set_manifest(path: Path, **changes) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError
 from ..filters import Condition, to_sql
-from ..passages import Passage
+from ..passages import Passage, read_layout
 
 FILENAME = "documents.sqlite"
 SCHEMA_VERSION = 1
@@ -326,9 +326,8 @@ class DocStore:
         found = {}
         for doc_no, layout in rows:
             try:
-                found[doc_no] = tuple(Passage(int(s), int(e), int(r))
-                                      for s, e, r in json.loads(layout))
-            except (TypeError, ValueError, RecursionError):
+                found[doc_no] = read_layout(layout)
+            except ValueError:
                 raise IndexCorruptError(
                     f"{self.path}: document number {doc_no} has a passage layout that cannot be "
                     "read; run `colbridge check`") from None
@@ -489,6 +488,29 @@ class DocStore:
         rows = self._conn().execute(
             "SELECT doc_no, text FROM documents WHERE doc_no <= ?", (int(doc_no),))
         return {n: text for n, text in rows if isinstance(text, str)}
+
+    def passage_layouts(self) -> Iterator[tuple[Any, Any, Any, Any, Any]]:
+        """Every ``passages`` row as stored, with its document's vector count and text:
+        ``(doc_no, layout, id, vec_count, text)``; the last three are None for a row whose number
+        no document has."""
+        conn = self._conn()
+        if not _has_table(conn, "passages"):
+            return
+        cursor = conn.execute(
+            "SELECT p.doc_no, p.layout, d.id, d.vec_count, d.text FROM passages AS p "
+            "LEFT JOIN documents AS d ON d.doc_no = p.doc_no ORDER BY p.doc_no")
+        while batch := cursor.fetchmany(1000):
+            yield from batch
+
+    def drop_passage_layouts(self, doc_nos: Sequence[int]) -> None:
+        """Delete the ``passages`` rows of ``doc_nos`` in one transaction (``colbridge check
+        --repair``): a document left without one is scored as one passage over all its rows.
+        Counts as a change, so open indexes reload."""
+        conn = self._conn()
+        with _transaction(conn):
+            conn.execute("DELETE FROM passages WHERE doc_no IN (SELECT value FROM json_each(?))",
+                         (json.dumps([int(n) for n in doc_nos]),))
+            conn.execute("UPDATE state SET value = value + 1 WHERE key = 'changes'")
 
     def recorded_checksums(self) -> dict[str, tuple[int, str]]:
         """Every ``{file name: (bytes, sha256)}`` recorded (see :func:`read_checksums`)."""

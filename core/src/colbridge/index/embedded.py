@@ -53,6 +53,7 @@ from ..passages import (
     DEFAULT_LONG_DOCUMENTS,
     LongDocuments,
     Passage,
+    layout_problem,
     long_documents_setting,
     passage_starts,
 )
@@ -1068,6 +1069,11 @@ def _build_snapshot(vectors: Any, table: np.ndarray,
     unit_starts, unit_nos = _units_by_row(live, by_no_start)
     present = set(doc_nos.tolist())
     layouts = {n: p for n, p in (passages or {}).items() if n in present}
+    for n, parts in layouts.items():  # a wrong layout would score other documents' rows
+        trouble = layout_problem(parts, int(by_no_count[n]), None)
+        if trouble is not None:
+            raise IndexCorruptError(f"document number {n} has a passage layout that does not fit "
+                                    f"it: {trouble}; run `colbridge check --repair`")
     return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, means, unit_starts,
                      unit_nos, layouts), len(todo)
 

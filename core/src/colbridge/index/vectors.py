@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,14 +53,18 @@ class TokenStore(ABC):
         rows: the committed row count; reads see these rows only.
 
     Raises :class:`~colbridge.IndexCorruptError` when the folder holds fewer rows than are
-    committed. Subclasses set :attr:`codec` and :attr:`extension` and implement the abstract
-    methods; the rest is shared.
+    committed. Subclasses set :attr:`codec`, :attr:`extension` and :attr:`value_bytes` and
+    implement the abstract methods; the rest is shared. The shared file handling assumes the
+    generation's file holds rows of ``dimension`` values of ``value_bytes`` each, with no
+    header, appended in place; a codec laid out otherwise overrides it.
     """
 
     codec: ClassVar[str]
     """The name the manifest records."""
     extension: ClassVar[str]
     """The extension of the generation's file, ``vectors-<generation>.<extension>``."""
+    value_bytes: ClassVar[int]
+    """Bytes one stored value takes in the generation's file."""
     norm_tolerance: ClassVar[float] = 0.02
     """How far from 1 a stored row's length may be (``colbridge check``'s unit-norm rule)."""
 
@@ -112,6 +116,11 @@ class TokenStore(ABC):
         """Names of every file of this generation (the writer keeps them, deletes others)."""
         return [self.path.name]
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes one row takes in the generation's file."""
+        return self.dimension * self.value_bytes
+
     # -- writing ------------------------------------------------------------------------------
     @abstractmethod
     def append(self, arrays: Sequence[np.ndarray]) -> tuple[int, str]:
@@ -121,6 +130,22 @@ class TokenStore(ABC):
         The new rows stay invisible to readers until :meth:`expose` is called after the store
         has committed them.
         """
+
+    def _append_bytes(self, blobs: Iterable[bytes]) -> tuple[int, str]:
+        """Write ``blobs`` (whole encoded rows) after the committed rows and make them durable;
+        returns what :meth:`append` returns."""
+        digest = hashlib.sha256()
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
+            f.truncate(self.rows * self.row_bytes)  # drop leftovers of an interrupted write
+            f.seek(self.rows * self.row_bytes)
+            for data in blobs:
+                digest.update(data)
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(self.path.parent)
+        return self.rows, digest.hexdigest()
 
     def expose(self, rows: int) -> None:
         """Make the first ``rows`` rows readable (after the store committed them)."""
@@ -150,9 +175,13 @@ class TokenStore(ABC):
 
     # -- integrity ----------------------------------------------------------------------------
     @classmethod
-    @abstractmethod
     def held_rows(cls, folder: Path, generation: int, dimension: int) -> int | None:
         """Whole rows the generation's file holds (committed or not); None when it is missing."""
+        try:
+            size = (folder / cls.file_name(generation)).stat().st_size
+        except FileNotFoundError:
+            return None
+        return size // (dimension * cls.value_bytes)
 
     @classmethod
     def file_problems(cls, folder: Path, generation: int, dimension: int, rows: int
@@ -160,15 +189,19 @@ class TokenStore(ABC):
         """``(problems, notes)`` about the file(s) holding ``rows`` committed rows: missing or
         truncated files are problems; bytes past the committed rows are a note."""
         held = cls.held_rows(folder, generation, dimension)
-        name = cls.file_name(generation)
+        path = folder / cls.file_name(generation)
         if held is None:
             if rows:
-                return [f"{name} is missing but {rows} rows are committed: the token vectors "
-                        "are gone"], []
+                return [f"{path.name} is missing but {rows} rows are committed: the token "
+                        "vectors are gone"], []
             return [], []
         if held < rows:
-            return [f"{name} holds {held} rows but {rows} are committed: the vector file is "
-                    "truncated"], []
+            return [f"{path.name} holds {held} rows but {rows} are committed: the vector file "
+                    "is truncated"], []
+        extra = path.stat().st_size - rows * dimension * cls.value_bytes
+        if extra > 0:
+            return [], [f"{path.name} has {extra} bytes past the committed rows (an interrupted "
+                        "write; cut off by the next one)"]
         return [], []
 
     @abstractmethod
@@ -176,9 +209,9 @@ class TokenStore(ABC):
         """SHA-256 of rows ``first`` to ``first + rows - 1`` as stored (what :meth:`append`
         and :meth:`write_generation` return)."""
 
-    @abstractmethod
     def committed_files(self) -> list[tuple[Path, int]]:
         """``(path, bytes)`` of what holds the committed rows: a backup copies these prefixes."""
+        return [(self.path, self.rows * self.row_bytes)]
 
 
 class DecodedRows:
@@ -207,31 +240,11 @@ class Float16Store(TokenStore):
 
     codec = "float16"
     extension = "f16"
+    value_bytes = DTYPE.itemsize
 
     def __init__(self, folder: Path, generation: int, dimension: int, rows: int) -> None:
         super().__init__(folder, generation, dimension, rows)
-        self.row_bytes = dimension * DTYPE.itemsize
         self._matrix = self._map(rows)
-
-    @classmethod
-    def held_rows(cls, folder: Path, generation: int, dimension: int) -> int | None:
-        path = folder / cls.file_name(generation)
-        try:
-            return path.stat().st_size // (dimension * DTYPE.itemsize)
-        except FileNotFoundError:
-            return None
-
-    @classmethod
-    def file_problems(cls, folder: Path, generation: int, dimension: int, rows: int
-                      ) -> tuple[list[str], list[str]]:
-        problems, notes = super().file_problems(folder, generation, dimension, rows)
-        path = folder / cls.file_name(generation)
-        if not problems and path.exists():
-            extra = path.stat().st_size - rows * dimension * DTYPE.itemsize
-            if extra > 0:
-                notes.append(f"{path.name} has {extra} bytes past the committed rows (an "
-                             "interrupted write; cut off by the next one)")
-        return problems, notes
 
     @property
     def matrix(self) -> np.ndarray:
@@ -249,19 +262,7 @@ class Float16Store(TokenStore):
         return np.memmap(self.path, dtype=DTYPE, mode="c", shape=(rows, self.dimension))
 
     def append(self, arrays: Sequence[np.ndarray]) -> tuple[int, str]:
-        digest = hashlib.sha256()
-        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
-        with os.fdopen(fd, "r+b") as f:
-            f.truncate(self.rows * self.row_bytes)  # drop leftovers of an interrupted write
-            f.seek(self.rows * self.row_bytes)
-            for array in arrays:
-                data = np.ascontiguousarray(array, dtype=DTYPE).tobytes()
-                digest.update(data)
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        fsync_dir(self.path.parent)
-        return self.rows, digest.hexdigest()
+        return self._append_bytes(np.ascontiguousarray(a, dtype=DTYPE).tobytes() for a in arrays)
 
     def expose(self, rows: int) -> None:
         self.rows = rows
@@ -269,9 +270,8 @@ class Float16Store(TokenStore):
 
     def write_generation(self, generation: int, starts: np.ndarray, counts: np.ndarray
                          ) -> tuple[int, list[tuple[int, int, str]]]:
-        chunks = (self._matrix[rows_of(starts[begin:begin + _COMPACT_DOCS],
-                                       counts[begin:begin + _COMPACT_DOCS])]
-                  for begin in range(0, len(starts), _COMPACT_DOCS))
+        chunks = (self._matrix[rows_of(run_starts, run_counts)]
+                  for run_starts, run_counts in compaction_runs(starts, counts))
         return write_vector_file(self.folder / self.file_name(generation), chunks)
 
     @classmethod
@@ -282,9 +282,6 @@ class Float16Store(TokenStore):
 
     def range_digest(self, first: int, rows: int) -> str:
         return range_digest(self.path, self.dimension, first, rows)
-
-    def committed_files(self) -> list[tuple[Path, int]]:
-        return [(self.path, self.rows * self.row_bytes)]
 
 
 _CODECS: dict[str, type[TokenStore]] = {}
@@ -318,20 +315,28 @@ def store_class(codec: str) -> type[TokenStore]:
 register_codec(Float16Store)
 
 
-def write_vector_file(path: Path, chunks: Sequence[np.ndarray] | object
+def compaction_runs(starts: np.ndarray, counts: np.ndarray
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(starts, counts)`` of consecutive runs of documents, as compaction writes them (one
+    checksum record a run)."""
+    for begin in range(0, len(starts), _COMPACT_DOCS):
+        yield starts[begin:begin + _COMPACT_DOCS], counts[begin:begin + _COMPACT_DOCS]
+
+
+def write_vector_file(path: Path, chunks: Iterable[np.ndarray], dtype: np.dtype = DTYPE
                       ) -> tuple[int, list[tuple[int, int, str]]]:
-    """Write a complete new vector file from an iterable of row chunks; returns the row count
-    and each chunk's ``(first row, rows, SHA-256)``."""
+    """Write a complete new vector file from an iterable of 2-D row chunks, stored as
+    ``dtype`` (float16 unless given); returns the row count and each non-empty chunk's
+    ``(first row, rows, SHA-256)``."""
     rows = 0
     sums = []
     with os.fdopen(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
-        for chunk in chunks:  # type: ignore[attr-defined]
-            data = np.ascontiguousarray(chunk, dtype=DTYPE).tobytes()
-            f.write(data)
-            count = len(data) // (chunk.shape[1] * DTYPE.itemsize) if len(data) else 0
-            if count:
-                sums.append((rows, count, hashlib.sha256(data).hexdigest()))
-            rows += count
+        for chunk in chunks:
+            data = np.ascontiguousarray(chunk, dtype=dtype).tobytes()
+            if data:
+                f.write(data)
+                sums.append((rows, len(chunk), hashlib.sha256(data).hexdigest()))
+                rows += len(chunk)
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(path.parent)

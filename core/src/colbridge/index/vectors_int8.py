@@ -30,10 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_bytes, fsync_dir, open_nofollow
+from .._files import atomic_write_bytes, open_nofollow
 from ..errors import IndexCorruptError
 from . import layout
-from .vectors import TokenStore, register_codec
+from .vectors import (
+    DecodedRows,
+    TokenStore,
+    compaction_runs,
+    register_codec,
+    write_vector_file,
+)
 
 PARAMS_FORMAT = "colbridge-int8-codec"
 PARAMS_VERSION = 1
@@ -43,6 +49,7 @@ TRAIN_ROWS = 65_536
 LEVELS = 253  # codes 1..254 span the trained range; 0 and 255 mark clipped values
 _MIN_SPAN = 1e-4  # a dimension constant over the sample still gets a usable step
 _CHUNK_ROWS = 65_536
+CODE_DTYPE = np.dtype(np.uint8)
 
 
 class Int8Params:
@@ -131,6 +138,7 @@ class Int8Store(TokenStore):
 
     codec = "int8"
     extension = "u8"
+    value_bytes = 1
     norm_tolerance = 0.25
     """Looser than float16's: a clipped value shortens its row (docs/compression.md measures
     how much). Damage to the codes is caught by their checksums; this rule still catches
@@ -159,27 +167,14 @@ class Int8Store(TokenStore):
         return [self.path.name, self.params_path.name]
 
     @classmethod
-    def held_rows(cls, folder: Path, generation: int, dimension: int) -> int | None:
-        try:
-            return (folder / cls.file_name(generation)).stat().st_size // dimension
-        except FileNotFoundError:
-            return None
-
-    @classmethod
     def file_problems(cls, folder: Path, generation: int, dimension: int, rows: int
                       ) -> tuple[list[str], list[str]]:
         problems, notes = super().file_problems(folder, generation, dimension, rows)
-        path = folder / cls.file_name(generation)
-        if problems:
-            return problems, notes
-        if rows or (folder / cls.params_name(generation)).exists():
+        if not problems and (rows or (folder / cls.params_name(generation)).exists()):
             try:
                 Int8Params.read(folder / cls.params_name(generation), dimension)
             except IndexCorruptError as e:
-                return [str(e)], notes
-        if path.exists() and path.stat().st_size > rows * dimension:
-            notes.append(f"{path.name} has {path.stat().st_size - rows * dimension} bytes past "
-                         "the committed rows (an interrupted write; cut off by the next one)")
+                return [str(e)], []
         return problems, notes
 
     # -- reading ------------------------------------------------------------------------------
@@ -260,19 +255,8 @@ class Int8Store(TokenStore):
         if self.params is None or not self.rows:  # the first fill trains the parameters
             self.params = Int8Params.train(np.concatenate([np.asarray(a) for a in arrays]))
             atomic_write_bytes(self.params_path, self.params.to_json())
-        digest = hashlib.sha256()
-        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
-        with os.fdopen(fd, "r+b") as f:
-            f.truncate(self.rows * self.dimension)  # drop leftovers of an interrupted write
-            f.seek(self.rows * self.dimension)
-            for array in arrays:
-                data = self.params.encode(array)[0].tobytes()
-                digest.update(data)
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        fsync_dir(self.path.parent)
-        return self.rows, digest.hexdigest()
+        params = self.params
+        return self._append_bytes(params.encode(a)[0].tobytes() for a in arrays)
 
     def expose(self, rows: int) -> None:
         self.rows = rows
@@ -283,9 +267,9 @@ class Int8Store(TokenStore):
         if self.params is None:
             return 0, []
         atomic_write_bytes(self.folder / self.params_name(generation), self.params.to_json())
-        chunks = (self.read_codes(starts[b:b + 2048], counts[b:b + 2048])
-                  for b in range(0, len(starts), 2048))
-        return _write_codes(self.folder / self.file_name(generation), chunks)
+        chunks = (self.read_codes(run_starts, run_counts)
+                  for run_starts, run_counts in compaction_runs(starts, counts))
+        return write_vector_file(self.folder / self.file_name(generation), chunks, CODE_DTYPE)
 
     @classmethod
     def write_rows(cls, folder: Path, generation: int, dimension: int,
@@ -295,8 +279,8 @@ class Int8Store(TokenStore):
             return 0, []
         params = Int8Params.train(sample)
         atomic_write_bytes(folder / cls.params_name(generation), params.to_json())
-        return _write_codes(folder / cls.file_name(generation),
-                            (params.encode(chunk)[0] for chunk in chunks))
+        return write_vector_file(folder / cls.file_name(generation),
+                                 (params.encode(chunk)[0] for chunk in chunks), CODE_DTYPE)
 
     # -- integrity ----------------------------------------------------------------------------
     def range_digest(self, first: int, rows: int) -> str:
@@ -307,7 +291,7 @@ class Int8Store(TokenStore):
         return digest.hexdigest()
 
     def committed_files(self) -> list[tuple[Path, int]]:
-        files = [(self.path, self.rows * self.dimension)]
+        files = super().committed_files()
         if self.params_path.exists():
             files.append((self.params_path, self.params_path.stat().st_size))
         return files
@@ -323,18 +307,13 @@ class Int8Store(TokenStore):
         return total
 
 
-class CodedRows:
+class CodedRows(DecodedRows):
     """The first ``rows`` rows of an :class:`Int8Store`: decoded (float32) on indexing, and
     scored from their codes by :func:`colbridge.scoring.maxsim_ranges`."""
 
-    dtype = np.dtype(np.float32)
-
     def __init__(self, store: Int8Store, rows: int) -> None:
+        super().__init__(store, rows)
         self.store = store
-        self.shape = (rows, store.dimension)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     @property
     def params(self) -> Int8Params:
@@ -343,30 +322,6 @@ class CodedRows:
 
     def read_codes(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return self.store.read_codes(starts, counts)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, slice):
-            key = np.arange(*key.indices(self.shape[0]))
-        rows = np.asarray(key, dtype=np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise IndexError(f"rows outside the {self.shape[0]} committed rows")
-        return self.store.decode(rows.ravel()).reshape(*rows.shape, self.shape[1])
-
-
-def _write_codes(path: Path, chunks: Iterable[np.ndarray]
-                 ) -> tuple[int, list[tuple[int, int, str]]]:
-    rows, sums = 0, []
-    with os.fdopen(open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
-        for chunk in chunks:
-            data = np.ascontiguousarray(chunk, dtype=np.uint8).tobytes()
-            if data:
-                f.write(data)
-                sums.append((rows, len(chunk), hashlib.sha256(data).hexdigest()))
-                rows += len(chunk)
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(path.parent)
-    return rows, sums
 
 
 register_codec(Int8Store)

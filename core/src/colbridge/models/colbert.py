@@ -10,9 +10,9 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pylate.models import ColBERT
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 OFFLINE_HINT = (
     "To work offline, use a model folder on disk (ColBERTModel('/path/to/model')) or the "
@@ -36,6 +37,7 @@ OFFLINE_HINT = (
 BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "onnx": ("colbridge.models.onnx", {"int8": False}),
     "onnx-int8": ("colbridge.models.onnx", {"int8": True}),
+    "openvino": ("colbridge.models.openvino", {}),
 }
 """Runtimes besides ``"torch"``: name → (module, keyword arguments of its ``open_runtime``).
 
@@ -47,7 +49,9 @@ A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object wi
 CPU_BACKEND = "onnx"
 """What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
 fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
-rankings fell short of that bar (docs/benchmarks.md, "Encoder backends")."""
+rankings fell short of that bar. ``"openvino"`` (bfloat16 on a CPU with AMX) encodes documents
+faster but searched slower end to end when measured, so it is not the default either
+(docs/benchmarks.md, "Encoder backends")."""
 
 
 class ColBERTModel(Encoder):
@@ -64,11 +68,13 @@ class ColBERTModel(Encoder):
         batch_size: texts per encoder call.
         name: identity recorded in indexes; defaults to the hub id, the folder's absolute path,
             or ``"offline-minilm"``. Required to reopen an index without passing the model.
-        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32) or
-            ``"onnx-int8"`` (ONNX Runtime, int8 weights). ``None`` means ``COLBRIDGE_BACKEND``
-            or, failing that, :func:`default_backend`. The onnx backends export the model once
-            and cache the export (see :mod:`colbridge.models.onnx`); every backend tokenizes
-            exactly as PyLate does. ``torch`` and ``onnx`` vectors share an index; an index of
+        backend: ``"torch"`` (PyLate on PyTorch), ``"onnx"`` (ONNX Runtime, float32),
+            ``"onnx-int8"`` (ONNX Runtime, int8 weights) or ``"openvino"`` (OpenVINO running
+            the onnx export, in bfloat16 where the CPU has it). ``None`` means
+            ``COLBRIDGE_BACKEND`` or, failing that, :func:`default_backend`. The onnx and
+            openvino backends export the model once and cache the export (see
+            :mod:`colbridge.models.onnx`); every backend tokenizes exactly as PyLate does.
+            ``torch``, ``onnx`` and ``openvino`` vectors share an index; an index of
             ``onnx-int8`` vectors records it (:attr:`precision`).
 
     The weights load on first use (or on :meth:`load`), so constructing the wrapper is cheap.
@@ -134,13 +140,14 @@ class ColBERTModel(Encoder):
 
     @property
     def backend(self) -> str:
-        """The runtime computing the vectors: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        """The runtime computing the vectors: ``"torch"``, ``"onnx"``, ``"onnx-int8"`` or
+        ``"openvino"``."""
         return self._backend
 
     @property
     def precision(self) -> str:
-        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch`` and ``onnx``, whose vectors
-        are the same (docs/benchmarks.md)."""
+        """``"int8"`` on ``onnx-int8``; ``"float32"`` on ``torch``, ``onnx`` and ``openvino``
+        (bfloat16 inside or not), whose vectors are interchangeable (docs/benchmarks.md)."""
         return "int8" if self._backend == "onnx-int8" else "float32"
 
     # -- copying ----------------------------------------------------------------------------
@@ -376,9 +383,8 @@ class ColBERTModel(Encoder):
         if not texts:
             return []
         if self._backend != "torch":
-            runtime = self.load()
-            with self._encode_lock:
-                return runtime.document_token_spans(texts, length=self.document_length)
+            return self._on_runtime(
+                lambda runtime: runtime.document_token_spans(texts, length=self.document_length))
         from ._spans import stored_token_spans
 
         model = self.load()
@@ -392,8 +398,7 @@ class ColBERTModel(Encoder):
             return list(zip(encoded["input_ids"], encoded["offset_mapping"],
                             encoded["special_tokens_mask"], strict=True))
 
-        prompt = model.prompts.get(model.default_prompt_name) or ""
-        lower = bool(getattr(model[0], "do_lower_case", False))
+        prompt, lower = _document_text_form(model)
         skiplist = {int(i) for i in model.skiplist if i is not None}
         with self._encode_lock:
             return stored_token_spans(texts, prompt, lower, tokenize, prefix, skiplist)
@@ -415,9 +420,7 @@ class ColBERTModel(Encoder):
         if not texts:
             return []
         if self._backend != "torch":
-            runtime = self.load()
-            with self._encode_lock:
-                return runtime.whole_token_offsets(texts)
+            return self._on_runtime(lambda runtime: runtime.whole_token_offsets(texts))
         from ._spans import whole_token_offsets
 
         model = self.load()
@@ -427,10 +430,16 @@ class ColBERTModel(Encoder):
                                       return_offsets_mapping=True, verbose=False)
             return [list(map(tuple, offsets)) for offsets in encoded["offset_mapping"]]
 
-        prompt = model.prompts.get(model.default_prompt_name) or ""
-        lower = bool(getattr(model[0], "do_lower_case", False))
+        prompt, lower = _document_text_form(model)
         with self._encode_lock:
             return whole_token_offsets(texts, prompt, lower, tokenize)
+
+    def _on_runtime(self, call: Callable[[Any], _T]) -> _T:
+        """``call(runtime)`` on the loaded runtime of a non-torch backend, under the encode
+        lock like every call into the model."""
+        runtime = self.load()
+        with self._encode_lock:
+            return call(runtime)
 
     def _warn_truncated(self, truncated: int, total: int) -> None:
         warnings.warn(
@@ -439,6 +448,13 @@ class ColBERTModel(Encoder):
             "indexed (long_documents='split' indexes all of a long text, as passages)",
             UserWarning, stacklevel=5,
         )
+
+
+def _document_text_form(model: ColBERT) -> tuple[str, bool]:
+    """What PyLate puts before a document's text (its default prompt) and whether its
+    tokenizer lowercases: what token offsets must allow for."""
+    prompt = model.prompts.get(model.default_prompt_name) or ""
+    return prompt, bool(getattr(model[0], "do_lower_case", False))
 
 
 def default_backend(device: str | None = None) -> str:

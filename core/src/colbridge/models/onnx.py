@@ -80,7 +80,6 @@ class OnnxRuntime:
     """
 
     def __init__(self, folder: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         raw = json.loads((folder / _SPEC).read_text("utf-8"))
@@ -90,8 +89,15 @@ class OnnxRuntime:
         self._tokenizer = Tokenizer.from_file(str(folder / _TOKENIZER))
         self._tokenizer.no_padding()
         self._skiplist = np.array(self.spec.skiplist, dtype=np.int64)
+        self._start(folder, threads or available_cores())
+
+    def _start(self, folder: Path, threads: int) -> None:
+        """Load the graph into the runtime; subclasses for other runtimes replace this and
+        :meth:`_run`, and keep the tokenization and encoding."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or available_cores()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Idle worker threads would otherwise spin for a while after each call, taking the
@@ -235,6 +241,12 @@ def open_runtime(source: Path, *, int8: bool) -> OnnxRuntime:
         raise ModelLoadError(
             'the onnx backends need onnxruntime: pip install "colbridge[onnx]", or use '
             'backend="torch"') from e
+    return OnnxRuntime(ensure_export(source, int8=int8))
+
+
+def ensure_export(source: Path, *, int8: bool) -> Path:
+    """The folder of the export of ``source`` with this recipe, built first if missing or
+    stale (building needs torch, pylate, onnx and onnxruntime; reading it needs neither)."""
     folder = export_folder(source, int8=int8)
     if not (folder / _SPEC).exists():
         from filelock import FileLock
@@ -244,7 +256,7 @@ def open_runtime(source: Path, *, int8: bool) -> OnnxRuntime:
         with _export_lock, FileLock(folder.parent / f".{folder.name}.lock"):
             if not (folder / _SPEC).exists():
                 _export(source, folder, int8=int8)
-    return OnnxRuntime(folder)
+    return folder
 
 
 def export_folder(source: Path, *, int8: bool) -> Path:
@@ -300,9 +312,11 @@ def _settings(int8: bool) -> dict[str, Any]:
 def _export(source: Path, target: Path, *, int8: bool) -> None:
     try:
         import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401  (its optimizer fuses the graph, its session checks it)
         from pylate.models import ColBERT
     except ImportError as e:
-        raise ModelLoadError(f"exporting to ONNX needs torch, pylate and onnx: {e}") from e
+        raise ModelLoadError(
+            f"exporting to ONNX needs torch, pylate, onnx and onnxruntime: {e}") from e
     from .colbert import _quiet_transformers
 
     _quiet_transformers()

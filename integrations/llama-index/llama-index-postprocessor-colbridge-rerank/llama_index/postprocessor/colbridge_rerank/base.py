@@ -11,8 +11,7 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayloa
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-
-from ._explain import shaped_copy
+from llama_index.retrievers.colbridge._explain import shaped_copy
 
 dispatcher = instrument.get_dispatcher(__name__)
 

@@ -6,6 +6,9 @@ embeds, then the node's text. Offsets given to users point into the node's text
 (``node.get_content()``, what a UI shows); a match inside the metadata part has no span there
 (``colbridge.explain.passage_and_metadata`` does the moving). The keys added are excluded from
 the node's embedded and LLM text, so they never reach a prompt.
+
+``llama-index-postprocessor-colbridge-rerank`` imports ``shaped_copy`` from here (it depends
+on this package), so its signature is shared by both packages.
 """
 
 from __future__ import annotations
