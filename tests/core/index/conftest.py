@@ -85,6 +85,16 @@ def open_index(backend, tmp_path, model, name="index", codec=None):
     return QdrantIndex(client, name, model=model, async_client=async_client)
 
 
+@pytest.fixture
+def client():
+    """A local-mode ``QdrantClient`` (in memory), closed after the test."""
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(":memory:")
+    yield client
+    client.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param

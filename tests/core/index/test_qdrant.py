@@ -41,13 +41,6 @@ from qdrant_client import AsyncQdrantClient, QdrantClient, models  # noqa: E402
 
 
 @pytest.fixture
-def client():
-    client = QdrantClient(":memory:")
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def index(client, tiny_model):
     """40 synthetic documents in an in-memory collection."""
     index = QdrantIndex(client, "docs", model=tiny_model)

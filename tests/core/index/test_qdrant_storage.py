@@ -27,13 +27,6 @@ qdrant_client = pytest.importorskip("qdrant_client")
 from qdrant_client import QdrantClient, models  # noqa: E402
 
 
-@pytest.fixture
-def client():
-    client = QdrantClient(":memory:")
-    yield client
-    client.close()
-
-
 def _recorded(client: QdrantClient, name: str = "docs") -> tuple[str | None, object]:
     config = client.get_collection(name).config
     return config.metadata["colbridge"].get("storage"), config.params.vectors["colbert"].datatype
