@@ -184,18 +184,24 @@ def test_default_backend_by_device(monkeypatch):
     assert ColBERTModel("offline-minilm").backend == "onnx"
 
 
-def test_query_path_imports_neither_torch_nor_pylate(onnx_model, tiny_model_path):
-    cache = onnx_model.load().folder.parents[1]
+def query_path_report(model: ColBERTModel, model_path, backend: str) -> list[str]:
+    """In a new process sharing ``model``'s export cache, encode a query with ``backend`` and
+    print the vector's shape and whether torch and pylate were imported (split into words)."""
+    cache = model.load().folder.parents[1]
     code = (
         "import sys\n"
         "from colbridge import ColBERTModel\n"
-        f"m = ColBERTModel({str(tiny_model_path)!r}, backend='onnx')\n"
+        f"m = ColBERTModel({str(model_path)!r}, backend={backend!r})\n"
         "v = m.encode_query('hello there')\n"
         "print(v.shape, 'torch' in sys.modules, 'pylate' in sys.modules)\n"
     )
     env = {**os.environ, "COLBRIDGE_CACHE_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True, timeout=120).stdout.split()
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True, timeout=120).stdout.split()
+
+
+def test_query_path_imports_neither_torch_nor_pylate(onnx_model, tiny_model_path):
+    out = query_path_report(onnx_model, tiny_model_path, "onnx")
     assert out == [f"({onnx_model.query_length},", f"{onnx_model.dimension})", "False", "False"]
 
 

@@ -15,7 +15,7 @@ from colbridge import ColBERTModel, EmbeddedIndex, ModelLoadError
 from colbridge.models import colbert as colbert_module
 from colbridge.models import openvino as openvino_backend
 
-from .test_backends import TEXTS
+from .test_backends import TEXTS, query_path_report
 
 # bfloat16 keeps 8 bits of mantissa: token vectors agree with float32 PyTorch to about 0.9999
 # on average (docs/benchmarks.md); the bar below is the quality bar, per token.
@@ -141,17 +141,7 @@ def test_the_capability_probe_reads_the_cpu_flags_first():
 
 
 def test_query_path_imports_neither_torch_nor_pylate(openvino_model, tiny_model_path):
-    cache = openvino_model.load().folder.parents[1]
-    code = (
-        "import sys\n"
-        "from colbridge import ColBERTModel\n"
-        f"m = ColBERTModel({str(tiny_model_path)!r}, backend='openvino')\n"
-        "v = m.encode_query('hello there')\n"
-        "print(v.shape, 'torch' in sys.modules, 'pylate' in sys.modules)\n"
-    )
-    env = {**os.environ, "COLBRIDGE_CACHE_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True, timeout=120).stdout.split()
+    out = query_path_report(openvino_model, tiny_model_path, "openvino")
     assert out == [f"({openvino_model.query_length},", f"{openvino_model.dimension})", "False",
                    "False"]
 

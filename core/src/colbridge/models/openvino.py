@@ -40,9 +40,13 @@ def cpu_has_bf16() -> bool:
     except ImportError:
         return False
     try:
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return _offers_bf16(ov.Core())
     except Exception:  # a CPU plugin that cannot start: no bf16 to offer
         return False
+
+
+def _offers_bf16(core: Any) -> bool:
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoRuntime(OnnxRuntime):
@@ -56,8 +60,7 @@ class OpenVinoRuntime(OnnxRuntime):
         import openvino as ov
 
         core = ov.Core()
-        self.precision = "bf16" if "BF16" in core.get_property(
-            "CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
+        self.precision = "bf16" if _offers_bf16(core) else "f32"
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": self.precision,
             # One stream on as many threads as this process may use: the encoder is called
