@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from colbridge import ColBERTModel
 from colbridge.evaluation import agreement_at, load_beir, quality
-from colbridge.index.codecs import ResidualCodec
-from colbridge.index.codecs.residual import suggested_centroids
+from prototypes.codecs import ResidualCodec
+from prototypes.codecs.residual import suggested_centroids
 from colbridge.scoring import maxsim_packed
 from embeddings import load_or_encode
 

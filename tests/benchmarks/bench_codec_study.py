@@ -46,9 +46,9 @@ def main() -> None:
 
     from colbridge import ColBERTModel
     from colbridge.evaluation import load_beir
-    from colbridge.index.codecs import ResidualCodec
-    from colbridge.index.codecs.refine import RefinementCodec
-    from colbridge.index.codecs.residual import _buckets
+    from prototypes.codecs import ResidualCodec
+    from prototypes.codecs.refine import RefinementCodec
+    from prototypes.codecs.residual import _buckets
     from colbridge.scoring import maxsim_packed
     from embeddings import load_or_encode
 

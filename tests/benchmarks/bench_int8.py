@@ -217,7 +217,7 @@ def main() -> None:
         record("int8 (the codec)", decoded, dim, clipped_share=share)
         record("int8, rows renormalised", decoded / np.linalg.norm(decoded, axis=1,
                                                                    keepdims=True), dim + 2)
-        from colbridge.index.codecs import ResidualCodec
+        from prototypes.codecs import ResidualCodec
 
         started = time.perf_counter()
         codec = ResidualCodec.train(v16, bits=4, n_centroids=1024, iterations=4)

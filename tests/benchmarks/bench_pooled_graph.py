@@ -72,7 +72,7 @@ def main() -> None:
     scratch_folder = tempfile.TemporaryDirectory()
     index = None
     if args.end_to_end:
-        from colbridge.index.ivf import IvfIndex
+        from prototypes.ivf import IvfIndex
 
         index = IvfIndex.build(Path(scratch_folder.name) / "ivf", vectors, lengths,
                                n_centroids=args.centroids)

@@ -1,4 +1,4 @@
-"""The prototype compressed index (colbridge.index.ivf) and its refinement codec: rankings
+"""The prototype compressed index (prototypes.ivf) and its refinement codec: rankings
 against exact MaxSim, the first stage's recall, the on-disk tier, reopening, damage, bad input."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 from colbridge.errors import IndexCorruptError, InvalidInputError
-from colbridge.index.codecs import ResidualCodec
-from colbridge.index.codecs.refine import RefinementCodec
-from colbridge.index.ivf import IvfIndex, inverted_file
 from colbridge.scoring import maxsim_packed
+
+from prototypes.codecs import ResidualCodec
+from prototypes.codecs.refine import RefinementCodec
+from prototypes.ivf import IvfIndex, inverted_file
 
 DIM = 32
 
@@ -199,7 +200,7 @@ def test_refinement_codec_reduces_the_error_and_reloads(tmp_path):
 
 @pytest.mark.parametrize(("base_bits", "bits"), [(4, 4), (4, 2), (2, 4), (2, 2)])
 def test_refinement_decodes_every_bit_layout_like_unpacked_cells(base_bits, bits):
-    from colbridge.index.codecs.refine import _unpack
+    from prototypes.codecs.refine import _unpack
 
     base = ResidualCodec.train(VECTORS, bits=base_bits, n_centroids=16, seed=0)
     codes, residuals = base.encode(VECTORS[:500])

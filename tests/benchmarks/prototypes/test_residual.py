@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 from colbridge.errors import IndexCorruptError, InvalidInputError
-from colbridge.index.codecs import CODECS, ResidualCodec, codec_class, load_codec
-from colbridge.index.codecs.residual import suggested_centroids
+
+from prototypes.codecs import CODECS, ResidualCodec, codec_class, load_codec
+from prototypes.codecs.residual import suggested_centroids
 
 DIM = 32
 
@@ -140,7 +141,7 @@ def test_packing_is_exact(bits):
 
 
 def test_encoding_in_blocks_changes_nothing(codecs, vectors, monkeypatch):
-    from colbridge.index.codecs import residual
+    from prototypes.codecs import residual
 
     whole = codecs[4].encode(vectors)
     monkeypatch.setattr(residual, "_ENCODE_ROWS", 7)

@@ -1,13 +1,15 @@
-"""Codecs for stored token vectors, registered by the name their saved description carries.
-
-Only ``residual`` exists so far (see :mod:`.residual`); the index does not use it yet.
+"""Prototype codecs for stored token vectors (issue #15's groundwork, docs/compression.md),
+registered by the name their saved description carries. Not shipped: the embedded index stores
+int8 codes (``colbridge.index.vectors_int8``); these stay to reproduce the measurements that
+chose it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import IndexCorruptError, InvalidInputError
+from colbridge.errors import IndexCorruptError, InvalidInputError
+
 from .residual import ResidualCodec, read_params
 
 CODECS: dict[str, type[ResidualCodec]] = {ResidualCodec.name: ResidualCodec}

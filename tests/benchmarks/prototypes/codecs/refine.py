@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from colbridge._files import atomic_write_bytes
+from colbridge.errors import IndexCorruptError, InvalidInputError
 
-from ..._files import atomic_write_bytes
-from ...errors import IndexCorruptError, InvalidInputError
 from .residual import (
     BITS,
     ResidualCodec,

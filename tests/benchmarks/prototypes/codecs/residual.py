@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ..._files import atomic_write_bytes
-from ...errors import IndexCorruptError, InvalidInputError
+from colbridge._files import atomic_write_bytes
+from colbridge.errors import IndexCorruptError, InvalidInputError
 
 FORMAT_VERSION = 1
 BITS = (2, 4)

@@ -1,5 +1,6 @@
 """A prototype compressed index: residual codes in RAM, an inverted file over their centroids,
-and an optional refinement tier on disk (issue #15; not wired into the embedded index yet).
+and an optional refinement tier on disk (issue #15's groundwork, docs/compression.md; not
+shipped: the embedded index uses a pooled graph and int8 codes instead).
 
 Search runs in two steps, each a public method so a search stage can call them one by one:
 
@@ -37,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from colbridge._files import atomic_write_bytes, fsync_dir, open_nofollow
+from colbridge.errors import IndexCorruptError, InvalidInputError
+from colbridge.scoring import maxsim_packed, rows_of
 
-from .._files import atomic_write_bytes, fsync_dir, open_nofollow
-from ..errors import IndexCorruptError, InvalidInputError
-from ..scoring import maxsim_packed, rows_of
 from .codecs import ResidualCodec
 from .codecs.refine import RefinementCodec
 
