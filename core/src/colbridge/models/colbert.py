@@ -48,7 +48,7 @@ A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object wi
 
 CPU_BACKEND = "onnx"
 """What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``) and
-:data:`BF16_CPU_BACKEND` is not available: its vectors are PyTorch's (cosine 1.0000) and it
+:data:`BF16_CPU_BACKEND` is not available: its vectors are PyTorch's and it
 imports no PyTorch. ``"onnx-int8"`` is faster but its rankings fell short of the quality bar,
 so it is a choice made by name (docs/benchmarks.md, "Encoder backends")."""
 
