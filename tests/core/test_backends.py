@@ -169,18 +169,39 @@ def test_backend_arguments_are_checked(tiny_model_path, torch_model):
     assert isinstance(torch_model, Encoder)
 
 
-def test_default_backend_by_device(monkeypatch):
+@pytest.mark.parametrize(
+    ("installed", "bf16", "device", "gpu", "expected"),
+    [
+        ({"onnxruntime", "openvino"}, True, "cpu", False, "openvino"),
+        ({"onnxruntime", "openvino"}, True, None, False, "openvino"),
+        ({"onnxruntime", "openvino"}, False, "cpu", False, "onnx"),  # f32 OpenVINO: slower
+        ({"onnxruntime"}, True, "cpu", False, "onnx"),  # without colbridge[openvino]
+        ({"onnxruntime"}, False, None, False, "onnx"),
+        (set(), True, "cpu", False, "torch"),  # without colbridge[onnx]
+        ({"onnxruntime", "openvino"}, True, "cuda", False, "torch"),  # half precision
+        ({"onnxruntime", "openvino"}, True, None, True, "torch"),  # a GPU is visible
+        ({"onnxruntime", "openvino"}, True, "cpu", True, "openvino"),  # CPU asked for by name
+    ],
+)
+def test_default_backend_rule(monkeypatch, installed, bf16, device, gpu, expected):
+    """openvino where OpenVINO is installed and the CPU computes bfloat16, else onnx where
+    onnxruntime is installed, else torch; GPUs keep torch (docs/benchmarks.md)."""
+    from colbridge.models import openvino as openvino_backend
+
     monkeypatch.delenv("COLBRIDGE_BACKEND", raising=False)
-    monkeypatch.setattr(colbert_module, "_gpu_visible", lambda: False)
-    assert colbert_module.default_backend("cpu") == colbert_module.CPU_BACKEND
-    assert colbert_module.default_backend(None) == colbert_module.CPU_BACKEND
-    assert colbert_module.default_backend("cuda") == "torch"
-    monkeypatch.setattr(colbert_module, "_gpu_visible", lambda: True)
-    assert colbert_module.default_backend(None) == "torch"  # half precision on the GPU
-    assert colbert_module.default_backend("cpu") == colbert_module.CPU_BACKEND
-    monkeypatch.setattr(colbert_module.importlib.util, "find_spec", lambda name: None)
-    assert colbert_module.default_backend("cpu") == "torch"  # without colbridge[onnx]
+    monkeypatch.setattr(colbert_module, "_gpu_visible", lambda: gpu)
+    monkeypatch.setattr(colbert_module.importlib.util, "find_spec",
+                        lambda name: object() if name in installed else None)
+    asked = []
+    monkeypatch.setattr(openvino_backend, "cpu_has_bf16", lambda: asked.append(1) or bf16)
+    assert colbert_module.default_backend(device) == expected
+    # The capability is only asked where the answer decides (it imports OpenVINO).
+    assert bool(asked) == (expected in ("openvino", "onnx") and "openvino" in installed)
+
+
+def test_the_environment_overrides_the_default(monkeypatch):
     monkeypatch.setenv("COLBRIDGE_BACKEND", "onnx")
+    assert colbert_module.default_backend("cpu") == "onnx"
     assert ColBERTModel("offline-minilm").backend == "onnx"
 
 

@@ -162,6 +162,27 @@ def test_the_base_is_saved_and_reloaded_not_rebuilt(index, tiny_model, monkeypat
         assert reopened.search("XJ-4471", k=1, mode="bm25")[0].id == "rare"
 
 
+def test_a_reader_closes_without_loading_a_saved_base_that_covers_everything(index, tiny_model,
+                                                                           monkeypatch):
+    """A vector search's close leaves a current saved base alone (loading it imports bm25s and
+    SciPy, most of a cold start's close); behind the live documents, it is checkpointed as
+    before."""
+    path = index.path
+    index.close()
+    loads = []
+    original = lexical.Segment.load
+    monkeypatch.setattr(lexical.Segment, "load",
+                        classmethod(lambda cls, p: loads.append(p) or original(p)))
+    with EmbeddedIndex(path, model=tiny_model) as reader:
+        assert reader.search("alpha river", k=3)
+    assert loads == []
+    with EmbeddedIndex(path, model=tiny_model) as writer:
+        writer.add(["one more text about the river"], ids=["late"])
+    assert loads  # the writer's close loaded the base to check it against the new document
+    with EmbeddedIndex(path, model=tiny_model) as reopened:
+        assert reopened.search("one more text", k=1, mode="bm25")[0].id == "late"
+
+
 def test_a_damaged_segment_is_rebuilt_from_the_texts(index, tiny_model, caplog):
     path = index.path
     index.close()

@@ -175,4 +175,17 @@ async def test_concurrent_ainvokes_share_encoder_batches(slow_index, demo_querie
     results = await asyncio.gather(*(retriever.ainvoke(q) for q in queries))
     assert sum(model.query_batches) == len(queries)
     assert len(model.query_batches) < len(queries)  # coalesced into fewer encoder calls
-    assert results == [retriever.invoke(q) for q in queries]
+    alone = [retriever.invoke(q) for q in queries]
+    assert [_without_score(docs) for docs in results] == [_without_score(docs) for docs in alone]
+    # The same hits; their scores agree to float32 rounding. OpenVINO (the default on a
+    # bfloat16 CPU) gives a query's vectors within 6e-8 of each other in a batch of one and
+    # of six, which moved scores by up to 2e-6 when measured; onnx gives them bit-identical.
+    scores = [[d.metadata["relevance_score"] for d in docs] for docs in results]
+    assert scores == [[pytest.approx(d.metadata["relevance_score"], abs=1e-5) for d in docs]
+                      for docs in alone]
+
+
+def _without_score(docs: list[Document]) -> list[Document]:
+    return [Document(id=d.id, page_content=d.page_content,
+                     metadata={k: v for k, v in d.metadata.items() if k != "relevance_score"})
+            for d in docs]

@@ -302,6 +302,8 @@ class LexicalIndex:
         deleted.
         """
         with self._lock:
+            if not rebuild_if_dead and self._base is None and self._saved_base_covers(live):
+                return  # loading it (importing bm25s: most of a reader's close) changes nothing
             self._load_newer_from_disk(live)
             base = self._base
             if rebuild_if_dead and base is None:
@@ -315,6 +317,22 @@ class LexicalIndex:
                 self._base.save(self.folder)
                 self._base_saved, self._saved_upto = True, self._base.upto
                 self.remove_stale()
+
+    def _saved_base_covers(self, live: np.ndarray) -> bool:
+        """Whether the newest saved base holds every live document and describes itself as a
+        trusted one (format, tokenizer, recorded checksums): then loading it would leave
+        nothing to build or save. Its files are verified when a search loads it, which
+        rebuilds a damaged one then."""
+        saved = saved_segments(self.folder)
+        if not saved or (len(live) and int(live[-1]) > saved[0][0]):
+            return False
+        try:
+            meta = json.loads((saved[0][1] / "colbridge.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return False
+        return (isinstance(meta, dict) and isinstance(meta.get("files"), dict)
+                and (meta.get("format"), meta.get("format_version")) == (FORMAT, FORMAT_VERSION)
+                and meta.get("tokenizer") == TOKENIZER)
 
     def remove_stale(self) -> None:
         """Delete superseded ``lexical-*`` folders and leftovers of interrupted saves."""

@@ -47,11 +47,17 @@ A runtime module's ``open_runtime(model_folder, **kwargs)`` returns an object wi
 """
 
 CPU_BACKEND = "onnx"
-"""What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``): the
-fastest runtime that met the quality bar on SciFact. ``"onnx-int8"`` is faster still but its
-rankings fell short of that bar. ``"openvino"`` (bfloat16 on a CPU with AMX) encodes documents
-faster but searched slower end to end when measured, so it is not the default either
-(docs/benchmarks.md, "Encoder backends")."""
+"""What ``backend=None`` runs on CPU when onnxruntime is installed (``colbridge[onnx]``) and
+:data:`BF16_CPU_BACKEND` is not available: its vectors are PyTorch's and it
+imports no PyTorch. ``"onnx-int8"`` is faster but its rankings fell short of the quality bar,
+so it is a choice made by name (docs/benchmarks.md, "Encoder backends")."""
+
+BF16_CPU_BACKEND = "openvino"
+"""What ``backend=None`` runs on CPU when the openvino extra is installed and the CPU computes
+bfloat16 natively (AVX512-BF16 or AMX): the only configuration in which it measured faster
+than PyTorch and ``onnx`` on documents, single queries and batches, within the quality bar
+(docs/benchmarks.md, "Encoder backends"). On a CPU without bfloat16, OpenVINO runs float32 and
+measured slower than ``onnx``, so the default is ``onnx`` there."""
 
 
 class ColBERTModel(Encoder):
@@ -458,11 +464,12 @@ def _document_text_form(model: ColBERT) -> tuple[str, bool]:
 
 
 def default_backend(device: str | None = None) -> str:
-    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set, else
-    :data:`CPU_BACKEND` when the model runs on CPU and onnxruntime is installed, else
-    ``"torch"`` (GPUs keep PyTorch in half precision). With no device given, a GPU counts as
-    present when the NVIDIA or ROCm driver shows one or on Apple silicon; this avoids importing
-    PyTorch just to ask."""
+    """The backend ``ColBERTModel(backend=None)`` runs: ``COLBRIDGE_BACKEND`` when set; on a
+    GPU ``"torch"`` (half precision); on CPU :data:`BF16_CPU_BACKEND` (``"openvino"``) when
+    OpenVINO is installed and the CPU computes bfloat16 natively, else :data:`CPU_BACKEND`
+    (``"onnx"``) when onnxruntime is installed, else ``"torch"``. With no device given, a GPU
+    counts as present when the NVIDIA or ROCm driver shows one or on Apple silicon; this avoids
+    importing PyTorch just to ask."""
     configured = os.environ.get(BACKEND_ENV, "").strip()
     if configured:
         return configured
@@ -470,6 +477,11 @@ def default_backend(device: str | None = None) -> str:
         return "torch"
     if device is None and _gpu_visible():
         return "torch"
+    if importlib.util.find_spec("openvino") is not None:
+        from .openvino import cpu_has_bf16
+
+        if cpu_has_bf16():
+            return BF16_CPU_BACKEND
     return CPU_BACKEND
 
 
