@@ -27,6 +27,11 @@ the same process, for the trade of time against agreement at each size. The last
 resident memory to 1 M and 10 M documents (a straight line through the measured collections,
 bytes against token vectors) and plots them with search time (``--plot``).
 
+``--diagnose`` also splits the loss of agreement into its sources for the index's settings and
+each ``--curve`` one (see :func:`diagnose`: the codec's ceiling, the exact top 10's recall
+among the first stage's and among the scored candidates, and a tie-tolerant agreement), into
+each collection's ``diagnosis`` and the rendered table.
+
 Embeddings are cached under ``--cache`` (default ~/.cache/colbridge/bench); synthetic vectors
 are written there as ``.npy`` files and deleted after their collection, and the index folders
 go to a scratch folder there (about 0.5 GB per 10k synthetic documents, vectors and index
