@@ -104,9 +104,10 @@ class SearchOptions:
     128, 512 candidates), the breadth chosen on all of SciFact; beyond, each is multiplied by
     ``(documents / BREADTH_BASE_DOCUMENTS) ** BREADTH_GROWTH`` (``token_k`` and ``ef`` at most
     4,096), because each query token's nearest graph items spread over more documents as the
-    collection grows (6,000 documents and 0.75: 10,000 documents search with ``token_k`` 188
-    and 751 candidates, 50,000 with 628 and 2,511). A value given here or to a search is used
-    as given, at any size; :meth:`EmbeddedIndex.stats` shows the values a search uses now.
+    collection grows (6,000 documents and a power of three quarters, as shipped: 10,000
+    documents search with ``token_k`` 188 and 751 candidates, 50,000 with 628 and 2,511). A
+    value given here or to a search is used as given, at any size;
+    :meth:`EmbeddedIndex.stats` shows the values a search uses now.
     docs/benchmarks.md ("At scale") has the measurements behind the rule: where agreement with
     exact MaxSim is lost as collections grow, and what the rule buys at what speed.
     """
