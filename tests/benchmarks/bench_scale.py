@@ -27,6 +27,11 @@ the same process, for the trade of time against agreement at each size. The last
 resident memory to 1 M and 10 M documents (a straight line through the measured collections,
 bytes against token vectors) and plots them with search time (``--plot``).
 
+``--diagnose`` also splits the loss of agreement into its sources for the index's settings and
+each ``--curve`` one (see :func:`diagnose`: the codec's ceiling, the exact top 10's recall
+among the first stage's and among the scored candidates, and a tie-tolerant agreement), into
+each collection's ``diagnosis`` and the rendered table.
+
 Embeddings are cached under ``--cache`` (default ~/.cache/colbridge/bench); synthetic vectors
 are written there as ``.npy`` files and deleted after their collection, and the index folders
 go to a scratch folder there (about 0.5 GB per 10k synthetic documents, vectors and index
@@ -246,6 +251,76 @@ def probe(folder: Path, queries_file: Path, shape: list[int], settings: dict,
             "runs": runs, "graph_items": graph_items, "curve": curve_runs}
 
 
+TIE_TOLERANCE = 1e-3
+"""A hit counts as right for the tie-tolerant agreement when its exact score is at least the
+exact 10th score times ``1 - TIE_TOLERANCE``."""
+
+
+def diagnose(index, queries: np.ndarray, exact: list[np.ndarray], settings: list[dict]) -> dict:
+    """Where agreement with the exact (float16) top 10 is lost, on the same queries.
+
+    * ``codec_ceiling``: exact MaxSim over every document's vectors as the index stores them
+      (decoded codes), against the float16 top 10: what a search with unlimited breadth could
+      reach; also ``codec_ceiling_tie_tolerant``.
+    * per search setting (the index's own, then each ``--curve`` one), from a traced search
+      (``_traced_search``, the search pipeline itself): ``first_stage_recall`` (share of the
+      exact top 10 among the graph's candidates, before the pre-ranking cut),
+      ``scored_recall`` (among the ``max_candidates`` scored exactly), ``agreement@10`` (the
+      hits) and ``agreement@10_tie_tolerant`` (a hit is right when its exact score is within
+      ``TIE_TOLERANCE`` of the exact 10th score or above), and the mean candidate counts.
+
+    Collection positions are the benchmark's ids (``str(position)``).
+    """
+    from colbridge.index.embedded import _traced_search
+
+    snap = index._fresh_snapshot()
+    live = snap.live
+    ids = index._store.fetch_by_doc_nos(live.tolist())
+    position_of_no = np.full(int(live.max()) + 1, -1, np.int64)
+    position_of_no[live] = [int(ids[n][0]) for n in live.tolist()]
+    order = np.argsort(position_of_no[live], kind="stable")
+    by_position = live[order]
+    starts, counts = snap.starts[by_position], snap.counts[by_position]
+    if not (np.array_equal(position_of_no[by_position], np.arange(len(live)))
+            and np.array_equal(starts, np.concatenate(([0], np.cumsum(counts)[:-1])))):
+        raise AssertionError("the index's rows are not the collection's, in order")
+    stored = exact_scores_all(queries, snap.vectors, counts)
+    reference = [np.argsort(-s, kind="stable")[:10] for s in exact]
+    tenth = [np.sort(s)[-10] for s in exact]
+
+    def agreement(found: list[np.ndarray]) -> tuple[float, float]:
+        plain = [len(set(f.tolist()) & set(r.tolist())) / 10
+                 for f, r in zip(found, reference, strict=True)]
+        tolerant = [float(np.sum(s[f] >= t * (1 - TIE_TOLERANCE))) / 10
+                    for f, s, t in zip(found, exact, tenth, strict=True)]
+        return float(np.mean(plain)), float(np.mean(tolerant))
+
+    def recall(kept: list[np.ndarray | None]) -> float:
+        return float(np.mean([1.0 if k is None else float(np.isin(r, k).sum()) / 10
+                              for k, r in zip(kept, reference, strict=True)]))
+
+    ceiling, ceiling_tolerant = agreement([np.argsort(-s, kind="stable")[:10] for s in stored])
+    out = {"tie_tolerance": TIE_TOLERANCE, "codec_ceiling": ceiling,
+           "codec_ceiling_tie_tolerant": ceiling_tolerant, "settings": []}
+    for setting in settings:
+        first, scored, hits = [], [], []
+        for q in queries:
+            trace = _traced_search(index, q, 10, **setting)
+            first.append(None if trace["first_stage"] is None
+                         else position_of_no[trace["first_stage"]])
+            scored.append(position_of_no[trace["scored"]])
+            hits.append(np.array([int(h) for h in trace["hits"]], np.int64))
+        plain, tolerant = agreement(hits)
+        out["settings"].append({
+            "settings": setting, "first_stage_recall": recall(first),
+            "scored_recall": recall(scored), "agreement@10": plain,
+            "agreement@10_tie_tolerant": tolerant,
+            "first_stage_candidates_mean": float(np.mean([len(f) for f in first
+                                                          if f is not None] or [0])),
+            "scored_mean": float(np.mean([len(s) for s in scored]))})
+    return out
+
+
 def folder_sizes(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
@@ -284,6 +359,8 @@ def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.nda
     index.flush()
     build_seconds = time.perf_counter() - started
     manifest = json.loads((folder / "manifest.json").read_text())
+    diagnosis = (diagnose(index, queries, exact, [args.search, *args.curve])
+                 if args.diagnose else None)
     index.close()
     sizes = folder_sizes(folder)
     queries_file = work / "queries.npy"
@@ -328,6 +405,8 @@ def measure(name: str, vectors: np.ndarray, lengths: np.ndarray, queries: np.nda
                   for c in probed["curve"]],
     }
     row["search_p50_over_exact_p50"] = row["search_p50_ms"] / row["exact_p50_ms"]
+    if diagnosis is not None:
+        row["diagnosis"] = diagnosis
     print(json.dumps(row), flush=True)
     if not args.keep:
         shutil.rmtree(folder)
@@ -393,6 +472,31 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def diagnosis_lines(rows: list[dict], line) -> list[str]:
+    """The ``--diagnose`` rows of the table (none when no collection was diagnosed)."""
+    if not any("diagnosis" in r for r in rows):
+        return []
+
+    def cell(r: dict, text) -> str:
+        return text(r["diagnosis"]) if "diagnosis" in r else "-"
+
+    out = [line("*codec ceiling*: exact MaxSim over the stored codes, agreement "
+                "(tie-tolerant)",
+                [cell(r, lambda d: f"{d['codec_ceiling']:.3f} "
+                      f"({d['codec_ceiling_tie_tolerant']:.3f})") for r in rows])]
+    settings = max((r["diagnosis"]["settings"] for r in rows if "diagnosis" in r), key=len)
+    for i, s in enumerate(settings):
+        label = ", ".join(f"{k}={v}" for k, v in s["settings"].items()) or "the defaults"
+        out.append(line(
+            f"*{label}*: exact top 10 among first-stage / scored candidates; agreement "
+            "(tie-tolerant)",
+            [cell(r, lambda d, i=i: "-" if len(d["settings"]) <= i else
+                  "{first_stage_recall:.3f} / {scored_recall:.3f}; {agreement@10:.3f} "
+                  "({agreement@10_tie_tolerant:.3f})".format(**d["settings"][i]))
+             for r in rows]))
+    return out
+
+
 def render(report: dict) -> str:
     """The Markdown tables of a report (what ``--render`` puts between the markers)."""
     rows = report["collections"]
@@ -432,6 +536,7 @@ def render(report: dict) -> str:
                   [f"{r['curve'][i]['agreement@10']:.3f} / {r['curve'][i]['search_p50_ms']:.0f}"
                    if len(r.get("curve", [])) > i else "-" for r in rows])
              for i, c in enumerate(max((r.get("curve", []) for r in rows), key=len))],
+           *diagnosis_lines(rows, line),
            line("exact scores: top 1 / top 10 / median ÷ query tokens",
                 ["{top1_mean:.3f} / {top10_mean:.3f} / {median_mean:.3f}".format(
                     **r["score_profile"]) for r in rows]),
@@ -501,6 +606,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the index folders")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="also split the loss of agreement into its sources (see diagnose)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/colbridge/bench")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "docs" / "benchmarks" / "scale.json")

@@ -90,28 +90,64 @@ class SearchOptions:
     """Candidate-breadth knobs of the embedded index's search.
 
     Attributes:
-        token_k: graph neighbours fetched per query token.
-        ef: HNSW search breadth (Voyager's ``query_ef``); at least ``token_k`` is used.
-        max_candidates: documents scored with exact MaxSim after the graph stage.
+        token_k: graph neighbours fetched per query token; None (the default): by collection
+            size, see below.
+        ef: HNSW search breadth (Voyager's ``query_ef``); at least ``token_k`` is used; None
+            (the default): by collection size.
+        max_candidates: documents scored with exact MaxSim after the graph stage; None (the
+            default): by collection size.
         exact_threshold: when at most this many documents (after filtering) are searched,
             all of them are scored exactly and the graph is skipped.
 
-    The defaults were chosen on all of SciFact; docs/benchmarks.md ("Defaults") has their
-    agreement with exact MaxSim, their speed, and the broader settings that trade time for
-    agreement.
+    A breadth left unset grows with the number of documents in the index: up to
+    ``BREADTH_BASE_DOCUMENTS`` documents it is the base (128 neighbours per query token, ef
+    128, 512 candidates), the breadth chosen on all of SciFact; beyond, each is multiplied by
+    ``(documents / BREADTH_BASE_DOCUMENTS) ** BREADTH_GROWTH`` (``token_k`` and ``ef`` at most
+    4,096), because each query token's nearest graph items spread over more documents as the
+    collection grows (6,000 documents and a power of three quarters, as shipped: 10,000
+    documents search with ``token_k`` 188 and 751 candidates, 50,000 with 628 and 2,511). A
+    value given here or to a search is used as given, at any size;
+    :meth:`EmbeddedIndex.stats` shows the values a search uses now.
+    docs/benchmarks.md ("At scale") has the measurements behind the rule: where agreement with
+    exact MaxSim is lost as collections grow, and what the rule buys at what speed.
     """
 
-    token_k: int = 128
-    ef: int = 128
-    max_candidates: int = 512
+    token_k: int | None = None
+    ef: int | None = None
+    max_candidates: int | None = None
     exact_threshold: int = 512
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in _BASE_BREADTH:
+                continue
             minimum = 0 if f.name == "exact_threshold" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InvalidInputError(f"search option {f.name} must be an integer >= {minimum}")
+                unset = " (or None: by collection size)" if f.name in _BASE_BREADTH else ""
+                raise InvalidInputError(
+                    f"search option {f.name} must be an integer >= {minimum}{unset}, "
+                    f"got {value!r}")
+
+    def _resolved(self, documents: int) -> SearchOptions:
+        """These options for an index of ``documents`` documents: every breadth left unset
+        (None) given its value by the collection-size rule above; given values unchanged."""
+        scale = max(1.0, documents / BREADTH_BASE_DOCUMENTS) ** BREADTH_GROWTH
+        chosen = {}
+        for name, base in _BASE_BREADTH.items():
+            if getattr(self, name) is None:
+                value = round(base * scale)
+                chosen[name] = min(value, _MAX_TOKEN_K) if name != "max_candidates" else value
+        return replace(self, **chosen) if chosen else self
+
+
+BREADTH_BASE_DOCUMENTS = 6_000
+"""Collections of up to this many documents search with the base breadth (see
+:class:`SearchOptions`); larger ones more broadly, when the breadth is left unset."""
+BREADTH_GROWTH = 0.75
+"""How an unset breadth grows beyond ``BREADTH_BASE_DOCUMENTS``: as this power of the ratio
+of documents (docs/benchmarks.md, "At scale")."""
+_BASE_BREADTH = {"token_k": 128, "ef": 128, "max_candidates": 512}
 
 
 @dataclass(frozen=True)
@@ -722,7 +758,7 @@ class EmbeddedIndex(BaseIndex):
         return self._snap
 
     def _count(self) -> int:
-        return int(len(self._fresh_snapshot().live))
+        return len(self._fresh_snapshot().live)
 
     def _get(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         self._require_index()  # the store is always current: no snapshot needed
@@ -775,13 +811,20 @@ class EmbeddedIndex(BaseIndex):
         self, embedding: np.ndarray | None, k: int, conditions: list[Condition],
         options: dict[str, Any], mode: SearchRequest,
     ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
-        opts = replace(self.options, **options) if options else self.options
-        view = _SnapshotSearch(self, self._fresh_snapshot(), opts)
+        snap = self._fresh_snapshot()
+        opts = self._search_options(options, len(snap.live))
+        view = _SnapshotSearch(self, snap, opts)
         found = run_search(view, embedding, k, conditions, mode.name, mode.text, mode.hybrid_weight,
                            budget=opts.max_candidates, exact_threshold=opts.exact_threshold)
         if view.filtered_out_all:
             self._warn_of_absent_fields(conditions)
         return found
+
+    def _search_options(self, options: dict[str, Any], documents: int) -> SearchOptions:
+        """The options one search runs with: the index's, overridden by the call's, with any
+        breadth left unset resolved for ``documents`` (see :class:`SearchOptions`)."""
+        opts = replace(self.options, **options) if options else self.options
+        return opts._resolved(documents)
 
     def _warn_of_absent_fields(self, conditions: list[Condition]) -> None:
         """Say which fields of a filter that matched nothing no document has (a typo, often).
@@ -810,9 +853,10 @@ class EmbeddedIndex(BaseIndex):
                 for inner in os.scandir(entry.path):
                     files[f"{entry.name}/{inner.name}"] = inner.stat().st_size
         live_rows = int(snap.counts.sum())
+        resolved = self._search_options({}, len(snap.live))
         return {
             "path": str(self.path),
-            "documents": int(len(snap.live)),
+            "documents": len(snap.live),
             "token_vectors": live_rows,
             "dead_token_vectors": snap.dead_rows,
             "graph_items": len(self._graph),
@@ -825,7 +869,8 @@ class EmbeddedIndex(BaseIndex):
             "graph": {"M": self.manifest.graph.M, "ef_construction": self.manifest.graph.ef_construction,
                       "storage": self.manifest.graph.storage, "pool": self.manifest.graph.pool,
                       "pooling": self.manifest.graph.pooling},
-            "search_options": {f.name: getattr(self.options, f.name) for f in fields(self.options)},
+            # What a search without options of its own uses now (unset breadths resolved).
+            "search_options": {f.name: getattr(resolved, f.name) for f in fields(resolved)},
             "bytes_on_disk": sum(files.values()),
             "files": files,
             "codec": self.manifest.codec,
@@ -988,6 +1033,38 @@ class _SnapshotSearch:
             passage = self._snap.passages[key][b]
             out[key] = (passage.start, passage.end)
         return out
+
+
+def _traced_search(index: EmbeddedIndex, query: np.ndarray, k: int = 10,
+                   **options: Any) -> dict[str, Any]:
+    """One unfiltered ColBERT search of the ``(tokens, dim)`` ``query``, run by the same
+    pipeline as :meth:`EmbeddedIndex.search_encoded`, with what each stage kept, as document
+    numbers: ``first_stage`` (the graph's candidates before the pre-ranking cut; None when the
+    whole collection was scored exactly) and ``scored`` (those scored with exact MaxSim), and
+    ``hits`` (the ids found, best first). For the scale benchmark's breakdown of where the
+    agreement with exact MaxSim is lost (``bench_scale.py --diagnose``); not API."""
+    snap = index._fresh_snapshot()
+    opts = index._search_options(options, len(snap.live))
+    view = _SnapshotSearch(index, snap, opts)
+    trace: dict[str, Any] = {"first_stage": None, "scored": None}
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(view, name)
+
+        def first_stage(self, *args: Any) -> Candidates | None:
+            found = view.first_stage(*args)
+            trace["first_stage"] = None if found is None else found.keys.copy()
+            return found
+
+        def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
+            trace["scored"] = np.asarray(keys).copy()
+            return view.exact_maxsim(query, keys)
+
+    found = run_search(Recording(), np.asarray(query, np.float32), k, [], "colbert",
+                       budget=opts.max_candidates, exact_threshold=opts.exact_threshold)
+    trace["hits"] = [hit[0] for hit in found]
+    return trace
 
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
