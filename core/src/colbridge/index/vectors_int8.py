@@ -206,6 +206,50 @@ class Int8Store(TokenStore):
             at += size
         return out
 
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, width: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """The codes of each range as one row of a ``(n, width, dimension)`` uint8 block, a
+        range shorter than ``width`` padded by repeating its last row (every count from 1 to
+        ``width``). Read straight into the block (into ``out``, when it is large enough), one
+        ``preadv`` per run of ranges that lie end to end in the file."""
+        starts = np.asarray(starts, dtype=np.int64)
+        counts = np.asarray(counts, dtype=np.int64)
+        n, dim = len(starts), self.dimension
+        if out is not None and out.size >= n * width * dim:
+            block = out.reshape(-1)[:n * width * dim].reshape(n, width, dim)
+        else:
+            block = np.empty((n, width, dim), dtype=np.uint8)
+        if not n:
+            return block
+        if self.use_memory_map:
+            block[:] = self._memory_map()[starts[:, None] + np.minimum(np.arange(width),
+                                                                      counts[:, None] - 1)]
+            return block
+        # In file order, ranges that end where the next begins are read by one call.
+        order = np.argsort(starts, kind="stable")
+        ordered = starts[order]
+        breaks = np.flatnonzero(ordered[1:] != (ordered + counts[order])[:-1]) + 1
+        flat = memoryview(block.reshape(-1))
+        fd, step = self._file(), width * dim
+        begins = np.concatenate(([0], breaks)).tolist()
+        ends = np.concatenate((breaks, [n])).tolist()
+        order_list, counts_list = order.tolist(), counts.tolist()
+        for first, last in zip(begins, ends, strict=True):
+            members = order_list[first:last]
+            buffers = [flat[i * step:i * step + counts_list[i] * dim] for i in members]
+            size = sum(counts_list[i] for i in members) * dim
+            if os.preadv(fd, buffers, int(ordered[first]) * dim) != size:
+                raise IndexCorruptError(f"{self.path.name} ended before row "
+                                        f"{int(ordered[last - 1]) + counts_list[members[-1]]}")
+        short = np.flatnonzero(counts < width)
+        if len(short):  # pad: each short range's last row, repeated to the width
+            lengths = counts[short]
+            which = np.repeat(short, width - lengths)
+            at = np.arange(len(which)) - np.repeat(np.cumsum(width - lengths) - (width - lengths),
+                                                   width - lengths) + np.repeat(lengths, width - lengths)
+            block[which, at] = block[which, counts[which] - 1]
+        return block
+
     def codes_of(self, rows: np.ndarray) -> np.ndarray:
         """The codes of the given rows (a 1-D array of row numbers, any order)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -322,6 +366,10 @@ class CodedRows(DecodedRows):
 
     def read_codes(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return self.store.read_codes(starts, counts)
+
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, width: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        return self.store.read_padded(starts, counts, width, out)
 
 
 register_codec(Int8Store)
