@@ -74,7 +74,7 @@ def maxsim_group_codes(block: np.ndarray, halves: tuple[np.ndarray, np.ndarray, 
 _HALF = 256
 MAX_CODE_DIMENSION = 256
 """The widest codes :data:`GROUP_CODES` scores without overflowing its int32 dot products."""
-_MAX_HI = 127  # 256 * 127 + 127: the largest 16-bit value whose two halves fit int8
+_MAX_HI = 127  # 256 * 127 + 127 = 32,639: the largest value whose two halves fit int8
 
 
 def query_halves(query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,12 +83,16 @@ def query_halves(query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     ``(dim, q)`` int8 and ``lo`` in [-128, 127]."""
     query = np.asarray(query, dtype=np.float64)
     largest = np.abs(query).max(axis=1)
-    step = np.where(largest > 0, largest, 1.0) / (_HALF * _MAX_HI + _MAX_HI)
-    whole = np.rint(query / step[:, None]).astype(np.int64)
+    # Rounded to float32 first: the step the graph multiplies by is the one the query was
+    # divided by.
+    step = (np.where(largest > 0, largest, 1.0) / (_HALF * _MAX_HI + _MAX_HI)).astype(np.float32)
+    limit = _HALF * _MAX_HI + _MAX_HI
+    whole = np.clip(np.rint(query / step[:, None].astype(np.float64)), -limit, limit
+                    ).astype(np.int64)
     hi = (whole + _HALF // 2) // _HALF  # floor division: lo = whole - 256 * hi lies in [-128, 127]
     lo = whole - _HALF * hi
     return (np.ascontiguousarray(hi.T, dtype=np.int8), np.ascontiguousarray(lo.T, dtype=np.int8),
-            step.astype(np.float32))
+            step)
 
 
 def similarities(rows: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -210,44 +210,29 @@ class Int8Store(TokenStore):
                     out: np.ndarray | None = None) -> np.ndarray:
         """The codes of each range as one row of a ``(n, width, dimension)`` uint8 block, a
         range shorter than ``width`` padded by repeating its last row (every count from 1 to
-        ``width``). Read straight into the block (into ``out``, when it is large enough), one
-        ``preadv`` per run of ranges that lie end to end in the file."""
-        starts = np.asarray(starts, dtype=np.int64)
-        counts = np.asarray(counts, dtype=np.int64)
+        ``width``). Read straight into the block (into ``out``, when it is large enough): one
+        ``preadv`` per range, and no second copy to pad."""
         n, dim = len(starts), self.dimension
         if out is not None and out.size >= n * width * dim:
-            block = out.reshape(-1)[:n * width * dim].reshape(n, width, dim)
+            block = out[:n * width * dim].reshape(n, width, dim)
         else:
             block = np.empty((n, width, dim), dtype=np.uint8)
         if not n:
             return block
+        starts_list = np.asarray(starts, dtype=np.int64).tolist()
+        counts_list = np.asarray(counts, dtype=np.int64).tolist()
         if self.use_memory_map:
-            block[:] = self._memory_map()[starts[:, None] + np.minimum(np.arange(width),
-                                                                      counts[:, None] - 1)]
+            rows = np.asarray(starts_list)[:, None] + np.minimum(
+                np.arange(width), np.asarray(counts_list)[:, None] - 1)
+            block[:] = self._memory_map()[rows]
             return block
-        # In file order, ranges that end where the next begins are read by one call.
-        order = np.argsort(starts, kind="stable")
-        ordered = starts[order]
-        breaks = np.flatnonzero(ordered[1:] != (ordered + counts[order])[:-1]) + 1
-        flat = memoryview(block.reshape(-1))
-        fd, step = self._file(), width * dim
-        begins = np.concatenate(([0], breaks)).tolist()
-        ends = np.concatenate((breaks, [n])).tolist()
-        order_list, counts_list = order.tolist(), counts.tolist()
-        for first, last in zip(begins, ends, strict=True):
-            members = order_list[first:last]
-            buffers = [flat[i * step:i * step + counts_list[i] * dim] for i in members]
-            size = sum(counts_list[i] for i in members) * dim
-            if os.preadv(fd, buffers, int(ordered[first]) * dim) != size:
-                raise IndexCorruptError(f"{self.path.name} ended before row "
-                                        f"{int(ordered[last - 1]) + counts_list[members[-1]]}")
-        short = np.flatnonzero(counts < width)
-        if len(short):  # pad: each short range's last row, repeated to the width
-            lengths = counts[short]
-            which = np.repeat(short, width - lengths)
-            at = np.arange(len(which)) - np.repeat(np.cumsum(width - lengths) - (width - lengths),
-                                                   width - lengths) + np.repeat(lengths, width - lengths)
-            block[which, at] = block[which, counts[which] - 1]
+        fd, flat, step = self._file(), memoryview(block.reshape(-1)), width * dim
+        for i, (start, count) in enumerate(zip(starts_list, counts_list, strict=True)):
+            size = count * dim
+            if os.preadv(fd, [flat[i * step:i * step + size]], start * dim) != size:
+                raise IndexCorruptError(f"{self.path.name} ended before row {start + count}")
+            if count < width:
+                block[i, count:] = block[i, count - 1]
         return block
 
     def codes_of(self, rows: np.ndarray) -> np.ndarray:
