@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ab_search import _load  # noqa: E402
+from ab_search import _load
 
 
 def main() -> None:
@@ -102,7 +102,8 @@ def main() -> None:
     for _, _, label in stages:
         if label in spent:
             print(f"{label:48s} {spent[label] / n * 1e3:7.2f} ms")
-    print(f"{'rest (pre-rank, sorting, assembly, Python)':48s} {(sum(times) - top) / n * 1e3:7.2f} ms")
+    rest = (sum(times) - top) / n * 1e3
+    print(f"{'rest (pre-rank, sorting, assembly, Python)':48s} {rest:7.2f} ms")
     index.close()
 
 
