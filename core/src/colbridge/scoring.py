@@ -172,31 +172,45 @@ def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
     """MaxSim over linear 8-bit codes (``value = offset + scale * code`` per dimension):
     ``q . value = (q * scale) . code + q . offset``, and the second term does not depend on the
     row, so each query token's best row is found on the codes and the constant is added once.
-    Candidates are scored in length groups as for float16, each group's codes read when it is
-    scored (ONNX Runtime widens and multiplies each block; NumPy without it)."""
+    Candidates are scored in length groups as for float16, each group's codes read straight
+    into its padded block when it is scored (so they stay in cache). ONNX Runtime multiplies
+    the codes as integers by the scaled query rounded to 16 bits (:mod:`colbridge._kernels`);
+    NumPy, without it, widens them to float32."""
     if not len(starts):
         return np.zeros(0, dtype=np.float32)
+    from . import _kernels
+
     params = coded.params
     q = np.asarray(query, dtype=np.float32)
-    scaled_t = np.ascontiguousarray((q * params.scale).T)
+    scaled = q * params.scale
     constant = np.float32((q @ params.offset).sum())
     order, lengths, bounds = _length_groups(counts)
     counts, starts = counts[order], starts[order]
     scores = np.empty(len(order), dtype=np.float32)
-    if kernel() == "onnxruntime":
-        from . import _kernels
+    if kernel() == "onnxruntime" and q.shape[1] <= _kernels.MAX_CODE_DIMENSION:
+        halves = _kernels.query_halves(scaled)
 
-        group = _kernels.maxsim_group_codes
+        def group(block: np.ndarray) -> np.ndarray:
+            return _kernels.maxsim_group_codes(block, halves)
     else:
-        def group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
-            return (block.astype(np.float32) @ query_t).max(axis=1).sum(axis=1)
-    for begin, end in bounds:  # each group's codes are read on their own: they stay in cache
-        width, part = lengths[end - 1], counts[begin:end]
-        codes = coded.read_codes(starts[begin:end], part)
-        local = np.concatenate(([0], np.cumsum(part)[:-1]))
-        rows = local[:, None] + np.minimum(np.arange(width), part[:, None] - 1)
-        scores[order[begin:end]] = group(codes[rows], scaled_t)
+        scaled_t = np.ascontiguousarray(scaled.T)
+
+        def group(block: np.ndarray) -> np.ndarray:
+            return (block.astype(np.float32) @ scaled_t).max(axis=1).sum(axis=1)
+    buffer = _code_buffer(max(_GROUP_ROWS, lengths[-1]) * q.shape[1])
+    for begin, end in bounds:
+        block = coded.read_padded(starts[begin:end], counts[begin:end], lengths[end - 1], buffer)
+        scores[order[begin:end]] = group(block)
     return scores + constant
+
+
+def _code_buffer(size: int) -> np.ndarray:
+    """This thread's reusable uint8 block for a group's codes, of at least ``size`` bytes."""
+    held = getattr(_buffers, "codes", None)
+    if held is None or held.size < size:
+        held = np.empty(size, dtype=np.uint8)
+        _buffers.codes = held
+    return held
 
 
 def _maxsim_ranges_torch(torch, query, matrix, starts, counts) -> np.ndarray:

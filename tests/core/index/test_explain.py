@@ -77,7 +77,9 @@ async def test_contributions_add_up_to_the_raw_score(backend, tmp_path, tiny_mod
             assert len(hit.matches) == len(embedding)
             total = sum(m.score for m in hit.matches)
             assert abs(total - hit.score) < 1e-4
-            assert hit.normalized_score == pytest.approx(normalize_score(total, len(embedding)))
+            # as close as the sum above: the int8 codes' kernel rounds the query to 16 bits
+            assert hit.normalized_score == pytest.approx(
+                normalize_score(total, len(embedding)), abs=1e-4 / len(embedding))
             assert hit.highlights
             for start, end in hit.highlights:
                 assert 0 <= start < end <= len(hit.text)

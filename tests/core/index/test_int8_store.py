@@ -81,6 +81,81 @@ def test_fused_kernel_numpy_and_decoded_maxsim_agree(store, monkeypatch):
     np.testing.assert_allclose(fused, original, atol=0.02 * len(query) / 8)
 
 
+def test_padded_reads_return_the_rows_of_flat_reads(store, monkeypatch):
+    """read_padded (what scoring reads) holds each range's rows, then its last row repeated,
+    for ranges in any order, repeated, adjacent in the file or not, into a reused buffer too;
+    the memory-map variant reads the same."""
+    coded, docs = store
+    starts, counts = ranges(docs)
+    picked = np.array([7, 3, 50, 3, 0, 59, 21, 22, 23])
+    width = int(counts[picked].max())
+    expected = np.empty((len(picked), width, DIM), np.uint8)
+    for i, (s, c) in enumerate(zip(starts[picked], counts[picked], strict=True)):
+        rows = coded.read_codes(np.array([s]), np.array([c]))
+        expected[i, :c], expected[i, c:] = rows, rows[-1]
+    reused = np.full(10 * width * DIM, 77, np.uint8)
+    for out in (None, reused):
+        got = coded.read_padded(starts[picked], counts[picked], width, out)
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    monkeypatch.setattr(Int8Store, "use_memory_map", True)
+    np.testing.assert_array_equal(coded.read_padded(starts[picked], counts[picked], width),
+                                  expected)
+    assert coded.read_padded(starts[:0], counts[:0], 4).shape == (0, 4, DIM)
+
+
+def test_integer_query_halves_rebuild_the_query_within_half_a_step():
+    from colbridge import _kernels
+
+    rng = np.random.default_rng(11)
+    query = rng.standard_normal((6, DIM)).astype(np.float32) * np.float32(1e-3)
+    query[2] = 0.0  # a zero row must not divide by zero
+    query[3, :] = 0.0
+    query[3, 5] = -2e-3  # the largest magnitude negative: hi reaches -127
+    hi, lo, step = _kernels.query_halves(query)
+    assert hi.dtype == lo.dtype == np.int8 and hi.shape == (DIM, 6)
+    rebuilt = step[:, None] * (256.0 * hi.T.astype(np.float64) + lo.T)
+    assert np.all(np.abs(rebuilt - query) <= step[:, None] / 2 * (1 + 1e-6))
+    assert np.all(rebuilt[2] == 0)
+
+
+def test_integer_kernel_matches_float_maxsim_on_the_codes_after_writes(tmp_path, monkeypatch):
+    """Scores from the integer kernel equal MaxSim over the decoded rows (and the NumPy
+    fallback's), after deletes and upserts, and across a compaction to a new generation."""
+    import colbridge.scoring as scoring
+    from colbridge.index.embedded import exact_scores
+
+    docs = unit_docs(50, seed=12)
+    index = filled(tmp_path, docs)
+    monkeypatch.setattr(scoring, "_GROUP_ROWS", 96)  # many groups
+    try:
+        query = unit_docs(1, seed=13)[0][:10]
+
+        def check() -> None:
+            snap = index._snap
+            keys = snap.live
+            fused = exact_scores(query, snap, keys)
+            with monkeypatch.context() as numpy_only:
+                numpy_only.setattr(scoring, "kernel", lambda: "numpy")
+                fallback = exact_scores(query, snap, keys)
+            decoded = [maxsim(query, snap.vectors[np.arange(s, s + c)])
+                       for s, c in zip(snap.starts[keys], snap.counts[keys], strict=True)]
+            np.testing.assert_allclose(fused, decoded, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(fallback, decoded, rtol=1e-5, atol=1e-4)
+
+        check()
+        index.delete(["d3", "d10", "d11"])
+        index.add_encoded(unit_docs(4, seed=14), ["u0", "u1", "u2", "u3"],
+                          ids=["d20", "d21", "new0", "new1"])  # two upserts, two new
+        check()
+        generation = index._vectors.generation
+        index.compact()
+        assert index._vectors.generation == generation + 1
+        check()
+    finally:
+        index.close()
+
+
 def test_codes_decode_within_half_a_step(store):
     coded, docs = store
     params = coded.params

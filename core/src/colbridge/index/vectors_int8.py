@@ -206,6 +206,35 @@ class Int8Store(TokenStore):
             at += size
         return out
 
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, width: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """The codes of each range as one row of a ``(n, width, dimension)`` uint8 block, a
+        range shorter than ``width`` padded by repeating its last row (every count from 1 to
+        ``width``). Read straight into the block (into ``out``, when it is large enough): one
+        ``preadv`` per range, and no second copy to pad."""
+        n, dim = len(starts), self.dimension
+        if out is not None and out.size >= n * width * dim:
+            block = out[:n * width * dim].reshape(n, width, dim)
+        else:
+            block = np.empty((n, width, dim), dtype=np.uint8)
+        if not n:
+            return block
+        starts_list = np.asarray(starts, dtype=np.int64).tolist()
+        counts_list = np.asarray(counts, dtype=np.int64).tolist()
+        if self.use_memory_map:
+            rows = np.asarray(starts_list)[:, None] + np.minimum(
+                np.arange(width), np.asarray(counts_list)[:, None] - 1)
+            block[:] = self._memory_map()[rows]
+            return block
+        fd, flat, step = self._file(), memoryview(block.reshape(-1)), width * dim
+        for i, (start, count) in enumerate(zip(starts_list, counts_list, strict=True)):
+            size = count * dim
+            if os.preadv(fd, [flat[i * step:i * step + size]], start * dim) != size:
+                raise IndexCorruptError(f"{self.path.name} ended before row {start + count}")
+            if count < width:
+                block[i, count:] = block[i, count - 1]
+        return block
+
     def codes_of(self, rows: np.ndarray) -> np.ndarray:
         """The codes of the given rows (a 1-D array of row numbers, any order)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -322,6 +351,10 @@ class CodedRows(DecodedRows):
 
     def read_codes(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return self.store.read_codes(starts, counts)
+
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, width: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        return self.store.read_padded(starts, counts, width, out)
 
 
 register_codec(Int8Store)

@@ -1,0 +1,111 @@
+"""Where one process's search time goes, stage by stage, over every query of a cached set.
+
+    uv run python tests/benchmarks/profile_search.py CACHE FOLDER [--rounds 2]
+
+CACHE is what ``embeddings.py`` writes (``ab_search.py`` reads the same); FOLDER is an index
+built from it (``ab_search.py`` leaves one under ``/tmp/ab-search-*``), or a missing folder to
+build it in. Each stage's primitive is wrapped with a timer, so the split is of wall time
+inside one search; what no wrapper covers (pre-ranking, sorting, assembly, Python between
+the steps) is the remainder. Run it with ``PYTHONPATH=<checkout>/core/src`` to profile
+another checkout; a stage that checkout lacks is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ab_search import _load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("cache", type=Path)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    import colbridge._kernels as kernels
+    import colbridge.index.embedded as embedded
+    import colbridge.index.graph as graph
+    import colbridge.index.vectors_int8 as int8
+    from colbridge import EmbeddedIndex
+    from colbridge.models.base import Encoder
+
+    lengths, vectors, ids, texts, queries = _load(args.cache)
+
+    class Recorded(Encoder):
+        dimension = property(lambda self: vectors.shape[1])
+        query_length = property(lambda self: queries.shape[1])
+        document_length = property(lambda self: int(lengths.max()))
+
+        def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
+            raise RuntimeError("profile_search searches pre-encoded queries only")
+
+    built = (args.folder / "manifest.json").exists()
+    index = EmbeddedIndex(args.folder, model=Recorded(name="ab-search"))
+    if not built:
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        docs = [vectors[s:s + n].astype(np.float32) for s, n in zip(starts, lengths, strict=True)]
+        for begin in range(0, len(docs), 500):
+            index.add_encoded(docs[begin:begin + 500], texts[begin:begin + 500],
+                              ids[begin:begin + 500])
+        index.flush()
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(owner, name: str, label: str) -> None:
+        inner = getattr(owner, name, None)
+        if inner is None:
+            return
+
+        def wrapper(*a, **k):
+            started = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                spent[label] += time.perf_counter() - started
+        setattr(owner, name, wrapper)
+
+    search = embedded._SnapshotSearch
+    stages = [(search, "first_stage", "first stage (all)"),
+              (graph.TokenGraph, "query", "  graph query (Voyager, every query token)"),
+              (embedded._Snapshot, "doc_nos_of_rows", "  graph ids to documents"),
+              (search, "exact_maxsim", "exact MaxSim (all)"),
+              (int8.Int8Store, "read_codes", "  read codes (one pread per candidate)"),
+              (int8.Int8Store, "read_padded", "  read codes into padded groups (preadv)"),
+              (kernels, "maxsim_group_codes", "  kernel (ONNX Runtime, widening included)"),
+              (search, "documents", "documents (SQLite)"),
+              (search, "best_passages", "best passages")]
+    for owner, name, label in stages:
+        timed(owner, name, label)
+    for query in queries[:5]:
+        index.search_encoded(query, k=10)
+    spent.clear()
+    times = []
+    for _ in range(args.rounds):
+        for query in queries:
+            started = time.perf_counter()
+            index.search_encoded(query, k=10)
+            times.append(time.perf_counter() - started)
+    n = len(times)
+    print(f"{n} searches: p50 {statistics.median(times) * 1e3:.2f} ms, "
+          f"mean {sum(times) / n * 1e3:.2f} ms")
+    top = sum(v for k, v in spent.items() if not k.startswith(" "))
+    for _, _, label in stages:
+        if label in spent:
+            print(f"{label:48s} {spent[label] / n * 1e3:7.2f} ms")
+    rest = (sum(times) - top) / n * 1e3
+    print(f"{'rest (pre-rank, sorting, assembly, Python)':48s} {rest:7.2f} ms")
+    index.close()
+
+
+if __name__ == "__main__":
+    main()
