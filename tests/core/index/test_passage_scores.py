@@ -4,6 +4,8 @@ of split and whole documents after upserts and deletes, before and after reopeni
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from colbridge import EmbeddedIndex
@@ -118,3 +120,56 @@ def test_hits_carry_the_passage_the_exact_stage_found_best(mixed):
             _, (best,) = _reference(query, snap, np.array([n]))
             passage = snap.passages[n][best]
             assert hit.passage == spans[n] == (passage.start, passage.end)
+
+
+def _hit_reference(query, snap, doc_nos, rows):
+    """Each document's MaxSim over the passages holding one of ``rows`` (all of them when it
+    is whole or none does), scored one passage at a time; and whether some were left out."""
+    scores, partial = [], False
+    for n in doc_nos.tolist():
+        start, count = int(snap.starts[n]), int(snap.counts[n])
+        layout = snap.passages.get(n, (Passage(0, 1, count),))
+        offsets = np.cumsum([0] + [p.rows for p in layout])[:-1]
+        spans = [(start + o, start + o + p.rows) for o, p in zip(offsets, layout, strict=True)]
+        hit = [any(a <= r < b for r in rows) for a, b in spans]
+        if len(layout) == 1 or not any(hit):
+            hit = [True] * len(layout)
+        partial |= not all(hit)
+        scores.append(max(
+            float(maxsim_ranges(query, snap.vectors, np.array([a]), np.array([b - a]))[0])
+            for (a, b), h in zip(spans, hit, strict=True) if h))
+    return np.array(scores, np.float32), partial
+
+
+def test_first_stage_candidates_are_scored_over_the_passages_it_hit(mixed):
+    index, rng = mixed
+    snap = index._fresh_snapshot()
+    graph, seen = index._graph, {}
+    query_graph = graph.query
+
+    def capture(*args, **kwargs):
+        ids, sims = query_graph(*args, **kwargs)
+        seen["ids"] = ids
+        return ids, sims
+
+    partial = False
+    for _ in range(6):
+        query = rng.normal(size=(3, index.dimension)).astype(np.float32)
+        query /= np.linalg.norm(query, axis=1, keepdims=True)
+        view = _SnapshotSearch(index, snap, replace(index.options, token_k=2, exact_threshold=0))
+        graph.query = capture
+        try:
+            candidates = view.first_stage(query, view.pool([]), 3)
+        finally:
+            del graph.query
+        assert candidates is not None
+        rows = seen["ids"].ravel().tolist()
+        expected, left_out = _hit_reference(query, snap, candidates.keys, rows)
+        partial |= left_out
+        np.testing.assert_allclose(view.exact_maxsim(query, candidates.keys), expected,
+                                   rtol=1e-5, atol=1e-5)
+        # a key the first stage did not give (as BM25 adds in hybrid mode): all its passages
+        others = np.setdiff1d(snap.live, candidates.keys)
+        np.testing.assert_allclose(view.exact_maxsim(query, others),
+                                   _reference(query, snap, others)[0], rtol=1e-5, atol=1e-5)
+    assert partial  # some split candidate had passages the first stage missed

@@ -953,6 +953,9 @@ class _SnapshotSearch:
         # The best passage of each split document the exact stage scored for _scored_query.
         self._scored_query: np.ndarray | None = None
         self._best_passage: dict[int, int] = {}
+        # The first rows of the passages the first stage hit for _hit_query (passage_scores).
+        self._hit_query: np.ndarray | None = None
+        self._hit_starts: np.ndarray | None = None
         self.filtered_out_all = False  # a filter left no document (the index then warns)
 
     def pool(self, conditions: list[Condition]) -> Pool:
@@ -986,6 +989,9 @@ class _SnapshotSearch:
             if token_k >= min(graph_size, _MAX_TOKEN_K):
                 return None
             token_k = min(token_k * 4, graph_size, _MAX_TOKEN_K)
+        if snap.passage_rows is not None:  # which passages it hit: the exact stage scores those
+            self._hit_query = query
+            self._hit_starts = hit_passage_starts(snap, unique, ids[valid])
 
         def estimate() -> np.ndarray:
             # Estimated MaxSim. A query token adds its best neighbour in the document when
@@ -1004,7 +1010,8 @@ class _SnapshotSearch:
         return Candidates(unique, estimate=estimate)
 
     def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        scores, best = passage_scores(query, self._snap, keys)
+        hit = self._hit_starts if query is self._hit_query else None
+        scores, best = passage_scores(query, self._snap, keys, hit)
         if self._snap.passage_rows is not None:  # kept for best_passages: the hits are among keys
             if query is not self._scored_query:
                 self._scored_query, self._best_passage = query, {}
@@ -1042,7 +1049,8 @@ class _SnapshotSearch:
         known = self._best_passage if query is self._scored_query else {}
         todo = [key for key in split if key not in known]
         if todo:  # not scored by this search's exact stage: score them now
-            _, best = passage_scores(query, self._snap, np.array(todo, np.int64))
+            hit = self._hit_starts if query is self._hit_query else None
+            _, best = passage_scores(query, self._snap, np.array(todo, np.int64), hit)
             known = {**known, **dict(zip(todo, best.tolist(), strict=True))}
         out = {}
         for key in split:
@@ -1059,30 +1067,72 @@ def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.
     return passage_scores(query, snap, doc_nos)[0]
 
 
-def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray,
+                   hit_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each document's best passage MaxSim and that passage's position (the first reaching
     the best; 0 for a document stored whole): every passage is scored over its own rows, as
-    one document."""
+    one document.
+
+    ``hit_starts`` (from :func:`hit_passage_starts`) names the passages the first stage hit,
+    by first row: a split document with any of them is scored over those alone, which is a
+    lower bound of its best passage's MaxSim; a document with none, over all its passages.
+    """
     doc_nos = np.asarray(doc_nos, np.int64)
+    units = _passage_units(snap, doc_nos)
+    if units is None:
+        return (maxsim_ranges(query, snap.vectors, snap.starts[doc_nos], snap.counts[doc_nos]),
+                np.zeros(len(doc_nos), np.int64))
+    owner, bounds, starts, counts, split = units
+    keep = np.ones(len(starts), dtype=bool)
+    if hit_starts is not None and len(hit_starts):
+        hit = split & np.isin(starts, hit_starts)
+        was_hit = np.zeros(len(doc_nos), dtype=bool)
+        was_hit[owner[hit]] = True
+        keep = ~split | hit | ~was_hit[owner]
+    scores = np.full(len(starts), -np.inf, np.float32)
+    scores[keep] = maxsim_ranges(query, snap.vectors, starts[keep], counts[keep])
+    best = np.maximum.reduceat(scores, bounds)
+    reaching = np.where(scores == best[owner], np.arange(len(scores)), len(scores))
+    return best.astype(np.float32), np.minimum.reduceat(reaching, bounds) - bounds
+
+
+def hit_passage_starts(snap: _Snapshot, doc_nos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The first rows, ascending, of the passages of split documents among ``doc_nos`` that
+    hold one of ``rows`` (graph item ids: the first row of each item found)."""
+    units = _passage_units(snap, np.asarray(doc_nos, np.int64))
+    if units is None:
+        return np.zeros(0, np.int64)
+    _, _, starts, counts, split = units
+    starts, counts = starts[split], counts[split]
+    order = np.argsort(starts)
+    starts, counts = starts[order], counts[order]
+    rows = np.asarray(rows, np.int64).ravel()
+    at = np.searchsorted(starts, rows, side="right") - 1
+    rows, at = rows[at >= 0], at[at >= 0]
+    return np.unique(starts[at[rows < starts[at] + counts[at]]])
+
+
+def _passage_units(snap: _Snapshot, doc_nos: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``doc_nos`` expanded into units scored as one document each: a split document's
+    passages, a whole document's rows. ``(owner, bounds, starts, counts, split)``: each unit's
+    position in ``doc_nos``, each document's first unit, each unit's rows and whether it is
+    a passage of a split document; None when none of ``doc_nos`` is split."""
     doc_starts, doc_counts = snap.starts[doc_nos], snap.counts[doc_nos]
     table = snap.passage_rows
-    pieces = (np.where(doc_counts > 0, table.count[doc_nos], 0) if table is not None
-              else np.zeros(len(doc_nos), np.int64))
+    if table is None:
+        return None
+    pieces = np.where(doc_counts > 0, table.count[doc_nos], 0)
     if not pieces.any():
-        return (maxsim_ranges(query, snap.vectors, doc_starts, doc_counts),
-                np.zeros(len(doc_nos), np.int64))
+        return None
     units = np.maximum(pieces, 1)  # a document stored whole is one unit: all its rows
-    bounds = np.cumsum(units) - units  # each document's first unit
+    bounds = np.cumsum(units) - units
     owner = np.repeat(np.arange(len(doc_nos)), units)
     split = pieces[owner] > 0
     entry = np.where(split, table.first[doc_nos][owner] + np.arange(len(owner)) - bounds[owner], 0)
     starts = doc_starts[owner] + np.where(split, table.offsets[entry], 0)
     counts = np.where(split, table.rows[entry], doc_counts[owner])
-    scores = maxsim_ranges(query, snap.vectors, starts, counts)
-    best = np.maximum.reduceat(scores, bounds)
-    reaching = np.where(scores == best[owner], np.arange(len(scores)), len(scores))
-    return best.astype(np.float32), np.minimum.reduceat(reaching, bounds) - bounds
+    return owner, bounds, starts, counts, split
 
 
 def _documents_at(store: DocStore, snap: _Snapshot, doc_nos: np.ndarray
