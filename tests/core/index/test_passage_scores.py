@@ -4,6 +4,7 @@ of split and whole documents after upserts and deletes, before and after reopeni
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -20,7 +21,7 @@ def _layout(rng: np.random.Generator, rows: int, pieces: int) -> tuple[Passage, 
         return None
     cuts = np.sort(rng.choice(np.arange(1, rows), pieces - 1, replace=False))
     bounds = [0, *cuts.tolist(), rows]
-    return tuple(Passage(10 * a, 10 * b, b - a) for a, b in zip(bounds, bounds[1:], strict=False))
+    return tuple(Passage(10 * a, 10 * b, b - a) for a, b in itertools.pairwise(bounds))
 
 
 def _add(index, rng, ids, pieces):
@@ -37,7 +38,8 @@ def _reference(query, snap, doc_nos):
         start, count = int(snap.starts[n]), int(snap.counts[n])
         layout = snap.passages.get(n, (Passage(0, 1, count),))
         offsets = np.cumsum([0] + [p.rows for p in layout])[:-1]
-        each = [float(maxsim_ranges(query, snap.vectors, np.array([start + o]), np.array([p.rows]))[0])
+        each = [float(maxsim_ranges(query, snap.vectors, np.array([start + o]),
+                                    np.array([p.rows]))[0])
                 for o, p in zip(offsets, layout, strict=True)]
         scores.append(max(each))
         best.append(int(np.argmax(each)))

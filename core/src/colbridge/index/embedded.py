@@ -1061,12 +1061,6 @@ class _SnapshotSearch:
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
 
-def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.ndarray:
-    """Exact MaxSim of ``query`` against each document in ``doc_nos`` (its best passage's, for
-    a document stored as passages)."""
-    return passage_scores(query, snap, doc_nos)[0]
-
-
 def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray,
                    hit_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each document's best passage MaxSim and that passage's position (the first reaching
