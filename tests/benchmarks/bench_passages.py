@@ -10,7 +10,9 @@ first window of its tokens, which is what truncation encodes, up to the window e
 word boundary) and every other document as it is. The queries are encoded once, outside the
 timing; then each round runs every query against both indexes with ``search_encoded``,
 alternating which goes first, and the medians of the per-search times are compared. It prints
-one JSON object: vectors, sizes, p50/p95 per index, their ratio, and each one's nDCG@10.
+one JSON object: vectors, sizes, p50/p95 per index, their ratio, and each one's nDCG@10;
+with ``--agreement``, also each index's agreement with its own exact MaxSim over the whole
+corpus (every passage scored; untimed) and that exact ranking's nDCG@10.
 
 ``--cache DIR`` keeps the encoded corpus and queries there (NumPy files, no pickle) so that a
 rerun skips the encoding; it is never needed for the result.
@@ -67,6 +69,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--cache", type=Path)
+    parser.add_argument("--agreement", action="store_true",
+                        help="also score every document exactly (all passages) per query, untimed, "
+                             "and report each index's agreement with its own exact top k")
     args = parser.parse_args()
 
     data = load_beir(args.data, limit_docs=args.limit_docs, limit_queries=args.limit_queries)
@@ -118,6 +123,15 @@ def main() -> None:
                     ndcg_at(runs[name][q], data.qrels.get(q, {}), 10) for q in query_ids), 4),
                 "graph_items": stats.get("graph_items"),
             }
+            if args.agreement:  # exact MaxSim (MaxP over all passages) of the whole corpus
+                overlap, exact_ndcg = [], []
+                for query_id, query in zip(query_ids, queries, strict=True):
+                    exact = [h.id for h in index.search_encoded(
+                        query, k=args.k, exact_threshold=len(data.doc_ids))]
+                    overlap.append(len(set(exact) & set(runs[name][query_id])) / args.k)
+                    exact_ndcg.append(ndcg_at(exact, data.qrels.get(query_id, {}), 10))
+                report[name]["agreement_with_exact@k"] = round(statistics.fmean(overlap), 4)
+                report[name]["exact_ndcg@10"] = round(statistics.fmean(exact_ndcg), 4)
             index.close()
         report["p50_ratio_split_to_truncate"] = round(
             report["split"]["search_p50_ms"] / report["truncate"]["search_p50_ms"], 3)

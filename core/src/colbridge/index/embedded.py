@@ -55,7 +55,6 @@ from ..passages import (
     Passage,
     layout_problem,
     long_documents_setting,
-    passage_starts,
 )
 from ..scoring import maxsim_ranges, rows_of, token_similarities
 from ..search import Candidates, Pool, run_search
@@ -166,6 +165,7 @@ class _Snapshot:
     unit_starts: np.ndarray
     unit_nos: np.ndarray
     passages: Mapping[int, tuple[Passage, ...]] = field(default_factory=dict)  # split doc_nos
+    passage_rows: _PassageRows | None = None  # the same layouts as arrays (None: no split docs)
 
     @property
     def dead_rows(self) -> int:
@@ -180,6 +180,52 @@ class _Snapshot:
         nos = self.unit_nos[at]
         inside = (rows >= self.unit_starts[at]) & (rows < self.unit_starts[at] + self.counts[nos])
         return np.where(inside, nos, -1)
+
+
+@dataclass(frozen=True)
+class _PassageRows:
+    """Where the passages of the split documents lie among their rows, as arrays, so that the
+    exact stage expands documents into passages without a Python loop per document.
+
+    Document ``n``'s passages are entries ``first[n] : first[n] + count[n]`` of ``offsets`` (a
+    passage's first row within its document) and ``rows`` (its number of rows); ``count[n]`` is
+    0 for a document stored whole or deleted. Writes append entries, never change them: the
+    entries of deleted documents stay until the next snapshot built from the store.
+    """
+
+    first: np.ndarray  # (max doc_no + 1,) int64
+    count: np.ndarray  # (max doc_no + 1,) int64
+    offsets: np.ndarray  # (entries,) int64
+    rows: np.ndarray  # (entries,) int64
+
+    @staticmethod
+    def of(layouts: Mapping[int, tuple[Passage, ...]], size: int,
+           base: _PassageRows | None = None, removed: np.ndarray | None = None
+           ) -> _PassageRows | None:
+        """``base`` (or an empty table) grown to ``size`` documents, without ``removed``, with
+        ``layouts`` (doc_no -> its passages) appended; None when no document is split."""
+        first = np.zeros(size, np.int64)
+        count = np.zeros(size, np.int64)
+        offsets: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        entries = 0
+        if base is not None:
+            first[: len(base.first)] = base.first
+            count[: len(base.count)] = base.count
+            offsets.append(base.offsets)
+            rows.append(base.rows)
+            entries = len(base.rows)
+        if removed is not None and len(removed):
+            count[removed] = 0
+        for n, parts in layouts.items():
+            sizes = np.fromiter((p.rows for p in parts), np.int64, len(parts))
+            first[n], count[n] = entries, len(parts)
+            offsets.append(np.cumsum(sizes) - sizes)
+            rows.append(sizes)
+            entries += len(parts)
+        if not count.any():
+            return None
+        return _PassageRows(first, count, np.concatenate(offsets), np.concatenate(rows))
 
 
 def _units_by_row(live: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -949,6 +995,12 @@ class _SnapshotSearch:
     def __init__(self, index: EmbeddedIndex, snap: _Snapshot, opts: SearchOptions) -> None:
         self._index, self._snap, self._opts = index, snap, opts
         self._lexical: tuple[str, np.ndarray, np.ndarray] | None = None
+        # The best passage of each split document the exact stage scored for _scored_query.
+        self._scored_query: np.ndarray | None = None
+        self._best_passage: dict[int, int] = {}
+        # The first rows of the passages the first stage hit for _hit_query (passage_scores).
+        self._hit_query: np.ndarray | None = None
+        self._hit_starts: np.ndarray | None = None
         self.filtered_out_all = False  # a filter left no document (the index then warns)
 
     def pool(self, conditions: list[Condition]) -> Pool:
@@ -982,6 +1034,9 @@ class _SnapshotSearch:
             if token_k >= min(graph_size, _MAX_TOKEN_K):
                 return None
             token_k = min(token_k * 4, graph_size, _MAX_TOKEN_K)
+        if snap.passage_rows is not None:  # which passages it hit: the exact stage scores those
+            self._hit_query = query
+            self._hit_starts = hit_passage_starts(snap, unique, ids[valid])
 
         def estimate() -> np.ndarray:
             # Estimated MaxSim. A query token adds its best neighbour in the document when
@@ -1000,7 +1055,14 @@ class _SnapshotSearch:
         return Candidates(unique, estimate=estimate)
 
     def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        return exact_scores(query, self._snap, keys)
+        hit = self._hit_starts if query is self._hit_query else None
+        scores, best = passage_scores(query, self._snap, keys, hit)
+        if self._snap.passage_rows is not None:  # kept for best_passages: the hits are among keys
+            if query is not self._scored_query:
+                self._scored_query, self._best_passage = query, {}
+            split = np.flatnonzero(self._snap.passage_rows.count[keys])
+            self._best_passage.update(zip(keys[split].tolist(), best[split].tolist(), strict=True))
+        return scores
 
     def _lexical_table(self, text: str, pool: Pool | None) -> tuple[np.ndarray, np.ndarray]:
         """Every allowed document's BM25 score (computed once per search)."""
@@ -1024,13 +1086,20 @@ class _SnapshotSearch:
         return self._index._store.fetch_by_doc_nos(keys)
 
     def best_passages(self, query: np.ndarray, keys: np.ndarray) -> dict[int, tuple[int, int]]:
-        split = [key for key in keys.tolist() if key in self._snap.passages]
-        if not split:
+        table = self._snap.passage_rows
+        if table is None:
             return {}
-        _, best = passage_scores(query, self._snap, np.array(split, np.int64))
+        keys = np.asarray(keys, np.int64)
+        split = keys[(table.count[keys] > 0) & (self._snap.counts[keys] > 0)].tolist()
+        known = self._best_passage if query is self._scored_query else {}
+        todo = [key for key in split if key not in known]
+        if todo:  # not scored by this search's exact stage: score them now
+            hit = self._hit_starts if query is self._hit_query else None
+            _, best = passage_scores(query, self._snap, np.array(todo, np.int64), hit)
+            known = {**known, **dict(zip(todo, best.tolist(), strict=True))}
         out = {}
-        for key, b in zip(split, best.tolist(), strict=True):
-            passage = self._snap.passages[key][b]
+        for key in split:
+            passage = self._snap.passages[key][known[key]]
             out[key] = (passage.start, passage.end)
         return out
 
@@ -1069,40 +1138,72 @@ def _traced_search(index: EmbeddedIndex, query: np.ndarray, k: int = 10,
 
 # -- pure helpers over snapshots ---------------------------------------------------------------
 
-def exact_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray) -> np.ndarray:
-    """Exact MaxSim of ``query`` against each document in ``doc_nos`` (its best passage's, for
-    a document stored as passages)."""
-    if snap.passages and any(n in snap.passages for n in doc_nos.tolist()):
-        return passage_scores(query, snap, doc_nos)[0]
-    return maxsim_ranges(query, snap.vectors, snap.starts[doc_nos], snap.counts[doc_nos])
+def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray,
+                   hit_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's best passage MaxSim and that passage's position (the first reaching
+    the best; 0 for a document stored whole): every passage is scored over its own rows, as
+    one document.
+
+    ``hit_starts`` (from :func:`hit_passage_starts`) names the passages the first stage hit,
+    by first row: a split document with any of them is scored over those alone, which is a
+    lower bound of its best passage's MaxSim; a document with none, over all its passages.
+    """
+    doc_nos = np.asarray(doc_nos, np.int64)
+    units = _passage_units(snap, doc_nos)
+    if units is None:
+        return (maxsim_ranges(query, snap.vectors, snap.starts[doc_nos], snap.counts[doc_nos]),
+                np.zeros(len(doc_nos), np.int64))
+    owner, bounds, starts, counts, split = units
+    keep = np.ones(len(starts), dtype=bool)
+    if hit_starts is not None and len(hit_starts):
+        hit = split & np.isin(starts, hit_starts)
+        was_hit = np.zeros(len(doc_nos), dtype=bool)
+        was_hit[owner[hit]] = True
+        keep = ~split | hit | ~was_hit[owner]
+    scores = np.full(len(starts), -np.inf, np.float32)
+    scores[keep] = maxsim_ranges(query, snap.vectors, starts[keep], counts[keep])
+    best = np.maximum.reduceat(scores, bounds)
+    reaching = np.where(scores == best[owner], np.arange(len(scores)), len(scores))
+    return best.astype(np.float32), np.minimum.reduceat(reaching, bounds) - bounds
 
 
-def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Each document's best passage MaxSim and that passage's position (0 for a document
-    stored whole): every passage is scored over its own rows, as one document."""
-    starts, counts, pieces = [], [], []
-    doc_starts, doc_counts = snap.starts[doc_nos].tolist(), snap.counts[doc_nos].tolist()
-    for n, start, count in zip(doc_nos.tolist(), doc_starts, doc_counts, strict=True):
-        layout = snap.passages.get(n) if count else None
-        if layout is None:
-            starts.append(start)
-            counts.append(count)
-            pieces.append(1)
-            continue
-        starts.extend((start + passage_starts(layout)).tolist())
-        counts.extend(p.rows for p in layout)
-        pieces.append(len(layout))
-    scores = maxsim_ranges(query, snap.vectors, np.array(starts, np.int64),
-                           np.array(counts, np.int64))
-    bounds = np.concatenate(([0], np.cumsum(pieces)[:-1])).astype(np.int64)
-    best = np.maximum.reduceat(scores, bounds) if len(scores) else scores
-    owner = np.repeat(np.arange(len(pieces)), pieces)
-    # The first passage reaching each document's best (argmax per document, vectorised).
-    at_best = np.flatnonzero(scores == best[owner])
-    first = np.full(len(pieces), len(scores), np.int64)
-    np.minimum.at(first, owner[at_best], at_best)
-    return best.astype(np.float32), first - bounds
+def hit_passage_starts(snap: _Snapshot, doc_nos: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The first rows, ascending, of the passages of split documents among ``doc_nos`` that
+    hold one of ``rows`` (graph item ids: the first row of each item found)."""
+    units = _passage_units(snap, np.asarray(doc_nos, np.int64))
+    if units is None:
+        return np.zeros(0, np.int64)
+    _, _, starts, counts, split = units
+    starts, counts = starts[split], counts[split]
+    order = np.argsort(starts)
+    starts, counts = starts[order], counts[order]
+    rows = np.asarray(rows, np.int64).ravel()
+    at = np.searchsorted(starts, rows, side="right") - 1
+    rows, at = rows[at >= 0], at[at >= 0]
+    return np.unique(starts[at[rows < starts[at] + counts[at]]])
+
+
+def _passage_units(snap: _Snapshot, doc_nos: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """``doc_nos`` expanded into units scored as one document each: a split document's
+    passages, a whole document's rows. ``(owner, bounds, starts, counts, split)``: each unit's
+    position in ``doc_nos``, each document's first unit, each unit's rows and whether it is
+    a passage of a split document; None when none of ``doc_nos`` is split."""
+    doc_starts, doc_counts = snap.starts[doc_nos], snap.counts[doc_nos]
+    table = snap.passage_rows
+    if table is None:
+        return None
+    pieces = np.where(doc_counts > 0, table.count[doc_nos], 0)
+    if not pieces.any():
+        return None
+    units = np.maximum(pieces, 1)  # a document stored whole is one unit: all its rows
+    bounds = np.cumsum(units) - units
+    owner = np.repeat(np.arange(len(doc_nos)), units)
+    split = pieces[owner] > 0
+    entry = np.where(split, table.first[doc_nos][owner] + np.arange(len(owner)) - bounds[owner], 0)
+    starts = doc_starts[owner] + np.where(split, table.offsets[entry], 0)
+    counts = np.where(split, table.rows[entry], doc_counts[owner])
+    return owner, bounds, starts, counts, split
 
 
 def _documents_at(store: DocStore, snap: _Snapshot, doc_nos: np.ndarray
@@ -1151,8 +1252,9 @@ def _build_snapshot(vectors: Any, table: np.ndarray,
         if trouble is not None:
             raise IndexCorruptError(f"document number {n} has a passage layout that does not fit "
                                     f"it: {trouble}; run `colbridge check --repair`")
+    table = _PassageRows.of(dict(sorted(layouts.items())), size)
     return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, means, unit_starts,
-                     unit_nos, layouts), len(todo)
+                     unit_nos, layouts, table), len(todo)
 
 
 def _apply_write(
@@ -1183,5 +1285,10 @@ def _apply_write(
     for n in removed.tolist():
         layouts.pop(n, None)
     layouts.update(passages or {})
+    table = snap.passage_rows
+    if passages or (table is not None and len(removed)):
+        table = _PassageRows.of(passages or {}, size, table, removed)
+    elif table is not None and size > len(table.count):
+        table = _PassageRows.of({}, size, table)
     return _Snapshot(vectors, len(vectors), by_no_start, by_no_count, live, by_no_mean,
-                     unit_starts, unit_nos, layouts)
+                     unit_starts, unit_nos, layouts, table)
