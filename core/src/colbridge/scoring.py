@@ -173,9 +173,9 @@ def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
     ``q . value = (q * scale) . code + q . offset``, and the second term does not depend on the
     row, so each query token's best row is found on the codes and the constant is added once.
     Candidates are scored in length groups as for float16, each group's codes read straight
-    into its padded block when it is scored (so they stay in cache). ONNX Runtime multiplies
-    the codes as integers by the scaled query rounded to 16 bits (:mod:`colbridge._kernels`);
-    NumPy, without it, widens them to float32."""
+    into its padded block when it is scored (so they stay in cache); ONNX Runtime widens and
+    multiplies each block, NumPy without it. (An integer kernel with the query rounded to 16
+    bits was faster but moved scores by about 1e-5 of their size: docs/benchmarks.md.)"""
     if not len(starts):
         return np.zeros(0, dtype=np.float32)
     from . import _kernels
@@ -187,14 +187,11 @@ def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
     order, lengths, bounds = _length_groups(counts)
     counts, starts = counts[order], starts[order]
     scores = np.empty(len(order), dtype=np.float32)
-    if kernel() == "onnxruntime" and q.shape[1] <= _kernels.MAX_CODE_DIMENSION:
-        halves = _kernels.query_halves(scaled)
-
+    scaled_t = np.ascontiguousarray(scaled.T)
+    if kernel() == "onnxruntime":
         def group(block: np.ndarray) -> np.ndarray:
-            return _kernels.maxsim_group_codes(block, halves)
+            return _kernels.maxsim_group_codes(block, scaled_t)
     else:
-        scaled_t = np.ascontiguousarray(scaled.T)
-
         def group(block: np.ndarray) -> np.ndarray:
             return (block.astype(np.float32) @ scaled_t).max(axis=1).sum(axis=1)
     buffer = _code_buffer(max(_GROUP_ROWS, lengths[-1]) * q.shape[1])

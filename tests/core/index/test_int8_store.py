@@ -104,26 +104,11 @@ def test_padded_reads_return_the_rows_of_flat_reads(store, monkeypatch):
     assert coded.read_padded(starts[:0], counts[:0], 4).shape == (0, 4, DIM)
 
 
-def test_integer_query_halves_rebuild_the_query_within_half_a_step():
-    from colbridge import _kernels
-
-    rng = np.random.default_rng(11)
-    query = rng.standard_normal((6, DIM)).astype(np.float32) * np.float32(1e-3)
-    query[2] = 0.0  # a zero row must not divide by zero
-    query[3, :] = 0.0
-    query[3, 5] = -2e-3  # the largest magnitude negative: hi reaches -127
-    hi, lo, step = _kernels.query_halves(query)
-    assert hi.dtype == lo.dtype == np.int8 and hi.shape == (DIM, 6)
-    rebuilt = step[:, None] * (256.0 * hi.T.astype(np.float64) + lo.T)
-    assert np.all(np.abs(rebuilt - query) <= step[:, None] / 2 * (1 + 1e-6))
-    assert np.all(rebuilt[2] == 0)
-
-
-def test_integer_kernel_matches_float_maxsim_on_the_codes_after_writes(tmp_path, monkeypatch):
-    """Scores from the integer kernel equal MaxSim over the decoded rows (and the NumPy
+def test_code_kernel_matches_float_maxsim_on_the_codes_after_writes(tmp_path, monkeypatch):
+    """Scores from the codes' kernel (padded blocks read in place) equal MaxSim over the decoded rows (and the NumPy
     fallback's), after deletes and upserts, and across a compaction to a new generation."""
     import colbridge.scoring as scoring
-    from colbridge.index.embedded import exact_scores
+    from colbridge.index.embedded import passage_scores
 
     docs = unit_docs(50, seed=12)
     index = filled(tmp_path, docs)
@@ -134,10 +119,10 @@ def test_integer_kernel_matches_float_maxsim_on_the_codes_after_writes(tmp_path,
         def check() -> None:
             snap = index._snap
             keys = snap.live
-            fused = exact_scores(query, snap, keys)
+            fused = passage_scores(query, snap, keys)[0]
             with monkeypatch.context() as numpy_only:
                 numpy_only.setattr(scoring, "kernel", lambda: "numpy")
-                fallback = exact_scores(query, snap, keys)
+                fallback = passage_scores(query, snap, keys)[0]
             decoded = [maxsim(query, snap.vectors[np.arange(s, s + c)])
                        for s, c in zip(snap.starts[keys], snap.counts[keys], strict=True)]
             np.testing.assert_allclose(fused, decoded, rtol=1e-5, atol=1e-4)
