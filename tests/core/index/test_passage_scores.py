@@ -5,7 +5,6 @@ of split and whole documents after upserts and deletes, before and after reopeni
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -158,7 +157,8 @@ def test_first_stage_candidates_are_scored_over_the_passages_it_hit(mixed):
     for _ in range(6):
         query = rng.normal(size=(3, index.dimension)).astype(np.float32)
         query /= np.linalg.norm(query, axis=1, keepdims=True)
-        view = _SnapshotSearch(index, snap, replace(index.options, token_k=2, exact_threshold=0))
+        view = _SnapshotSearch(index, snap, index._search_options(
+            {"token_k": 2, "exact_threshold": 0}, index.count()))
         graph.query = capture
         try:
             candidates = view.first_stage(query, view.pool([]), 3)
