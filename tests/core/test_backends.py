@@ -29,13 +29,6 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def torch_model(tiny_model_path):
-    model = ColBERTModel(tiny_model_path, backend="torch", device="cpu", batch_size=3)
-    model.load()
-    return model
-
-
-@pytest.fixture(scope="module")
 def onnx_model(tiny_model_path, tmp_path_factory):
     os.environ["COLBRIDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("exports"))
     try:

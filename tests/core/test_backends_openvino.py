@@ -23,13 +23,6 @@ MIN_TOKEN_COSINE = 0.99
 
 
 @pytest.fixture(scope="module")
-def torch_model(tiny_model_path):
-    model = ColBERTModel(tiny_model_path, backend="torch", device="cpu", batch_size=3)
-    model.load()
-    return model
-
-
-@pytest.fixture(scope="module")
 def openvino_model(tiny_model_path, tmp_path_factory):
     pytest.importorskip("openvino")
     os.environ["COLBRIDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("exports"))
