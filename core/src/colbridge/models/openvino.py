@@ -11,6 +11,7 @@ elsewhere. Its vectors agree with PyTorch's closely enough to share an index wit
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,17 @@ MISSING = ('the openvino backend needs openvino: pip install "colbridge[openvino
 def cpu_has_bf16() -> bool:
     """Whether OpenVINO computes bfloat16 natively on this CPU (False when it is not installed).
 
-    On Linux a CPU without the instructions is told from ``/proc/cpuinfo``, without importing
-    OpenVINO; otherwise OpenVINO's CPU plugin is asked (its ``OPTIMIZATION_CAPABILITIES``)."""
+    Where ``/proc/cpuinfo`` can be read (Linux) its flags decide, without importing OpenVINO
+    (a third of a second of every start); elsewhere OpenVINO's CPU plugin is asked (its
+    ``OPTIMIZATION_CAPABILITIES``). The plugin is asked again when a model is compiled, and
+    an answer of no there compiles for float32 (:attr:`OpenVinoRuntime.precision`)."""
     try:
         flags = set(Path("/proc/cpuinfo").read_text("ascii", "replace").split())
     except OSError:
         flags = None
-    if flags is not None and not flags & {"avx512_bf16", "amx_bf16"}:
-        return False
+    if flags is not None:
+        return (bool(flags & {"avx512_bf16", "amx_bf16"})
+                and importlib.util.find_spec("openvino") is not None)
     try:
         import openvino as ov
     except ImportError:
