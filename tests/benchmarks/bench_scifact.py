@@ -38,6 +38,7 @@ from colbridge.evaluation import (  # noqa: E402
     quality,
     sweep,
 )
+from colbridge.models.offline import offline_model_path  # noqa: E402
 from colbridge.scoring import maxsim_packed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,8 +315,8 @@ def rerank_benchmark(model, data, exact_runs, emb, work, args) -> dict:
     if not args.skip_llamaindex:
         tasks_path, out = work / "tasks.json", work / "llamaindex.json"
         tasks_path.write_text(json.dumps(tasks))
-        model_dir = str(Path(os.environ.get("COLBRIDGE_CACHE_DIR", ROOT / ".colbridge-cache"))
-                        / "offline-minilm-v1") if model.name == "offline-minilm" else model.name
+        model_dir = (str(offline_model_path()) if model.name == "offline-minilm"
+                     else model.name)
         command = [*ISOLATED, "--with", "llama-index-postprocessor-colbert-rerank", "python",
                    str(Path(__file__).parent / "llamaindex_colbert_rerank.py"), model_dir,
                    str(tasks_path), str(out)]
