@@ -1,8 +1,11 @@
 """Scale benchmark (issue #15): the embedded index, with its default settings, on SciFact and on
 synthetic collections made from SciFact's real token vectors.
 
-    uv run python tests/benchmarks/bench_scale.py ../shared/data/scifact --limit-docs 1500 \\
+    uv run python tests/benchmarks/bench_scale.py ../shared/data/scifact --limit-docs 5183 \\
         --sizes real 10000 50000
+
+(docs/benchmarks.md, "At scale", has the published command: all 5,183 SciFact documents as the
+source, which keeps the synthetic collections' tops about as crowded as the real one's.)
 
 ``real`` is the SciFact collection itself (``--limit-docs`` of it: every judged document, filled
 up with others); a number is a synthetic collection of that many documents. Synthetic documents

@@ -279,8 +279,8 @@ def rerank_benchmark(model, data, exact_runs, emb, work, args) -> dict:
     def agreement(orders):
         return float(np.mean([len(set(o[:10]) & set(r[:10])) / 10 for o, r in zip(orders, references)]))
 
-    # The two in-process rerankers alternate task by task, so drift in the machine's speed
-    # (other load, thermal) falls on both alike; both encoders are warm (see reference above).
+    # The in-process rerankers take turns task by task, so drift in the machine's speed
+    # (other load, thermal) falls on all alike; the encoders are warm (see reference above).
     reranker = Reranker(model)  # no cache: every call encodes its candidates
     # The same with long candidates truncated, as PyLate, the llama-index postprocessor and the
     # reference do: the default splits them into passages, which encodes more text.
