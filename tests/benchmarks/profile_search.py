@@ -81,6 +81,7 @@ def main() -> None:
               (search, "exact_maxsim", "exact MaxSim (all)"),
               (int8.Int8Store, "read_codes", "  read codes (one pread per candidate)"),
               (int8.Int8Store, "read_padded", "  read codes into padded groups (preadv)"),
+              (kernels, "maxsim_group_codes_coarse", "  coarse kernel (integers, 8-bit query)"),
               (kernels, "maxsim_group_codes", "  kernel (ONNX Runtime, widening included)"),
               (search, "documents", "documents (SQLite)"),
               (search, "best_passages", "best passages")]

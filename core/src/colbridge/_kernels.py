@@ -1,4 +1,5 @@
-"""Scoring kernels run by ONNX Runtime: float16 rows or uint8 codes widened and multiplied at once.
+"""Scoring kernels run by ONNX Runtime: float16 rows or uint8 codes widened and multiplied at once,
+and uint8 codes multiplied as integers for a coarse first pass.
 
 The graphs ship as files in ``colbridge/data/kernels`` so that scoring needs only
 ``onnxruntime`` (importing the ``onnx`` package costs seconds, which a search must not pay);
@@ -22,6 +23,14 @@ GROUP_CODES = "maxsim_group_codes"
 8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured slower
 than its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension step,
 the scores are MaxSim less the constant ``sum(query @ offset)`` (see ``index.vectors_int8``)."""
+
+GROUP_CODES_COARSE = "maxsim_group_codes_coarse"
+"""``block (n, w, dim) uint8, query (dim, q) int8, step (q,) float32 → scores (n,)``:
+:data:`GROUP_CODES` with the scaled query rounded to 8 bits per token (:func:`coarse_query`),
+the codes multiplied as integers (``MatMulInteger``: VNNI/AMX on x86, several times the float
+graph's speed) and only each query token's best dot product widened. The 8-bit query moves
+scores a little (docs/benchmarks.md, "A coarse integer pass"), so they only choose which
+candidates the float graph scores again."""
 
 SIMILARITIES = "similarities"
 """``rows (t, dim) float16, query (q, dim) float32 → (q, t) float32``: ``query @ rows.T``."""
@@ -63,6 +72,31 @@ def maxsim_group_codes(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
     return session(GROUP_CODES).run(None, {"block": wide, "query_t": query_t})[0]
 
 
+def maxsim_group_codes_coarse(block: np.ndarray, query: tuple[np.ndarray, np.ndarray]
+                               ) -> np.ndarray:
+    """Coarse scores of a ``(n, w, dim)`` uint8 block of codes against a query given by
+    :func:`coarse_query`."""
+    rounded, step = query
+    return session(GROUP_CODES_COARSE).run(None, {"block": block, "query": rounded,
+                                                  "step": step})[0]
+
+
+MAX_COARSE_DIMENSION = 65_536
+"""The widest codes :data:`GROUP_CODES_COARSE` scores without overflowing its int32 dots
+(255 · 127 · dim < 2**31)."""
+
+
+def coarse_query(query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(q, dim)`` float query as ``(rounded, step)`` for :data:`GROUP_CODES_COARSE`:
+    ``query[t] ≈ step[t] * rounded[:, t]``, ``rounded`` ``(dim, q)`` int8 in [-127, 127],
+    within ``step[t] / 2``."""
+    query = np.asarray(query, dtype=np.float32)
+    largest = np.abs(query).max(axis=1)
+    step = (np.where(largest > 0, largest, 1.0) / 127).astype(np.float32)
+    rounded = np.clip(np.rint(query / step[:, None]), -127, 127).astype(np.int8)
+    return np.ascontiguousarray(rounded.T), step
+
+
 def similarities(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``query @ rows.T`` in float32 for float16 ``rows``."""
     return session(SIMILARITIES).run(None, {"rows": rows, "query": query})[0]
@@ -92,6 +126,19 @@ def build() -> dict[str, bytes]:
             [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
             initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
 
+    coarse = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["block", "query"], ["dots"]),
+         helper.make_node("ReduceMax", ["dots"], ["best"], axes=[1], keepdims=0),
+         helper.make_node("Cast", ["best"], ["best_wide"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["best_wide", "step"], ["best_scaled"]),
+         helper.make_node("ReduceSum", ["best_scaled", "last_axis"], ["scores"], keepdims=0)],
+        GROUP_CODES_COARSE,
+        [helper.make_tensor_value_info("block", TensorProto.UINT8, ["n", "w", "dim"]),
+         helper.make_tensor_value_info("query", TensorProto.INT8, ["dim", "q"]),
+         helper.make_tensor_value_info("step", TensorProto.FLOAT, ["q"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
+        initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
+
     sims = helper.make_graph(
         [helper.make_node("Cast", ["rows"], ["wide"], to=TensorProto.FLOAT),
          helper.make_node("Gemm", ["query", "wide"], ["out"], transB=1)],
@@ -101,4 +148,5 @@ def build() -> dict[str, bytes]:
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["q", "t"])])
     return {GROUP: model(group(GROUP, TensorProto.FLOAT16)),
             GROUP_CODES: model(group(GROUP_CODES, TensorProto.FLOAT)),
+            GROUP_CODES_COARSE: model(coarse),
             SIMILARITIES: model(sims)}

@@ -94,7 +94,7 @@ def token_similarities(query: np.ndarray, packed: np.ndarray) -> np.ndarray:
 
 
 def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
-                  counts: np.ndarray) -> np.ndarray:
+                  counts: np.ndarray, *, coarse: bool = False) -> np.ndarray:
     """MaxSim of one query against documents stored as rows ``matrix[start:start + count]``.
 
     This is the exact scoring of the embedded index's candidates. With float16 rows and a fast
@@ -112,6 +112,10 @@ def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
             rows are scored as its codec gives them (the fast kernels for a float16 matrix;
             the codes themselves, never decoded, for the ``int8`` codec's rows).
         starts, counts: first row and number of rows of each document (every count >= 1).
+        coarse: for the ``int8`` codec's rows with ONNX Runtime, score with the query rounded
+            to 8 bits and the codes multiplied as integers (``_kernels.GROUP_CODES_COARSE``):
+            several times faster and slightly off MaxSim, for choosing which candidates to
+            score again exactly. Elsewhere it changes nothing.
 
     Returns:
         ``(n,)`` float32 scores, in the order of ``starts``.
@@ -121,7 +125,7 @@ def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
     starts = np.asarray(starts, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
     if hasattr(matrix, "read_codes"):  # a linear 8-bit store: scored from its codes
-        return _maxsim_ranges_codes(query, matrix, starts, counts)
+        return _maxsim_ranges_codes(query, matrix, starts, counts, coarse)
     chosen = kernel() if len(starts) and matrix.dtype == np.float16 else "numpy"
     if chosen == "onnxruntime":
         return _maxsim_ranges_onnx(query, matrix, starts, counts)
@@ -137,6 +141,17 @@ def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
         scores[begin:end] = maxsim_packed(query, matrix[rows], counts[begin:end])
         begin = end
     return scores
+
+
+def has_coarse_kernel(matrix: Any) -> bool:
+    """Whether ``maxsim_ranges(..., coarse=True)`` scores ``matrix`` coarsely (the ``int8``
+    codec's rows, with ONNX Runtime) rather than exactly."""
+    from . import _kernels
+
+    if not isinstance(matrix, np.ndarray) and hasattr(matrix, "scoring_rows"):
+        matrix = matrix.scoring_rows()
+    return (hasattr(matrix, "read_codes") and kernel() == "onnxruntime"
+            and matrix.shape[1] <= _kernels.MAX_COARSE_DIMENSION)
 
 
 def _length_groups(counts: np.ndarray) -> tuple[np.ndarray, list[int], list[tuple[int, int]]]:
@@ -168,14 +183,16 @@ def _maxsim_ranges_onnx(query, matrix, starts, counts) -> np.ndarray:
     return scores
 
 
-def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
+def _maxsim_ranges_codes(query, coded, starts, counts, coarse=False) -> np.ndarray:
     """MaxSim over linear 8-bit codes (``value = offset + scale * code`` per dimension):
     ``q . value = (q * scale) . code + q . offset``, and the second term does not depend on the
     row, so each query token's best row is found on the codes and the constant is added once.
     Candidates are scored in length groups as for float16, each group's codes read straight
     into its padded block when it is scored (so they stay in cache); ONNX Runtime widens and
     multiplies each block, NumPy without it. (An integer kernel with the query rounded to 16
-    bits was faster but moved scores by about 1e-5 of their size: docs/benchmarks.md.)"""
+    bits was faster but moved scores by about 1e-5 of their size: docs/benchmarks.md.) With
+    ``coarse``, ONNX Runtime multiplies the codes as integers by the query rounded to 8 bits.
+    """
     if not len(starts):
         return np.zeros(0, dtype=np.float32)
     from . import _kernels
@@ -188,7 +205,12 @@ def _maxsim_ranges_codes(query, coded, starts, counts) -> np.ndarray:
     counts, starts = counts[order], starts[order]
     scores = np.empty(len(order), dtype=np.float32)
     scaled_t = np.ascontiguousarray(scaled.T)
-    if kernel() == "onnxruntime":
+    if kernel() == "onnxruntime" and coarse and q.shape[1] <= _kernels.MAX_COARSE_DIMENSION:
+        rounded = _kernels.coarse_query(scaled)
+
+        def group(block: np.ndarray) -> np.ndarray:
+            return _kernels.maxsim_group_codes_coarse(block, rounded)
+    elif kernel() == "onnxruntime":
         def group(block: np.ndarray) -> np.ndarray:
             return _kernels.maxsim_group_codes(block, scaled_t)
     else:

@@ -141,6 +141,74 @@ def test_code_kernel_matches_float_maxsim_on_the_codes_after_writes(tmp_path, mo
         index.close()
 
 
+def test_coarse_query_rebuilds_the_query_within_half_a_step():
+    from colbridge import _kernels
+
+    rng = np.random.default_rng(4)
+    query = rng.standard_normal((5, DIM)).astype(np.float32) * np.float32(1e-3)
+    query[2] = 0.0  # a zero row must not divide by zero
+    rounded, step = _kernels.coarse_query(query)
+    assert rounded.dtype == np.int8 and rounded.shape == (DIM, 5) and np.abs(rounded).max() == 127
+    rebuilt = step[:, None] * rounded.T.astype(np.float64)
+    assert np.all(np.abs(rebuilt - query) <= step[:, None] / 2 * (1 + 1e-6))
+    assert np.all(rebuilt[2] == 0)
+
+
+def test_coarse_kernel_stays_within_the_rounding_of_its_query(store, monkeypatch):
+    """The integer kernel's scores differ from exact MaxSim over the codes by no more than the
+    8-bit query's rounding allows (half a step per dimension, times the codes); without ONNX
+    Runtime, ``coarse`` changes nothing."""
+    import colbridge.scoring as scoring
+    from colbridge import _kernels
+
+    coded, docs = store
+    starts, counts = ranges(docs)
+    picked = np.array([7, 3, 50, 3, 0, 59, 21, 40, 41])
+    query = unit_docs(1, seed=9)[0][:8]
+    monkeypatch.setattr(scoring, "_GROUP_ROWS", 64)  # many groups
+    view = coded.view()
+    assert scoring.has_coarse_kernel(view)
+    exact = maxsim_ranges(query, view, starts[picked], counts[picked])
+    coarse = maxsim_ranges(query, view, starts[picked], counts[picked], coarse=True)
+    _, step = _kernels.coarse_query(query * coded.params.scale)
+    bound = [float((step / 2).sum()) * float(view.read_codes(np.array([s]), np.array([c]))
+                                              .astype(np.float64).sum(axis=1).max())
+             for s, c in zip(starts[picked], counts[picked], strict=True)]
+    assert np.all(np.abs(coarse - exact) <= np.array(bound) + 1e-4)
+    assert not np.allclose(coarse, exact, rtol=0, atol=1e-6)  # it did score coarsely
+    monkeypatch.setattr(scoring, "kernel", lambda: "numpy")
+    assert not scoring.has_coarse_kernel(view)
+    np.testing.assert_allclose(
+        maxsim_ranges(query, view, starts[picked], counts[picked], coarse=True), exact,
+        rtol=1e-5, atol=1e-5)
+
+
+def test_hits_keep_their_exact_scores_after_the_coarse_pass(tmp_path, monkeypatch):
+    """With the coarse pass (the default) a search returns the hits and scores of scoring every
+    candidate exactly (``rescore=0``), for more hits than ``rescore`` too."""
+    from colbridge import SearchOptions, _kernels
+
+    calls = []
+    original = _kernels.maxsim_group_codes_coarse
+    monkeypatch.setattr(_kernels, "maxsim_group_codes_coarse",
+                        lambda *a: calls.append(1) or original(*a))
+    index = filled(tmp_path, unit_docs(300, seed=21),
+                   search_options=SearchOptions(exact_threshold=0))
+    try:
+        for seed in range(6):
+            query = unit_docs(1, seed=100 + seed)[0][:12]
+            for k, rescore in ((10, 64), (40, 32)):
+                calls.clear()
+                fast = index.search_encoded(query, k=k, rescore=rescore)
+                assert calls, "the coarse kernel was not used"
+                exact = index.search_encoded(query, k=k, rescore=0)
+                assert [h.id for h in fast] == [h.id for h in exact]
+                np.testing.assert_allclose([h.score for h in fast], [h.score for h in exact],
+                                           rtol=1e-6)
+    finally:
+        index.close()
+
+
 def test_codes_decode_within_half_a_step(store):
     coded, docs = store
     params = coded.params

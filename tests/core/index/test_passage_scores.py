@@ -175,3 +175,27 @@ def test_first_stage_candidates_are_scored_over_the_passages_it_hit(mixed):
         np.testing.assert_allclose(view.exact_maxsim(query, others),
                                    _reference(query, snap, others)[0], rtol=1e-5, atol=1e-5)
     assert partial  # some split candidate had passages the first stage missed
+
+
+def test_the_coarse_pass_rescores_the_best_documents_passages_exactly(mixed):
+    """``rescore``: every passage is scored coarsely, then the passages of the documents with
+    the best coarse scores again, exactly; the rest keep their coarse scores."""
+    from colbridge.index.embedded import _passage_units
+
+    index, rng = mixed
+    snap = index._fresh_snapshot()
+    doc_nos = rng.permutation(snap.live)
+    owner, bounds, starts, counts, _ = _passage_units(snap, doc_nos)
+    for _ in range(3):
+        query = rng.normal(size=(5, index.dimension)).astype(np.float32)
+        query /= np.linalg.norm(query, axis=1, keepdims=True)
+        coarse = maxsim_ranges(query, snap.vectors, starts, counts, coarse=True)
+        coarse_best = np.maximum.reduceat(coarse, bounds)
+        chosen = np.argsort(-coarse_best, kind="stable")[:4]
+        scores, best = passage_scores(query, snap, doc_nos, rescore=4)
+        expected, expected_best = _reference(query, snap, doc_nos)
+        np.testing.assert_allclose(scores[chosen], expected[chosen], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(best[chosen], expected_best[chosen])
+        others = np.setdiff1d(np.arange(len(doc_nos)), chosen)
+        np.testing.assert_allclose(scores[others], coarse_best[others], rtol=1e-6, atol=1e-6)
+        assert not np.allclose(coarse_best, expected, rtol=0, atol=1e-6)  # scored coarsely

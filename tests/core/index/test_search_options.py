@@ -10,7 +10,7 @@ from colbridge.index.embedded import BREADTH_BASE_DOCUMENTS, BREADTH_GROWTH, _tr
 
 from .conftest import synthetic_docs
 
-BASE = {"token_k": 128, "ef": 128, "max_candidates": 512}
+BASE = {"token_k": 256, "ef": 256, "max_candidates": 1024}
 
 
 def breadth(options: SearchOptions) -> dict[str, int | None]:
@@ -42,12 +42,13 @@ def test_given_values_are_kept_at_any_size():
     for documents in (10, 100 * BREADTH_BASE_DOCUMENTS):
         resolved = given._resolved(documents)
         assert (resolved.token_k, resolved.max_candidates, resolved.exact_threshold) == (16, 64, 3)
-    assert given._resolved(10).ef == 128
-    assert given._resolved(100 * BREADTH_BASE_DOCUMENTS).ef > 128  # ef alone was left unset
+    assert given._resolved(10).ef == 256
+    assert given._resolved(100 * BREADTH_BASE_DOCUMENTS).ef > 256  # ef alone was left unset
 
 
 @pytest.mark.parametrize("bad", [{"token_k": 0}, {"ef": True}, {"max_candidates": 2.5},
-                                 {"exact_threshold": None}, {"exact_threshold": -1}])
+                                 {"exact_threshold": None}, {"exact_threshold": -1},
+                                 {"rescore": -1}, {"rescore": None}, {"rescore": 1.0}])
 def test_bad_values_are_refused(bad):
     name = next(iter(bad))
     with pytest.raises(InvalidInputError, match=f"search option {name} must be an integer"):

@@ -56,9 +56,9 @@ from ..passages import (
     layout_problem,
     long_documents_setting,
 )
-from ..scoring import maxsim_ranges, rows_of, token_similarities
+from ..scoring import has_coarse_kernel, maxsim_ranges, rows_of, token_similarities
 from ..search import Candidates, Pool, run_search
-from ..search.stage import top_positions, values_at
+from ..search.stage import hits_wanted, top_positions, values_at
 from . import layout
 from .base import MODES, BaseIndex, SearchRequest
 from .docstore import DocStore, NewDocument
@@ -97,15 +97,19 @@ class SearchOptions:
             default): by collection size.
         exact_threshold: when at most this many documents (after filtering) are searched,
             all of them are scored exactly and the graph is skipped.
+        rescore: with the ``int8`` codec, the candidates are first scored by a coarse integer
+            kernel (the query rounded to 8 bits), and the best of them, as many as the hits
+            wanted plus this many, are scored again exactly: the hits keep their exact
+            scores. 0: every candidate is scored exactly. No effect with ``float16``.
 
     A breadth left unset grows with the number of documents in the index: up to
-    ``BREADTH_BASE_DOCUMENTS`` documents it is the base (128 neighbours per query token, ef
-    128, 512 candidates), the breadth chosen on all of SciFact; beyond, each is multiplied by
+    ``BREADTH_BASE_DOCUMENTS`` documents it is the base (256 neighbours per query token, ef
+    256, 1,024 candidates), the breadth chosen on all of SciFact; beyond, each is multiplied by
     ``(documents / BREADTH_BASE_DOCUMENTS) ** BREADTH_GROWTH`` (``token_k`` and ``ef`` at most
     4,096), because each query token's nearest graph items spread over more documents as the
-    collection grows (6,000 documents and a power of three quarters, as shipped: 10,000
-    documents search with ``token_k`` 188 and 751 candidates, 50,000 with 628 and 2,511). A
-    value given here or to a search is used as given, at any size;
+    collection grows (15,000 documents and a power of three quarters, as shipped: 50,000
+    documents search with ``token_k`` 631 and 2,525 candidates, 200,000 with 1,784 and 7,134).
+    A value given here or to a search is used as given, at any size;
     :meth:`EmbeddedIndex.stats` shows the values a search uses now.
     docs/benchmarks.md ("At scale") has the measurements behind the rule: where agreement with
     exact MaxSim is lost as collections grow, and what the rule buys at what speed.
@@ -115,13 +119,14 @@ class SearchOptions:
     ef: int | None = None
     max_candidates: int | None = None
     exact_threshold: int = 512
+    rescore: int = 64
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None and f.name in _BASE_BREADTH:
                 continue
-            minimum = 0 if f.name == "exact_threshold" else 1
+            minimum = 0 if f.name in ("exact_threshold", "rescore") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 unset = " (or None: by collection size)" if f.name in _BASE_BREADTH else ""
                 raise InvalidInputError(
@@ -140,13 +145,13 @@ class SearchOptions:
         return replace(self, **chosen) if chosen else self
 
 
-BREADTH_BASE_DOCUMENTS = 6_000
+BREADTH_BASE_DOCUMENTS = 15_000
 """Collections of up to this many documents search with the base breadth (see
 :class:`SearchOptions`); larger ones more broadly, when the breadth is left unset."""
 BREADTH_GROWTH = 0.75
 """How an unset breadth grows beyond ``BREADTH_BASE_DOCUMENTS``: as this power of the ratio
 of documents (docs/benchmarks.md, "At scale")."""
-_BASE_BREADTH = {"token_k": 128, "ef": 128, "max_candidates": 512}
+_BASE_BREADTH = {"token_k": 256, "ef": 256, "max_candidates": 1024}
 
 
 @dataclass(frozen=True)
@@ -859,7 +864,7 @@ class EmbeddedIndex(BaseIndex):
     ) -> list[tuple[str, float, str, dict[str, Any], tuple[int, int] | None]]:
         snap = self._fresh_snapshot()
         opts = self._search_options(options, len(snap.live))
-        view = _SnapshotSearch(self, snap, opts)
+        view = _SnapshotSearch(self, snap, opts, hits_wanted(k, mode.name))
         found = run_search(view, embedding, k, conditions, mode.name, mode.text, mode.hybrid_weight,
                            budget=opts.max_candidates, exact_threshold=opts.exact_threshold)
         if view.filtered_out_all:
@@ -992,8 +997,11 @@ class _SnapshotSearch:
     """The search primitives (:class:`colbridge.search.SearchBackend`) of an embedded index,
     over one snapshot and one search's options; keys are document numbers."""
 
-    def __init__(self, index: EmbeddedIndex, snap: _Snapshot, opts: SearchOptions) -> None:
+    def __init__(self, index: EmbeddedIndex, snap: _Snapshot, opts: SearchOptions,
+                 exact_hits: int = 0) -> None:
         self._index, self._snap, self._opts = index, snap, opts
+        # Candidates scored exactly after the coarse pass (None when rescore is 0: all exact).
+        self._rescore = exact_hits + opts.rescore if opts.rescore else None
         self._lexical: tuple[str, np.ndarray, np.ndarray] | None = None
         # The best passage of each split document the exact stage scored for _scored_query.
         self._scored_query: np.ndarray | None = None
@@ -1056,7 +1064,7 @@ class _SnapshotSearch:
 
     def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
         hit = self._hit_starts if query is self._hit_query else None
-        scores, best = passage_scores(query, self._snap, keys, hit)
+        scores, best = passage_scores(query, self._snap, keys, hit, rescore=self._rescore)
         if self._snap.passage_rows is not None:  # kept for best_passages: the hits are among keys
             if query is not self._scored_query:
                 self._scored_query, self._best_passage = query, {}
@@ -1114,7 +1122,7 @@ def _traced_search(index: EmbeddedIndex, query: np.ndarray, k: int = 10,
     agreement with exact MaxSim is lost (``bench_scale.py --diagnose``); not API."""
     snap = index._fresh_snapshot()
     opts = index._search_options(options, len(snap.live))
-    view = _SnapshotSearch(index, snap, opts)
+    view = _SnapshotSearch(index, snap, opts, hits_wanted(k, "colbert"))
     trace: dict[str, Any] = {"first_stage": None, "scored": None}
 
     class Recording:
@@ -1139,7 +1147,8 @@ def _traced_search(index: EmbeddedIndex, query: np.ndarray, k: int = 10,
 # -- pure helpers over snapshots ---------------------------------------------------------------
 
 def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray,
-                   hit_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   hit_starts: np.ndarray | None = None, *, rescore: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Each document's best passage MaxSim and that passage's position (the first reaching
     the best; 0 for a document stored whole): every passage is scored over its own rows, as
     one document.
@@ -1147,12 +1156,17 @@ def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray,
     ``hit_starts`` (from :func:`hit_passage_starts`) names the passages the first stage hit,
     by first row: a split document with any of them is scored over those alone, which is a
     lower bound of its best passage's MaxSim; a document with none, over all its passages.
+
+    ``rescore``: when the store has a coarse kernel (``int8`` codes) and there are more
+    documents than this, all are scored coarsely and only the ``rescore`` best exactly; the
+    others keep their coarse scores.
     """
     doc_nos = np.asarray(doc_nos, np.int64)
     units = _passage_units(snap, doc_nos)
     if units is None:
-        return (maxsim_ranges(query, snap.vectors, snap.starts[doc_nos], snap.counts[doc_nos]),
-                np.zeros(len(doc_nos), np.int64))
+        scores = _unit_scores(query, snap, np.arange(len(doc_nos)), snap.starts[doc_nos],
+                              snap.counts[doc_nos], rescore)
+        return scores, np.zeros(len(doc_nos), np.int64)
     owner, bounds, starts, counts, split = units
     keep = np.ones(len(starts), dtype=bool)
     if hit_starts is not None and len(hit_starts):
@@ -1161,10 +1175,29 @@ def passage_scores(query: np.ndarray, snap: _Snapshot, doc_nos: np.ndarray,
         was_hit[owner[hit]] = True
         keep = ~split | hit | ~was_hit[owner]
     scores = np.full(len(starts), -np.inf, np.float32)
-    scores[keep] = maxsim_ranges(query, snap.vectors, starts[keep], counts[keep])
+    scores[keep] = _unit_scores(query, snap, owner[keep], starts[keep], counts[keep], rescore)
     best = np.maximum.reduceat(scores, bounds)
     reaching = np.where(scores == best[owner], np.arange(len(scores)), len(scores))
     return best.astype(np.float32), np.minimum.reduceat(reaching, bounds) - bounds
+
+
+def _unit_scores(query: np.ndarray, snap: _Snapshot, owner: np.ndarray, starts: np.ndarray,
+                 counts: np.ndarray, rescore: int | None) -> np.ndarray:
+    """MaxSim of each unit (rows ``starts[i]:starts[i] + counts[i]``, a passage or a whole
+    document) of the documents numbered by ``owner`` (0, 1, …). With ``rescore`` and a store
+    the coarse kernel can score, all are scored coarsely first, then the units of the
+    ``rescore`` documents with the best coarse score again, exactly."""
+    documents = int(owner.max()) + 1 if len(owner) else 0
+    coarse = rescore is not None and documents > rescore and has_coarse_kernel(snap.vectors)
+    scores = maxsim_ranges(query, snap.vectors, starts, counts, coarse=coarse)
+    if coarse:
+        best = np.full(documents, -np.inf, np.float32)
+        np.maximum.at(best, owner, scores)
+        chosen = np.zeros(documents, dtype=bool)
+        chosen[np.argpartition(-best, rescore - 1)[:rescore]] = True
+        again = chosen[owner]
+        scores[again] = maxsim_ranges(query, snap.vectors, starts[again], counts[again])
+    return scores
 
 
 def hit_passage_starts(snap: _Snapshot, doc_nos: np.ndarray, rows: np.ndarray) -> np.ndarray:

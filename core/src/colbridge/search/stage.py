@@ -69,7 +69,7 @@ def search_steps(
     if mode == "bm25":
         keys, scores = yield "lexical_candidates", (text, pool, k)
         return (yield from _assemble(keys, scores, k, None))
-    depth = max(k, HYBRID_DEPTH) if mode == "hybrid" else k
+    depth = hits_wanted(k, mode)
     if pool.size is not None:
         depth = min(depth, pool.size)
     candidates: Candidates | None = None
@@ -103,6 +103,11 @@ def search_steps(
     fused = fusion_named(fusion).fuse(union_colbert, union_lexical, hybrid_weight)
     return (yield from _assemble(union, fused, k, query, tie_break=union_colbert,
                                  fetched=fetched))
+
+
+def hits_wanted(k: int, mode: str) -> int:
+    """How many of ColBERT's best a search of ``k`` hits in ``mode`` ranks (its depth)."""
+    return max(k, HYBRID_DEPTH) if mode == "hybrid" else k
 
 
 def _assemble(keys: np.ndarray, scores: np.ndarray, k: int, query: np.ndarray | None,
