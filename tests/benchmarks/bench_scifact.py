@@ -406,7 +406,7 @@ def render(r: dict) -> str:
         f"{a['sequential_seconds']:.2f} s for the same {a['queries']} sequential `search` calls "
         f"(query encoding included): **{a['throughput_ratio']:.2f}×** the throughput.",
         "",
-        "| token_k / max_candidates | agreement@10 | nDCG@10 | search p50 |",
+        "| token_k = ef / max_candidates | agreement@10 | nDCG@10 | search p50 |",
         "| --- | --- | --- | --- |",
     ]
     for point in r["sweep"]:

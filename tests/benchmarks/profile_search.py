@@ -1,6 +1,6 @@
 """Where one process's search time goes, stage by stage, over every query of a cached set.
 
-    uv run python tests/benchmarks/profile_search.py CACHE FOLDER [--rounds 2]
+    uv run python tests/benchmarks/profile_search.py CACHE FOLDER [--rounds 2] [--k 10]
 
 CACHE is what ``embeddings.py`` writes (``ab_search.py`` reads the same); FOLDER is an index
 built from it (``ab_search.py`` leaves one under ``/tmp/ab-search-*``), or a missing folder to
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("cache", type=Path)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--k", type=int, default=10, help="hits per search")
     args = parser.parse_args()
 
     import colbridge._kernels as kernels
@@ -88,13 +89,13 @@ def main() -> None:
     for owner, name, label in stages:
         timed(owner, name, label)
     for query in queries[:5]:
-        index.search_encoded(query, k=10)
+        index.search_encoded(query, k=args.k)
     spent.clear()
     times = []
     for _ in range(args.rounds):
         for query in queries:
             started = time.perf_counter()
-            index.search_encoded(query, k=10)
+            index.search_encoded(query, k=args.k)
             times.append(time.perf_counter() - started)
     n = len(times)
     print(f"{n} searches: p50 {statistics.median(times) * 1e3:.2f} ms, "

@@ -23,7 +23,8 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-SWEEP = ((16, 32), (32, 64), (64, 128), (128, 256), (128, 512), (192, 704), (256, 1024))
+SWEEP = ((16, 32), (32, 64), (64, 128), (128, 256), (128, 512), (192, 768), (256, 1024),
+         (384, 1536))
 """(token_k, max_candidates) settings tried by ``--plot``, narrow to broad."""
 
 
@@ -267,7 +268,8 @@ def evaluate(index: Any, data: BeirData, *, build: dict[str, float] | None = Non
 
 def sweep(index: Any, data: BeirData, settings: Sequence[tuple[int, int]] = SWEEP
           ) -> list[dict[str, float]]:
-    """Agreement with exact top-10 and search latency as the candidate breadth grows."""
+    """Agreement with exact top-10 and search latency as the candidate breadth grows: each
+    setting is ``(token_k, max_candidates)``, searched with ``ef = token_k``."""
     embeddings = {q: index.model.encode_query(t) for q, t in data.queries.items()}
     exact = {q: [h.id for h in index.search_encoded(e, k=10, exact_threshold=10**9)]
              for q, e in embeddings.items()}
@@ -276,8 +278,8 @@ def sweep(index: Any, data: BeirData, settings: Sequence[tuple[int, int]] = SWEE
         runs, times = {}, []
         for q, e in embeddings.items():
             started = time.perf_counter()
-            hits = index.search_encoded(e, k=10, token_k=token_k, max_candidates=max_candidates,
-                                        exact_threshold=0)
+            hits = index.search_encoded(e, k=10, token_k=token_k, ef=token_k,
+                                        max_candidates=max_candidates, exact_threshold=0)
             times.append((time.perf_counter() - started) * 1000)
             runs[q] = [h.id for h in hits]
         points.append({"token_k": token_k, "max_candidates": max_candidates,

@@ -397,3 +397,23 @@ def test_cli_compact_converts_a_folder(tmp_path):
     assert (path / "vectors-1.u8").exists() and not (path / "vectors-0.f16").exists()
     bad = CliRunner().invoke(app, ["compact", "--index", str(path), "--codec", "int3"])
     assert bad.exit_code != 0 and "codec must be one of" in " ".join(bad.output.split())
+
+
+def test_the_exact_path_scores_every_document_in_float(tmp_path, monkeypatch):
+    """A search small enough to skip the graph (``exact_threshold``) stays exact brute force:
+    no coarse pass."""
+    from colbridge import _kernels
+
+    calls = []
+    original = _kernels.maxsim_group_codes_coarse
+    monkeypatch.setattr(_kernels, "maxsim_group_codes_coarse",
+                        lambda *a: calls.append(1) or original(*a))
+    index = filled(tmp_path, unit_docs(120, seed=5))
+    try:
+        query = unit_docs(1, seed=6)[0][:12]
+        hits = index.search_encoded(query, k=5)
+        assert len(hits) == 5 and not calls
+        index.search_encoded(query, k=5, exact_threshold=0)  # the graph's candidates: coarse
+        assert calls
+    finally:
+        index.close()

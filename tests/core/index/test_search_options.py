@@ -10,7 +10,7 @@ from colbridge.index.embedded import BREADTH_BASE_DOCUMENTS, BREADTH_GROWTH, _tr
 
 from .conftest import synthetic_docs
 
-BASE = {"token_k": 256, "ef": 256, "max_candidates": 1024}
+BASE = {"token_k": 192, "ef": 192, "max_candidates": 768}
 
 
 def breadth(options: SearchOptions) -> dict[str, int | None]:
@@ -42,8 +42,8 @@ def test_given_values_are_kept_at_any_size():
     for documents in (10, 100 * BREADTH_BASE_DOCUMENTS):
         resolved = given._resolved(documents)
         assert (resolved.token_k, resolved.max_candidates, resolved.exact_threshold) == (16, 64, 3)
-    assert given._resolved(10).ef == 256
-    assert given._resolved(100 * BREADTH_BASE_DOCUMENTS).ef > 256  # ef alone was left unset
+    assert given._resolved(10).ef == 192
+    assert given._resolved(100 * BREADTH_BASE_DOCUMENTS).ef > 192  # ef alone was left unset
 
 
 @pytest.mark.parametrize("bad", [{"token_k": 0}, {"ef": True}, {"max_candidates": 2.5},

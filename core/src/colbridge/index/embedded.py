@@ -103,12 +103,12 @@ class SearchOptions:
             scores. 0: every candidate is scored exactly. No effect with ``float16``.
 
     A breadth left unset grows with the number of documents in the index: up to
-    ``BREADTH_BASE_DOCUMENTS`` documents it is the base (256 neighbours per query token, ef
-    256, 1,024 candidates), the breadth chosen on all of SciFact; beyond, each is multiplied by
+    ``BREADTH_BASE_DOCUMENTS`` documents it is the base (192 neighbours per query token, ef
+    192, 768 candidates), the breadth chosen on all of SciFact; beyond, each is multiplied by
     ``(documents / BREADTH_BASE_DOCUMENTS) ** BREADTH_GROWTH`` (``token_k`` and ``ef`` at most
     4,096), because each query token's nearest graph items spread over more documents as the
-    collection grows (15,000 documents and a power of three quarters, as shipped: 50,000
-    documents search with ``token_k`` 631 and 2,525 candidates, 200,000 with 1,784 and 7,134).
+    collection grows (10,000 documents and a power of three quarters, as shipped: 50,000
+    documents search with ``token_k`` 642 and 2,568 candidates, 200,000 with 1,816 and 7,263).
     A value given here or to a search is used as given, at any size;
     :meth:`EmbeddedIndex.stats` shows the values a search uses now.
     docs/benchmarks.md ("At scale") has the measurements behind the rule: where agreement with
@@ -119,7 +119,7 @@ class SearchOptions:
     ef: int | None = None
     max_candidates: int | None = None
     exact_threshold: int = 512
-    rescore: int = 64
+    rescore: int = 32
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -145,13 +145,13 @@ class SearchOptions:
         return replace(self, **chosen) if chosen else self
 
 
-BREADTH_BASE_DOCUMENTS = 15_000
+BREADTH_BASE_DOCUMENTS = 10_000
 """Collections of up to this many documents search with the base breadth (see
 :class:`SearchOptions`); larger ones more broadly, when the breadth is left unset."""
 BREADTH_GROWTH = 0.75
 """How an unset breadth grows beyond ``BREADTH_BASE_DOCUMENTS``: as this power of the ratio
 of documents (docs/benchmarks.md, "At scale")."""
-_BASE_BREADTH = {"token_k": 256, "ef": 256, "max_candidates": 1024}
+_BASE_BREADTH = {"token_k": 192, "ef": 192, "max_candidates": 768}
 
 
 @dataclass(frozen=True)
@@ -1001,7 +1001,9 @@ class _SnapshotSearch:
                  exact_hits: int = 0) -> None:
         self._index, self._snap, self._opts = index, snap, opts
         # Candidates scored exactly after the coarse pass (None when rescore is 0: all exact).
+        # Only the first stage's candidates take the coarse pass: the exact path stays exact.
         self._rescore = exact_hits + opts.rescore if opts.rescore else None
+        self._candidates_from_graph = False
         self._lexical: tuple[str, np.ndarray, np.ndarray] | None = None
         # The best passage of each split document the exact stage scored for _scored_query.
         self._scored_query: np.ndarray | None = None
@@ -1060,11 +1062,13 @@ class _SnapshotSearch:
                                sims.min(axis=1, keepdims=True))
             return np.where(found > 0, found, guess).sum(axis=0)
 
+        self._candidates_from_graph = True
         return Candidates(unique, estimate=estimate)
 
     def exact_maxsim(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
         hit = self._hit_starts if query is self._hit_query else None
-        scores, best = passage_scores(query, self._snap, keys, hit, rescore=self._rescore)
+        rescore = self._rescore if self._candidates_from_graph else None
+        scores, best = passage_scores(query, self._snap, keys, hit, rescore=rescore)
         if self._snap.passage_rows is not None:  # kept for best_passages: the hits are among keys
             if query is not self._scored_query:
                 self._scored_query, self._best_passage = query, {}
