@@ -1,6 +1,7 @@
 """Where one process's search time goes, stage by stage, over every query of a cached set.
 
-    uv run python tests/benchmarks/profile_search.py CACHE FOLDER [--rounds 2] [--k 10]
+    uv run python tests/benchmarks/profile_search.py CACHE FOLDER [--rounds 2] [--k 10] \
+        [--options KEY=VALUE ...]
 
 CACHE is what ``embeddings.py`` writes (``ab_search.py`` reads the same); FOLDER is an index
 built from it (``ab_search.py`` leaves one under ``/tmp/ab-search-*``), or a missing folder to
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--k", type=int, default=10, help="hits per search")
+    parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="search options (SearchOptions fields) for every search")
     args = parser.parse_args()
 
     import colbridge._kernels as kernels
@@ -41,6 +44,7 @@ def main() -> None:
     from colbridge.models.base import Encoder
 
     lengths, vectors, ids, texts, queries = _load(args.cache)
+    options = {key: int(value) for key, value in (pair.split("=") for pair in args.options)}
 
     class Recorded(Encoder):
         dimension = property(lambda self: vectors.shape[1])
@@ -89,13 +93,13 @@ def main() -> None:
     for owner, name, label in stages:
         timed(owner, name, label)
     for query in queries[:5]:
-        index.search_encoded(query, k=args.k)
+        index.search_encoded(query, k=args.k, **options)
     spent.clear()
     times = []
     for _ in range(args.rounds):
         for query in queries:
             started = time.perf_counter()
-            index.search_encoded(query, k=args.k)
+            index.search_encoded(query, k=args.k, **options)
             times.append(time.perf_counter() - started)
     n = len(times)
     print(f"{n} searches: p50 {statistics.median(times) * 1e3:.2f} ms, "
