@@ -19,18 +19,22 @@ GROUP = "maxsim_group"
 sum over query tokens of the best similarity among its ``w`` rows."""
 
 GROUP_CODES = "maxsim_group_codes"
-"""``block (n, w, dim) float32, query_t (dim, q) float32 → scores (n,)``: :data:`GROUP` over
-8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured slower
-than its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension step,
-the scores are MaxSim less the constant ``sum(query @ offset)`` (see ``index.vectors_int8``)."""
+"""Two graphs in one (one session, so one thread pool and one memory arena: a second session
+measured 3 MB more resident memory), each run alone by asking for its output:
 
-GROUP_CODES_COARSE = "maxsim_group_codes_coarse"
-"""``block (n, w, dim) uint8, query (dim, q) int8, step (q,) float32 → scores (n,)``:
-:data:`GROUP_CODES` with the scaled query rounded to 8 bits per token (:func:`coarse_query`),
-the codes multiplied as integers (``MatMulInteger``: VNNI/AMX on x86, several times the float
-graph's speed) and only each query token's best dot product widened. The 8-bit query moves
-scores a little (docs/benchmarks.md, "A coarse integer pass"), so they only choose which
-candidates the float graph scores again."""
+* ``block (n, w, dim) float32, query_t (dim, q) float32 → scores (n,)``: :data:`GROUP` over
+  8-bit codes widened to float32 (by NumPy: ONNX Runtime's Cast from uint8 measured slower
+  than its Cast from float16); with ``query_t`` the query scaled by the codec's per-dimension
+  step, the scores are MaxSim less the constant ``sum(query @ offset)`` (see
+  ``index.vectors_int8``).
+* ``codes (m, v, dim) uint8, query (dim, q) int8, step (q,) float32 → coarse (m,)``: the same
+  with the scaled query rounded to 8 bits per token (:func:`coarse_query`), the codes
+  multiplied as integers (``MatMulInteger``: VNNI/AMX on x86, several times the float path's
+  speed) and only each query token's best dot product widened. The 8-bit query moves scores a
+  little (docs/benchmarks.md, "A coarse integer pass"), so they only choose which candidates
+  the float path scores again.
+
+The path not asked for is fed a one-row block and costs nothing."""
 
 SIMILARITIES = "similarities"
 """``rows (t, dim) float16, query (q, dim) float32 → (q, t) float32``: ``query @ rows.T``."""
@@ -69,7 +73,10 @@ def maxsim_group(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
 def maxsim_group_codes(block: np.ndarray, query_t: np.ndarray) -> np.ndarray:
     """Scores of a ``(n, w, dim)`` uint8 block of padded documents' codes against ``query_t``."""
     wide = block.astype(np.float32)
-    return session(GROUP_CODES).run(None, {"block": wide, "query_t": query_t})[0]
+    dim, tokens = query_t.shape
+    return session(GROUP_CODES).run(["scores"], {
+        "block": wide, "query_t": query_t, "codes": np.zeros((1, 1, dim), np.uint8),
+        "query": np.zeros((dim, tokens), np.int8), "step": np.ones(tokens, np.float32)})[0]
 
 
 def maxsim_group_codes_coarse(block: np.ndarray, query: tuple[np.ndarray, np.ndarray]
@@ -77,17 +84,20 @@ def maxsim_group_codes_coarse(block: np.ndarray, query: tuple[np.ndarray, np.nda
     """Coarse scores of a ``(n, w, dim)`` uint8 block of codes against a query given by
     :func:`coarse_query`."""
     rounded, step = query
-    return session(GROUP_CODES_COARSE).run(None, {"block": block, "query": rounded,
-                                                  "step": step})[0]
+    dim, tokens = rounded.shape
+    return session(GROUP_CODES).run(["coarse"], {
+        "codes": block, "query": rounded, "step": step,
+        "block": np.zeros((1, 1, dim), np.float32),
+        "query_t": np.zeros((dim, tokens), np.float32)})[0]
 
 
 MAX_COARSE_DIMENSION = 65_536
-"""The widest codes :data:`GROUP_CODES_COARSE` scores without overflowing its int32 dots
+"""The widest codes :data:`GROUP_CODES`'s coarse path scores without overflowing its int32 dots
 (255 · 127 · dim < 2**31)."""
 
 
 def coarse_query(query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A ``(q, dim)`` float query as ``(rounded, step)`` for :data:`GROUP_CODES_COARSE`:
+    """A ``(q, dim)`` float query as ``(rounded, step)`` for :data:`GROUP_CODES`'s coarse path:
     ``query[t] ≈ step[t] * rounded[:, t]``, ``rounded`` ``(dim, q)`` int8 in [-127, 127],
     within ``step[t] / 2``."""
     query = np.asarray(query, dtype=np.float32)
@@ -126,18 +136,18 @@ def build() -> dict[str, bytes]:
             [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
             initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
 
-    coarse = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["block", "query"], ["dots"]),
-         helper.make_node("ReduceMax", ["dots"], ["best"], axes=[1], keepdims=0),
-         helper.make_node("Cast", ["best"], ["best_wide"], to=TensorProto.FLOAT),
-         helper.make_node("Mul", ["best_wide", "step"], ["best_scaled"]),
-         helper.make_node("ReduceSum", ["best_scaled", "last_axis"], ["scores"], keepdims=0)],
-        GROUP_CODES_COARSE,
-        [helper.make_tensor_value_info("block", TensorProto.UINT8, ["n", "w", "dim"]),
-         helper.make_tensor_value_info("query", TensorProto.INT8, ["dim", "q"]),
-         helper.make_tensor_value_info("step", TensorProto.FLOAT, ["q"])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
-        initializer=[helper.make_tensor("last_axis", TensorProto.INT64, [1], [1])])
+    codes = group(GROUP_CODES, TensorProto.FLOAT)
+    codes.node.extend([
+        helper.make_node("MatMulInteger", ["codes", "query"], ["dots"]),
+        helper.make_node("ReduceMax", ["dots"], ["dots_best"], axes=[1], keepdims=0),
+        helper.make_node("Cast", ["dots_best"], ["dots_wide"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["dots_wide", "step"], ["dots_scaled"]),
+        helper.make_node("ReduceSum", ["dots_scaled", "last_axis"], ["coarse"], keepdims=0)])
+    codes.input.extend([
+        helper.make_tensor_value_info("codes", TensorProto.UINT8, ["m", "v", "dim"]),
+        helper.make_tensor_value_info("query", TensorProto.INT8, ["dim", "q"]),
+        helper.make_tensor_value_info("step", TensorProto.FLOAT, ["q"])])
+    codes.output.append(helper.make_tensor_value_info("coarse", TensorProto.FLOAT, ["m"]))
 
     sims = helper.make_graph(
         [helper.make_node("Cast", ["rows"], ["wide"], to=TensorProto.FLOAT),
@@ -147,6 +157,5 @@ def build() -> dict[str, bytes]:
          helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", "dim"])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["q", "t"])])
     return {GROUP: model(group(GROUP, TensorProto.FLOAT16)),
-            GROUP_CODES: model(group(GROUP_CODES, TensorProto.FLOAT)),
-            GROUP_CODES_COARSE: model(coarse),
+            GROUP_CODES: model(codes),
             SIMILARITIES: model(sims)}

@@ -113,7 +113,8 @@ def maxsim_ranges(query: np.ndarray, matrix: Any, starts: np.ndarray,
             the codes themselves, never decoded, for the ``int8`` codec's rows).
         starts, counts: first row and number of rows of each document (every count >= 1).
         coarse: for the ``int8`` codec's rows with ONNX Runtime, score with the query rounded
-            to 8 bits and the codes multiplied as integers (``_kernels.GROUP_CODES_COARSE``):
+            to 8 bits and the codes multiplied as integers (``_kernels.GROUP_CODES``, its
+            coarse path):
             several times faster and slightly off MaxSim, for choosing which candidates to
             score again exactly. Elsewhere it changes nothing.
 
