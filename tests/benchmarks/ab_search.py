@@ -36,30 +36,41 @@ def _load(cache: Path):
     return lengths, vectors, ids, texts, queries
 
 
-def worker(cache: Path, folder: Path) -> None:
-    """Open (or build) the index, then answer each line on stdin with one round of searches."""
+def cached_index(cache: Path, folder: Path):
+    """The index at ``folder`` (built there from CACHE's vectors when it has none), opened with
+    an encoder of the cached model's shape that refuses texts (searches here are pre-encoded),
+    named "ab-search" whichever script opens it, so any of them opens a folder another built.
+    Returns ``(index, query vectors)``."""
     from colbridge import EmbeddedIndex
     from colbridge.models.base import Encoder
 
     lengths, vectors, ids, texts, queries = _load(cache)
 
-    class Recorded(Encoder):  # the cache's model, by shape: searches here are pre-encoded
+    class Recorded(Encoder):
         dimension = property(lambda self: vectors.shape[1])
         query_length = property(lambda self: queries.shape[1])
         document_length = property(lambda self: int(lengths.max()))
 
         def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
-            raise RuntimeError("ab_search searches pre-encoded queries only")
+            raise RuntimeError("these benchmarks search pre-encoded queries only")
 
     built = (folder / "manifest.json").exists()
     index = EmbeddedIndex(folder, model=Recorded(name="ab-search"))
     if not built:
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        docs = [vectors[s:s + n].astype(np.float32) for s, n in zip(starts, lengths, strict=True)]
-        for begin in range(0, len(docs), 500):
-            index.add_encoded(docs[begin:begin + 500], texts[begin:begin + 500],
-                              ids[begin:begin + 500])
+        for begin in range(0, len(lengths), 500):
+            stop = min(begin + 500, len(lengths))
+            index.add_encoded([vectors[s:s + n].astype(np.float32)
+                               for s, n in zip(starts[begin:stop], lengths[begin:stop],
+                                               strict=True)],
+                              texts[begin:stop], ids[begin:stop])
         index.flush()
+    return index, queries
+
+
+def worker(cache: Path, folder: Path) -> None:
+    """Open (or build) the index, then answer each line on stdin with one round of searches."""
+    index, queries = cached_index(cache, folder)
     for query in queries[:5]:  # warm up
         index.search_encoded(query, k=10)
     print("ready", flush=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ab_search import _load
+from ab_search import _load, cached_index
 
 MARGINS = (4, 8, 16, 32, 64)
 DEFAULT_SETTINGS = ("token_k=128,ef=128,max_candidates=512,rescore=0", "rescore=0", "{}",
@@ -52,30 +52,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from colbridge import EmbeddedIndex
-    from colbridge.models.base import Encoder
     from colbridge.scoring import maxsim_packed
 
-    lengths, vectors, ids, texts, queries = _load(args.cache)
-    lengths = lengths.astype(np.int64)
-
-    class Recorded(Encoder):
-        dimension = property(lambda self: vectors.shape[1])
-        query_length = property(lambda self: queries.shape[1])
-        document_length = property(lambda self: int(lengths.max()))
-
-        def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
-            raise RuntimeError("bench_coarse searches pre-encoded queries only")
-
     folder = Path(tempfile.mkdtemp(prefix="bench-coarse-")) / "index"
-    index = EmbeddedIndex(folder, model=Recorded(name="bench-coarse"))
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    for begin in range(0, len(lengths), 500):
-        stop = min(begin + 500, len(lengths))
-        index.add_encoded([vectors[s:s + n].astype(np.float32)
-                           for s, n in zip(starts[begin:stop], lengths[begin:stop], strict=True)],
-                          texts[begin:stop], ids[begin:stop])
-    index.flush()
+    index, queries = cached_index(args.cache, folder)
+    lengths, vectors, ids, _, _ = _load(args.cache)
+    lengths = lengths.astype(np.int64)
     report: dict = {"documents": len(lengths), "token_vectors": int(lengths.sum()),
                     "queries": len(queries), "defaults": index.stats()["search_options"],
                     "margins": [], "speed": []}

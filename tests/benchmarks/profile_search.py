@@ -20,10 +20,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
-from ab_search import _load
+from ab_search import cached_index
 
 
 def main() -> None:
@@ -40,29 +38,9 @@ def main() -> None:
     import colbridge.index.embedded as embedded
     import colbridge.index.graph as graph
     import colbridge.index.vectors_int8 as int8
-    from colbridge import EmbeddedIndex
-    from colbridge.models.base import Encoder
 
-    lengths, vectors, ids, texts, queries = _load(args.cache)
     options = {key: int(value) for key, value in (pair.split("=") for pair in args.options)}
-
-    class Recorded(Encoder):
-        dimension = property(lambda self: vectors.shape[1])
-        query_length = property(lambda self: queries.shape[1])
-        document_length = property(lambda self: int(lengths.max()))
-
-        def _encode(self, texts, *, is_query, pool_factor=1, show_progress=False):
-            raise RuntimeError("profile_search searches pre-encoded queries only")
-
-    built = (args.folder / "manifest.json").exists()
-    index = EmbeddedIndex(args.folder, model=Recorded(name="ab-search"))
-    if not built:
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        docs = [vectors[s:s + n].astype(np.float32) for s, n in zip(starts, lengths, strict=True)]
-        for begin in range(0, len(docs), 500):
-            index.add_encoded(docs[begin:begin + 500], texts[begin:begin + 500],
-                              ids[begin:begin + 500])
-        index.flush()
+    index, queries = cached_index(args.cache, args.folder)
 
     spent: dict[str, float] = defaultdict(float)
 

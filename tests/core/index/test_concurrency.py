@@ -89,6 +89,37 @@ async def test_async_twins_match_sync(small_index):
     assert all(len(r) == 2 for r in results)
 
 
+async def test_concurrent_searches_run_one_at_a_time(small_index, monkeypatch):
+    # Each search already uses every core; overlapping ones would only contend (embedded.py).
+    import colbridge.index.embedded as embedded
+
+    running, most = 0, 0
+    counting = threading.Lock()
+    real = embedded.run_search
+
+    def counted(*args, **kwargs):
+        nonlocal running, most
+        with counting:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.02)  # long enough for the other calls to be waiting by now
+            return real(*args, **kwargs)
+        finally:
+            with counting:
+                running -= 1
+
+    monkeypatch.setattr(embedded, "run_search", counted)
+    results = await asyncio.gather(*(small_index.asearch(f"alpha {i}", k=2) for i in range(6)))
+    threads = [threading.Thread(target=small_index.search, args=("beta",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(len(r) == 2 for r in results)
+    assert most == 1
+
+
 def test_threads_search_while_one_thread_writes(tmp_path, tiny_model):
     from colbridge import EmbeddedIndex
 

@@ -77,6 +77,11 @@ first (measured: docs/compression.md, "Updates")."""
 # The share of a query token's similarity to a document's mean vector that the pre-ranking
 # counts when the graph found none of that document's items for the token (see first_stage).
 _MEAN_GUESS = 0.5
+# One search at a time in this process. A search's graph query and kernels each use every core,
+# so searches run at once (async calls, a thread pool) contend instead of adding throughput: on
+# 2 cores, 32 concurrent searches had 0.72x the throughput of the same 32 one after another
+# without this lock, 0.96x with it (docs/benchmarks.md, "Async throughput is bound by...").
+_SEARCHING = threading.Lock()
 
 
 def _no_index_message(path: Path) -> str:
@@ -865,8 +870,10 @@ class EmbeddedIndex(BaseIndex):
         snap = self._fresh_snapshot()
         opts = self._search_options(options, len(snap.live))
         view = _SnapshotSearch(self, snap, opts, hits_wanted(k, mode.name))
-        found = run_search(view, embedding, k, conditions, mode.name, mode.text, mode.hybrid_weight,
-                           budget=opts.max_candidates, exact_threshold=opts.exact_threshold)
+        with _SEARCHING:
+            found = run_search(view, embedding, k, conditions, mode.name, mode.text,
+                               mode.hybrid_weight, budget=opts.max_candidates,
+                               exact_threshold=opts.exact_threshold)
         if view.filtered_out_all:
             self._warn_of_absent_fields(conditions)
         return found
