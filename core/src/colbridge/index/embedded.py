@@ -80,7 +80,7 @@ _MEAN_GUESS = 0.5
 # One search at a time in this process. A search's graph query and kernels each use every core,
 # so searches run at once (async calls, a thread pool) contend instead of adding throughput: on
 # 2 cores, 32 concurrent searches had 0.72x the throughput of the same 32 one after another
-# without this lock, 0.96x with it (docs/benchmarks.md, "Async throughput is bound by...").
+# without this lock, 0.96x with it (docs/benchmarks.md, "Against the targets": "Async throughput").
 _SEARCHING = threading.Lock()
 
 
