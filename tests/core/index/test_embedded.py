@@ -265,7 +265,7 @@ def test_stats(small_index):
     stats = small_index.stats()
     assert stats["documents"] == 40 and stats["dimension"] == 16
     # Runs of 8 consecutive tokens of a document make one graph item (GraphParams defaults).
-    assert (stats["graph"]["pool"], stats["graph"]["pooling"]) == (8, "runs")
+    assert (stats["graph"]["pool"], stats["graph"]["pooling"]) == (8, "kmeans")
     assert stats["token_vectors"] > 40
     assert stats["token_vectors"] / 8 <= stats["graph_items"] < stats["token_vectors"] / 2
     assert stats["bytes_on_disk"] > 0 and "manifest.json" in stats["files"]

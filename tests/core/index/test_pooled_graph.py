@@ -10,6 +10,7 @@ import pytest
 from colbridge import EmbeddedIndex, GraphParams, InvalidInputError
 from colbridge.index.embedded import _build_snapshot
 from colbridge.index.graph import pooled_items
+from colbridge.index.manifest import FORMAT_VERSION
 
 DIM = 16
 
@@ -89,17 +90,29 @@ def _graph_hits(index, docs, ids):
     return found
 
 
-def test_pooled_graph_through_appends_deletes_compaction_and_reopening(tmp_path, tiny_model):
+def _items(docs, pooling):
+    """Graph items the documents make with pool 4: one per run, at most that for k-means
+    (a cluster left empty is dropped)."""
+    if pooling == "runs":
+        return sum(_runs(len(d), 4) for d in docs)
+    counts = np.array([len(d) for d in docs])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    ids, _ = pooled_items(np.concatenate(docs), starts, counts, 4, pooling)
+    return len(ids)
+
+
+@pytest.mark.parametrize("pooling", ["runs", "kmeans"])
+def test_pooled_graph_through_appends_deletes_compaction_and_reopening(tmp_path, tiny_model,
+                                                                       pooling):
     path = tmp_path / "ix"
     docs = _documents(120, seed=2)
     ids = [f"d{i}" for i in range(120)]
     texts = [f"text {i}" for i in range(120)]
-    params = GraphParams(pool=4, pooling="runs")
+    params = GraphParams(pool=4, pooling=pooling)
     index = EmbeddedIndex(path, model=tiny_model, graph=params, compact_threshold=0.9)
     index.add_encoded(docs[:80], texts[:80], ids=ids[:80])
     index.add_encoded(docs[80:], texts[80:], ids=ids[80:])  # an append to a graph in use
-    items = sum(_runs(len(d), 4) for d in docs)
-    assert index.stats()["graph_items"] == items
+    assert index.stats()["graph_items"] == _items(docs, pooling)
     assert _graph_hits(index, docs, ids) == 120
 
     gone = set(ids[:30])
@@ -112,7 +125,7 @@ def test_pooled_graph_through_appends_deletes_compaction_and_reopening(tmp_path,
     index.compact()
     stats = index.stats()
     assert stats["dead_token_vectors"] == 0
-    assert stats["graph_items"] == sum(_runs(len(d), 4) for d in docs[30:])
+    assert stats["graph_items"] == _items(docs[30:], pooling)
     assert _graph_hits(index, docs[30:], ids[30:]) == 90
 
     # rows written after the last checkpoint (no close: a crash) are caught up on opening
@@ -120,8 +133,7 @@ def test_pooled_graph_through_appends_deletes_compaction_and_reopening(tmp_path,
     index.add_encoded(more, [f"more {i}" for i in range(10)], ids=[f"m{i}" for i in range(10)])
     reopened = EmbeddedIndex(path, model=tiny_model)
     assert reopened.manifest.graph == params
-    assert reopened.stats()["graph_items"] == stats["graph_items"] + sum(_runs(len(d), 4)
-                                                                        for d in more)
+    assert reopened.stats()["graph_items"] == stats["graph_items"] + _items(more, pooling)
     assert _graph_hits(reopened, more, [f"m{i}" for i in range(10)]) == 10
     reopened.close()
     index._store.close()
@@ -139,7 +151,7 @@ def test_a_manifest_from_before_the_setting_opens_as_it_was_built(tmp_path, tiny
     with EmbeddedIndex(path, model=tiny_model, graph=GraphParams(pool=pool, pooling=pooling)) as ix:
         ix.add_encoded(docs, [f"text {i}" for i in range(30)], ids=ids)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format_version"] == 2 and manifest["graph"]["pooling"] == pooling
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["graph"]["pooling"] == pooling
     manifest["format_version"] = 1
     for name in removed:
         del manifest["graph"][name]
@@ -190,3 +202,34 @@ def test_check_finds_a_graph_that_misses_documents_and_repair_rebuilds_it(tmp_pa
     assert check_index(path, repair=True).ok
     with EmbeddedIndex(path, model=tiny_model) as index:
         assert _graph_hits(index, docs, ids) == 40
+
+
+def test_a_version_2_folder_keeps_its_runs(tmp_path, tiny_model):
+    """Folders from before k-means pooling (format 2, ``"runs"``) open as they were built: new
+    documents and a graph rebuilt at compaction are pooled in runs, and the manifest is kept."""
+    path = tmp_path / "ix"
+    docs = _documents(40, seed=6)
+    ids = [f"d{i}" for i in range(40)]
+    with EmbeddedIndex(path, model=tiny_model, graph=GraphParams(pool=4, pooling="runs")) as ix:
+        ix.add_encoded(docs[:30], [f"text {i}" for i in range(30)], ids=ids[:30])
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = 2
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with EmbeddedIndex(path, model=tiny_model) as index:  # no graph settings: the folder's
+        assert index.manifest.graph == GraphParams(pool=4, pooling="runs")
+        index.add_encoded(docs[30:], [f"text {i}" for i in range(30, 40)], ids=ids[30:])
+        assert index.stats()["graph_items"] == _items(docs, "runs")
+        index.delete(ids[:5])
+        index.compact()
+        assert index.stats()["graph_items"] == _items(docs[5:], "runs")
+        assert _graph_hits(index, docs[5:], ids[5:]) == 35
+    assert json.loads((path / "manifest.json").read_text()) == manifest
+
+
+def test_new_folders_pool_by_kmeans(tmp_path, tiny_model):
+    docs = _documents(20, seed=7)
+    with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as index:
+        index.add_encoded(docs, [f"text {i}" for i in range(20)], ids=[f"d{i}" for i in range(20)])
+        assert index.manifest.graph.pooling == "kmeans"
+    manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
+    assert manifest["format_version"] == 3 and manifest["graph"]["pooling"] == "kmeans"

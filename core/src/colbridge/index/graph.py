@@ -173,8 +173,12 @@ def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, poo
     be shorter) is an item: their normalised mean, with the run's first row as id. With
     ``pooling="similar"``, each document's tokens are merged into about ``count / pool``
     clusters of similar tokens (see :func:`merge_similar`), with the smallest row among a
-    cluster's tokens as id. Either way an id is a row of the item's own document.
+    cluster's tokens as id; ``pooling="kmeans"`` refines the runs into clusters of similar
+    tokens by spherical k-means (see :func:`kmeans_clusters`), again with the smallest row as
+    id. Either way an id is a row of the item's own document.
     """
+    if pooling == "kmeans" and pool > 1:
+        return kmeans_clusters(matrix, starts, counts, pool)
     if pool == 1 or pooling == "runs":
         rows = rows_of(starts, counts)
         tokens = np.asarray(matrix[rows], dtype=np.float32)
@@ -192,6 +196,57 @@ def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, poo
         ids.append(start + members)
         vectors.append(centroids)
     return np.concatenate(ids).astype(np.uint64), np.concatenate(vectors)
+
+
+_KMEANS_ROUNDS = 3
+_KMEANS_BLOCK = 128
+
+
+def kmeans_clusters(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, pool: int,
+                    rounds: int = _KMEANS_ROUNDS) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's tokens in ``ceil(count / pool)`` clusters of similar tokens, found by
+    spherical k-means seeded with the runs of ``pool`` consecutive tokens.
+
+    A run mixes whatever tokens stand side by side; a few rounds of reassigning each token to
+    its most similar cluster mean make items that a query token matches when it matches one of
+    their tokens. Documents of similar length are processed together as one padded batch of
+    matrix products, so a round costs about what building the runs does. A cluster left empty
+    is dropped. Returns ``(ids, float32 vectors)``: each cluster's smallest row and its
+    normalised mean.
+    """
+    dimension = matrix.shape[1]
+    ids_out, vectors_out = [], []
+    by_length = np.argsort(counts, kind="stable")
+    for begin in range(0, len(by_length), _KMEANS_BLOCK):
+        block = by_length[begin:begin + _KMEANS_BLOCK]
+        block_starts, block_counts = starts[block], counts[block]
+        docs, longest = len(block), int(block_counts.max())
+        clusters = -(-longest // pool)
+        present = np.arange(longest)[None, :] < block_counts[:, None]  # (docs, tokens)
+        tokens = np.zeros((docs, longest, dimension), np.float32)
+        tokens[present] = np.asarray(matrix[rows_of(block_starts, block_counts)], np.float32)
+        usable = np.arange(clusters)[None, :] < -(-block_counts // pool)[:, None]
+        doc_of, position = np.nonzero(present)
+        assignment = position // pool
+        for round_ in range(rounds + 1):
+            members = np.zeros((docs, longest, clusters), np.float32)
+            members[doc_of, position, assignment] = 1.0
+            sums = members.transpose(0, 2, 1) @ tokens  # (docs, clusters, dimension)
+            if round_ == rounds:
+                break
+            live = usable & (members.sum(axis=1) > 0)
+            means = sums / np.maximum(np.linalg.norm(sums, axis=2, keepdims=True), 1e-12)
+            similarity = tokens @ means.transpose(0, 2, 1)  # (docs, tokens, clusters)
+            similarity = np.where(live[:, None, :], similarity, -np.inf)
+            assignment = similarity[doc_of, position].argmax(axis=1)
+        live = usable & (members.sum(axis=1) > 0)
+        first = np.where(members > 0, np.arange(longest)[None, :, None], longest).min(axis=1)
+        ids_out.append((block_starts[:, None] + first)[live])
+        kept = sums[live]
+        vectors_out.append(kept / np.maximum(np.linalg.norm(kept, axis=1, keepdims=True), 1e-12))
+    if not ids_out:
+        return np.zeros(0, np.uint64), np.zeros((0, dimension), np.float32)
+    return np.concatenate(ids_out).astype(np.uint64), np.concatenate(vectors_out)
 
 
 def merge_similar(tokens: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:

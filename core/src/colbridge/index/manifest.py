@@ -3,16 +3,16 @@
 The manifest is written once, when the index is created, and never changes; everything that
 changes with writes lives in the SQLite store, inside its transactions.
 
-Format (version 2)::
+Format (version 3)::
 
     {
       "format": "colbridge-index",
-      "format_version": 2,
+      "format_version": 3,
       "created_by": "colbridge 0.1.0",
       "model": {"name": "...", "dimension": 96, "query_length": 32, "document_length": 300},
                 # plus "precision": "int8" for an index built with the onnx-int8 backend
       "graph": {"space": "inner_product", "M": 8, "ef_construction": 40, "storage": "float8",
-                "pool": 8, "pooling": "runs"},
+                "pool": 8, "pooling": "kmeans"},
       "codec": "int8",
       "long_documents": "split"
     }
@@ -25,6 +25,10 @@ cannot use; the version tells them to upgrade instead. Version 1 folders open un
 manifest without ``pooling`` means ``"similar"``, what those folders were built with, and
 ``EmbeddedIndex.compact(codec=...)`` converts the vectors (and rewrites the manifest, the one
 time a manifest changes).
+
+Version 3 added ``"kmeans"`` pooling, the default for new folders. Version 2 folders open
+unchanged and keep the pooling their manifest names; a release reading only version 2 would
+call ``"kmeans"`` malformed, and the version tells it to upgrade instead.
 
 ``long_documents`` (also version 2) says what the index does with a text longer than the
 model's document length (:mod:`colbridge.passages`); a manifest without it was written before
@@ -45,10 +49,10 @@ from .layout import MANIFEST
 from .vectors import DEFAULT_CODEC, store_class
 
 FORMAT = "colbridge-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FILENAME = MANIFEST
 STORAGE_TYPES = ("float32", "float8", "e4m3")
-POOLINGS = ("runs", "similar")
+POOLINGS = ("runs", "similar", "kmeans")
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,13 @@ class ModelInfo:
 class GraphParams:
     """How the HNSW graph over token vectors is built (see Voyager's ``Index``).
 
-    The defaults were chosen by measurement on SciFact: one item per run of 8 consecutive
-    tokens divides the graph's memory and build time by about 8 and still keeps the exact top
-    10 (``docs/benchmarks.md``, "A graph over runs of tokens"), Float8 storage builds faster
-    than E4M3 at the same neighbour recall, and a small M and ef_construction build much faster
-    for a loss of candidate recall that ``SearchOptions`` can buy back ("A lighter graph").
+    The defaults were chosen by measurement on SciFact: one item per 8 tokens divides the
+    graph's memory and build time by about 8 and still keeps the exact top 10
+    (``docs/benchmarks.md``, "A graph over runs of tokens"); grouping a document's tokens by
+    k-means rather than by position keeps more of it at the same size and speed ("Graph items
+    by k-means"); Float8 storage builds faster than E4M3 at the same neighbour recall, and a
+    small M and ef_construction build much faster for a loss of candidate recall that
+    ``SearchOptions`` can buy back ("A lighter graph").
     """
 
     M: int = 8
@@ -78,9 +84,10 @@ class GraphParams:
     space: str = "inner_product"
     pool: int = 8
     """About this many tokens of a document make one graph item (their normalised mean)."""
-    pooling: str = "runs"
-    """Which tokens make an item: ``"runs"`` of ``pool`` consecutive tokens, or clusters of
-    ``"similar"`` ones (:func:`colbridge.index.graph.merge_similar`)."""
+    pooling: str = "kmeans"
+    """Which tokens make an item: clusters of similar ones found by ``"kmeans"``
+    (:func:`colbridge.index.graph.kmeans_clusters`), ``"runs"`` of ``pool`` consecutive tokens,
+    or ``"similar"`` ones merged pairwise (:func:`colbridge.index.graph.merge_similar`)."""
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_TYPES:
