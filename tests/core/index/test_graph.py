@@ -65,11 +65,11 @@ def test_kmeans_items_do_not_depend_on_the_documents_batched_with_them():
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     matrix = _unit(rng.standard_normal((int(counts.sum()), 8))).astype(np.float16)
     ids, vectors = kmeans_clusters(matrix, starts, counts, 4)
-    together = dict(zip(ids.tolist(), vectors))
+    together = dict(zip(ids.tolist(), vectors, strict=True))
     alone = {}
     for start, count in zip(starts, counts, strict=True):
         one_ids, one_vectors = kmeans_clusters(matrix, np.array([start]), np.array([count]), 4)
-        alone.update(zip(one_ids.tolist(), one_vectors))
+        alone.update(zip(one_ids.tolist(), one_vectors, strict=True))
     assert together.keys() == alone.keys()
     for row, vector in together.items():
         np.testing.assert_allclose(vector, alone[row], atol=1e-5)

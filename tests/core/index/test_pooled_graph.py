@@ -217,6 +217,7 @@ def test_a_version_2_folder_keeps_its_runs(tmp_path, tiny_model):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with EmbeddedIndex(path, model=tiny_model) as index:  # no graph settings: the folder's
         assert index.manifest.graph == GraphParams(pool=4, pooling="runs")
+        assert index.stats()["format_version"] == 2
         index.add_encoded(docs[30:], [f"text {i}" for i in range(30, 40)], ids=ids[30:])
         assert index.stats()["graph_items"] == _items(docs, "runs")
         index.delete(ids[:5])
@@ -231,5 +232,6 @@ def test_new_folders_pool_by_kmeans(tmp_path, tiny_model):
     with EmbeddedIndex(tmp_path / "ix", model=tiny_model) as index:
         index.add_encoded(docs, [f"text {i}" for i in range(20)], ids=[f"d{i}" for i in range(20)])
         assert index.manifest.graph.pooling == "kmeans"
+        assert index.stats()["format_version"] == 3
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     assert manifest["format_version"] == 3 and manifest["graph"]["pooling"] == "kmeans"

@@ -64,7 +64,7 @@ from .base import MODES, BaseIndex, SearchRequest
 from .docstore import DocStore, NewDocument
 from .graph import TokenGraph, checkpoints, graph_file_name, probe_unrecorded
 from .lexical import LexicalIndex
-from .manifest import FORMAT_VERSION, GraphParams, Manifest, ModelInfo, looks_empty
+from .manifest import GraphParams, Manifest, ModelInfo, looks_empty
 from .means import load_latest, mean_vectors, means_file_name, means_from_rows, save_means
 from .vectors import NEW_INDEX_CODEC, TokenStore, codec_names, store_class, store_for_generation
 
@@ -727,8 +727,7 @@ class EmbeddedIndex(BaseIndex):
                 # Before the generation it applies to: a crash in between leaves the manifest
                 # naming the new codec and the old generation current, read by its own file's
                 # codec, and the next compaction converts it.
-                self.manifest = replace(self.manifest, codec=target)
-                self.manifest.write(self.path)
+                self.manifest = replace(self.manifest, codec=target).write(self.path)
             self._compact_locked(retrain=retrain)
 
     async def acompact(self, *, codec: str | None = None, retrain: bool = False) -> None:
@@ -932,7 +931,7 @@ class EmbeddedIndex(BaseIndex):
             "bytes_on_disk": sum(files.values()),
             "files": files,
             "codec": self.manifest.codec,
-            "format_version": FORMAT_VERSION,
+            "format_version": self.manifest.format_version,
             "created_by": self.manifest.created_by,
         }
 

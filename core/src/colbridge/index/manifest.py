@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,8 @@ class Manifest:
     """The token-vector codec (a name registered in :mod:`colbridge.index.vectors`)."""
     long_documents: str = "truncate"
     """What ``add`` does with long texts (:class:`colbridge.passages.LongDocuments`)."""
+    format_version: int = FORMAT_VERSION
+    """The version the folder's manifest says; a manifest written now says ``FORMAT_VERSION``."""
 
     def to_json(self) -> bytes:
         body = {
@@ -126,8 +128,10 @@ class Manifest:
         }
         return (json.dumps(body, indent=2) + "\n").encode()
 
-    def write(self, folder: Path) -> None:
+    def write(self, folder: Path) -> Manifest:
+        """Write this manifest (as ``FORMAT_VERSION``) and return it as it now reads."""
         atomic_write_bytes(folder / FILENAME, self.to_json())
+        return replace(self, format_version=FORMAT_VERSION)
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
@@ -173,7 +177,7 @@ class Manifest:
         if long_documents not in ("split", "truncate", "error"):
             raise IndexCorruptError(f"{path}: unknown long_documents {long_documents!r}")
         return cls(model=model, graph=graph, created_by=str(body.get("created_by", "")),
-                   codec=codec, long_documents=long_documents)
+                   codec=codec, long_documents=long_documents, format_version=version)
 
 
 _ORIGINAL_GRAPH = {"pool": 1, "pooling": "similar"}
