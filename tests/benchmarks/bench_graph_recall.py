@@ -6,8 +6,9 @@ Voyager's approximate search loses.
 
 CACHE is what ``embeddings.py`` writes (``ab_search.py`` reads the same). The graph items are
 made as the embedded index makes them (``graph.pooled_items`` with 8 tokens per item, grouped by
-``--pooling``: the index's default ``kmeans``, or ``runs`` of consecutive tokens). For every query, each of its token vectors fetches its K nearest items
-(1) exactly, by a product with every item, and (2) from Voyager graphs built with each
+``--pooling``: the index's default ``kmeans``, or ``runs`` of consecutive tokens). For every
+query, each of its token vectors fetches its K nearest items (1) exactly, by a product with
+every item, and (2) from Voyager graphs built with each
 ``--builds`` setting (``8,40,Float8`` is the index's default), searched with each ``--searches``
 setting. A document is a candidate when one of its items was fetched; the figure is the share of
 exact MaxSim's top 10 (over the float16 vectors) among the candidates: the first stage's recall,
