@@ -42,6 +42,12 @@ def test_pooled_items_map_back_to_their_documents():
     owner = np.repeat(np.arange(3), counts)[ids.astype(np.int64)]
     assert sorted(set(owner.tolist())) == [0, 1, 2]
     assert len(ids) == len(set(ids.tolist())) == len(vectors) < 18
+    ids, vectors = pooled_items(matrix, starts, counts, 4, "kmeans")
+    expected_ids, expected = kmeans_clusters(matrix, starts, counts, 4)
+    assert ids.tolist() == expected_ids.tolist() and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, expected)
+    ids, _ = pooled_items(matrix, starts, counts, 1, "kmeans")  # pool 1: every token
+    assert ids.tolist() == list(range(18))
 
 
 def test_kmeans_separates_interleaved_groups_that_runs_would_mix():
@@ -76,16 +82,3 @@ def test_kmeans_items_do_not_depend_on_the_documents_batched_with_them():
     owner = np.repeat(np.arange(len(counts)), counts)[ids.astype(np.int64)]
     per_document = np.bincount(owner, minlength=len(counts))
     assert (per_document >= 1).all() and (per_document <= -(-counts // 4)).all()
-
-
-def test_kmeans_pooling_through_pooled_items():
-    rng = np.random.default_rng(4)
-    counts = np.array([5, 1, 12])
-    starts = np.array([0, 5, 6])
-    matrix = _unit(rng.standard_normal((18, 8))).astype(np.float16)
-    ids, vectors = pooled_items(matrix, starts, counts, 4, "kmeans")
-    expected_ids, expected = kmeans_clusters(matrix, starts, counts, 4)
-    assert ids.tolist() == expected_ids.tolist() and vectors.dtype == np.float32
-    np.testing.assert_array_equal(vectors, expected)
-    ids, _ = pooled_items(matrix, starts, counts, 1, "kmeans")  # pool 1: every token
-    assert ids.tolist() == list(range(18))
