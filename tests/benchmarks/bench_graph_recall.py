@@ -2,11 +2,13 @@
 Voyager's approximate search loses.
 
     uv run python tests/benchmarks/bench_graph_recall.py CACHE [--builds M,EFC,STORAGE ...] \
-        [--searches K,EF ...] [--exact-k K ...] [--pooling kmeans|runs] [--out FILE.json]
+        [--searches K,EF ...] [--exact-k K ...] [--pooling kmeans|runs] [--rounds N] \
+        [--out FILE.json]
 
 CACHE is what ``embeddings.py`` writes (``ab_search.py`` reads the same). The graph items are
 made as the embedded index makes them (``graph.pooled_items`` with 8 tokens per item, grouped by
-``--pooling``: the index's default ``kmeans``, or ``runs`` of consecutive tokens). For every
+``--pooling``: the index's default ``kmeans``, with ``--rounds`` rounds if given, or ``runs`` of
+consecutive tokens). For every
 query, each of its token vectors fetches its K nearest items (1) exactly, by a product with
 every item, and (2) from Voyager graphs built with each
 ``--builds`` setting (``8,40,Float8`` is the index's default), searched with each ``--searches``
@@ -42,23 +44,28 @@ def main() -> None:
                         default=["192,192", "192,384", "256,256", "256,512", "384,384"])
     parser.add_argument("--exact-k", nargs="*", type=int, default=[192, 256, 384])
     parser.add_argument("--pooling", choices=["kmeans", "runs"], default="kmeans")
+    parser.add_argument("--rounds", type=int, help="k-means rounds (default: the index's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     import voyager
-    from colbridge.index.graph import pooled_items
+    from colbridge.index.graph import kmeans_clusters, pooled_items
 
     lengths, vectors, _, _, queries = _load(args.cache)
     lengths = lengths.astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     exact = exact_scores_all(queries.astype(np.float32), vectors, lengths)
     top10 = np.argsort(-exact, axis=1)[:, :10]
-    ids, items = pooled_items(vectors, starts, lengths, 8, args.pooling)
+    if args.pooling == "kmeans" and args.rounds is not None:
+        ids, items = kmeans_clusters(vectors, starts, lengths, 8, args.rounds)
+    else:
+        ids, items = pooled_items(vectors, starts, lengths, 8, args.pooling)
     ids = ids.astype(np.int64)
     doc_of_item = np.searchsorted(starts, ids, side="right") - 1
     n_queries, query_tokens, dim = queries.shape
     tokens = np.ascontiguousarray(queries.reshape(-1, dim), dtype=np.float32)
-    report: dict = {"documents": len(lengths), "pooling": args.pooling, "items": len(ids),
+    report: dict = {"documents": len(lengths), "pooling": args.pooling, "rounds": args.rounds,
+                    "items": len(ids),
                     "queries": n_queries,
                     "exact": [], "voyager": []}
 
