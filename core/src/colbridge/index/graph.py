@@ -232,14 +232,13 @@ def kmeans_clusters(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, 
             members = np.zeros((docs, longest, clusters), np.float32)
             members[doc_of, position, assignment] = 1.0
             sums = members.transpose(0, 2, 1) @ tokens  # (docs, clusters, dimension)
+            live = usable & (members.sum(axis=1) > 0)
             if round_ == rounds:
                 break
-            live = usable & (members.sum(axis=1) > 0)
             means = sums / np.maximum(np.linalg.norm(sums, axis=2, keepdims=True), 1e-12)
             similarity = tokens @ means.transpose(0, 2, 1)  # (docs, tokens, clusters)
             similarity = np.where(live[:, None, :], similarity, -np.inf)
             assignment = similarity[doc_of, position].argmax(axis=1)
-        live = usable & (members.sum(axis=1) > 0)
         first = np.where(members > 0, np.arange(longest)[None, :, None], longest).min(axis=1)
         ids_out.append((block_starts[:, None] + first)[live])
         kept = sums[live]
