@@ -198,7 +198,9 @@ def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, poo
     return np.concatenate(ids).astype(np.uint64), np.concatenate(vectors)
 
 
-_KMEANS_ROUNDS = 3
+# One round of reassignment found more of the exact top 10 than three on SciFact, in three
+# builds of each (docs/benchmarks.md, "Graph items by k-means"), and builds faster.
+_KMEANS_ROUNDS = 1
 _KMEANS_BLOCK = 128
 
 
@@ -207,9 +209,9 @@ def kmeans_clusters(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, 
     """Each document's tokens in ``ceil(count / pool)`` clusters of similar tokens, found by
     spherical k-means seeded with the runs of ``pool`` consecutive tokens.
 
-    A run mixes whatever tokens stand side by side; a few rounds of reassigning each token to
-    its most similar cluster mean make items that a query token matches when it matches one of
-    their tokens. Documents of similar length are processed together as one padded batch of
+    A run mixes whatever tokens stand side by side; reassigning each token to its most similar
+    cluster mean (``rounds`` times) makes items that a query token matches when it matches one
+    of their tokens. Documents of similar length are processed together as one padded batch of
     matrix products, so a round costs about what building the runs does. A cluster left empty
     is dropped. Returns ``(ids, float32 vectors)``: each cluster's smallest row and its
     normalised mean.
