@@ -30,6 +30,9 @@ the same process, for the trade of time against agreement at each size. The last
 resident memory to 1 M and 10 M documents (a straight line through the measured collections,
 bytes against token vectors) and plots them with search time (``--plot``).
 
+``--kmeans-rounds N`` builds the graph's k-means items with N rounds instead of the index's
+own number (one), to compare them; the report records the number used.
+
 ``--diagnose`` also splits the loss of agreement into its sources for the index's settings and
 each ``--curve`` one (see :func:`diagnose`: the codec's ceiling, the exact top 10's recall
 among the first stage's and among the scored candidates, and a tie-tolerant agreement), into
@@ -577,6 +580,12 @@ def write_between_markers(markdown: Path, text: str) -> None:
     markdown.write_text(f"{before}{start}\n{text}\n{end}{after}")
 
 
+def _kmeans_rounds() -> int:
+    from colbridge.index import graph
+
+    return graph._KMEANS_ROUNDS
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
         print(json.dumps(probe(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]),
@@ -605,6 +614,8 @@ def main() -> None:
     parser.add_argument("--curve", nargs="*", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                         help="further search settings, each searched with every query in the "
                              "same process after the default's readings (agreement, p50)")
+    parser.add_argument("--kmeans-rounds", type=int, default=None,
+                        help="rounds of k-means for the graph's items (default: the index's)")
     parser.add_argument("--spans", type=int, default=3)
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=0)
@@ -624,6 +635,11 @@ def main() -> None:
     from colbridge.evaluation import load_beir
     from embeddings import load_or_encode
 
+    if args.kmeans_rounds is not None:  # a benchmark's knob, not an index option
+        from colbridge.index import graph
+
+        graph._KMEANS_ROUNDS = args.kmeans_rounds
+
     data = load_beir(args.data, "test", limit_docs=args.limit_docs)
     model = ColBERTModel("offline-minilm", backend="onnx")
     emb = load_or_encode(data, model, args.cache)
@@ -632,7 +648,8 @@ def main() -> None:
     queries = emb.queries[:args.queries]
     report = {"dataset": data.name, "source_documents": len(lengths), "cpus": os.cpu_count(),
               "load_average_at_start": os.getloadavg()[0], "spans": args.spans,
-              "noise": args.noise, "command": " ".join(sys.argv[1:]), "collections": []}
+              "noise": args.noise, "kmeans_rounds": _kmeans_rounds(),
+              "command": " ".join(sys.argv[1:]), "collections": []}
     work = Path(tempfile.mkdtemp(prefix="colbridge-scale-", dir=args.cache))
     try:
         for size in args.sizes:

@@ -205,17 +205,18 @@ _KMEANS_BLOCK = 128
 
 
 def kmeans_clusters(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, pool: int,
-                    rounds: int = _KMEANS_ROUNDS) -> tuple[np.ndarray, np.ndarray]:
+                    rounds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each document's tokens in ``ceil(count / pool)`` clusters of similar tokens, found by
     spherical k-means seeded with the runs of ``pool`` consecutive tokens.
 
     A run mixes whatever tokens stand side by side; reassigning each token to its most similar
-    cluster mean (``rounds`` times) makes items that a query token matches when it matches one
-    of their tokens. Documents of similar length are processed together as one padded batch of
+    cluster mean (``rounds`` times, once by default) makes items that a query token matches
+    when it matches one of their tokens. Documents of similar length are processed together as one padded batch of
     matrix products, so a round costs about what building the runs does. A cluster left empty
     is dropped. Returns ``(ids, float32 vectors)``: each cluster's smallest row and its
     normalised mean.
     """
+    rounds = _KMEANS_ROUNDS if rounds is None else rounds
     dimension = matrix.shape[1]
     ids_out, vectors_out = [], []
     by_length = np.argsort(counts, kind="stable")
