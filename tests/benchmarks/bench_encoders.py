@@ -30,6 +30,7 @@ import numpy as np
 from colbridge import ColBERTModel, EmbeddedIndex, Reranker
 from colbridge.evaluation import agreement_at, load_beir, quality
 from colbridge.scoring import maxsim_many
+from machine import describe as describe_machine
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -61,7 +62,7 @@ def main() -> None:
     query_ids, query_texts = list(data.queries), list(data.queries.values())
     report: dict = {"dataset": data.name, "model": args.model, "documents": len(data.doc_ids),
                     "queries": len(query_texts),
-                    "machine": f"{os.cpu_count()} CPU cores{_cpu_features()}",
+                    "machine": describe_machine(),
                     "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"{data.name} subset: {len(data.doc_ids)} docs, {len(query_texts)} queries", flush=True)
 
@@ -185,19 +186,6 @@ def main() -> None:
     (DOCS / "benchmarks" / "encoders.json").write_text(json.dumps(report, indent=2))
     write_markdown(report)
     print(render(report))
-
-
-def _cpu_features() -> str:
-    """What this CPU computes bfloat16 with, which decides OpenVINO's speed here."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return ""
-    if "amx_bf16" in flags:
-        return " with AMX-BF16"
-    if "avx512_bf16" in flags:
-        return " with AVX512-BF16 (no AMX)"
-    return " without BF16 instructions (AVX2 or less)"
 
 
 def _children_cpu() -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from embeddings import load_or_encode  # noqa: E402
+from machine import describe as describe_machine  # noqa: E402
 
 from colbridge import ColBERTModel, EmbeddedIndex, Reranker  # noqa: E402
 from colbridge.evaluation import (  # noqa: E402
@@ -93,7 +93,8 @@ def main() -> None:
     total_vectors = int(lengths.sum())
     report: dict = {"dataset": data.name, "documents": len(documents), "queries": len(emb.queries),
                     "token_vectors": total_vectors, "model": model.name,
-                    "machine": f"{os.cpu_count()} CPU cores", "date": time.strftime("%Y-%m-%d")}
+                    "machine": describe_machine(), "encoder": model.backend,
+                    "date": time.strftime("%Y-%m-%d")}
     print(f"{data.name}: {len(documents)} docs, {total_vectors:,} token vectors, "
           f"{len(emb.queries)} queries", flush=True)
 
@@ -356,7 +357,8 @@ def render(r: dict) -> str:
     columns = [("colbridge", "colbridge")] + [
         (key, r[key].get("label", ANCHORS[key][1])) for key in ANCHORS if key in r]
     lines = [
-        f"Run on {r['date']}, {r['machine']}, model `{r['model']}`: {r['dataset']}, "
+        f"Run on {r['date']}, {r['machine']}, model `{r['model']}` "
+        f"(encoder `{r.get('encoder', 'not recorded')}`): {r['dataset']}, "
         f"{r['documents']:,} documents, {r['token_vectors']:,} token vectors, {r['queries']} "
         "queries. Medians over all queries; search times exclude query encoding.",
         "",
