@@ -49,22 +49,24 @@ def main() -> None:
     args = parser.parse_args()
 
     import voyager
-    from colbridge.index.graph import kmeans_clusters, pooled_items
+    from colbridge.index import graph
+    from colbridge.index.graph import pooled_items
+
+    if args.rounds is not None:  # the same knob as bench_scale.py --kmeans-rounds
+        graph._KMEANS_ROUNDS = args.rounds
 
     lengths, vectors, _, _, queries = _load(args.cache)
     lengths = lengths.astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     exact = exact_scores_all(queries.astype(np.float32), vectors, lengths)
     top10 = np.argsort(-exact, axis=1)[:, :10]
-    if args.pooling == "kmeans" and args.rounds is not None:
-        ids, items = kmeans_clusters(vectors, starts, lengths, 8, args.rounds)
-    else:
-        ids, items = pooled_items(vectors, starts, lengths, 8, args.pooling)
+    ids, items = pooled_items(vectors, starts, lengths, 8, args.pooling)
     ids = ids.astype(np.int64)
     doc_of_item = np.searchsorted(starts, ids, side="right") - 1
     n_queries, query_tokens, dim = queries.shape
     tokens = np.ascontiguousarray(queries.reshape(-1, dim), dtype=np.float32)
-    report: dict = {"documents": len(lengths), "pooling": args.pooling, "rounds": args.rounds,
+    rounds = graph._KMEANS_ROUNDS if args.pooling == "kmeans" else None
+    report: dict = {"documents": len(lengths), "pooling": args.pooling, "rounds": rounds,
                     "items": len(ids),
                     "queries": n_queries,
                     "exact": [], "voyager": []}

@@ -580,12 +580,6 @@ def write_between_markers(markdown: Path, text: str) -> None:
     markdown.write_text(f"{before}{start}\n{text}\n{end}{after}")
 
 
-def _kmeans_rounds() -> int:
-    from colbridge.index import graph
-
-    return graph._KMEANS_ROUNDS
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe":
         print(json.dumps(probe(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]),
@@ -633,11 +627,10 @@ def main() -> None:
 
     from colbridge import ColBERTModel
     from colbridge.evaluation import load_beir
+    from colbridge.index import graph
     from embeddings import load_or_encode
 
     if args.kmeans_rounds is not None:  # a benchmark's knob, not an index option
-        from colbridge.index import graph
-
         graph._KMEANS_ROUNDS = args.kmeans_rounds
 
     data = load_beir(args.data, "test", limit_docs=args.limit_docs)
@@ -648,7 +641,7 @@ def main() -> None:
     queries = emb.queries[:args.queries]
     report = {"dataset": data.name, "source_documents": len(lengths), "cpus": os.cpu_count(),
               "load_average_at_start": os.getloadavg()[0], "spans": args.spans,
-              "noise": args.noise, "kmeans_rounds": _kmeans_rounds(),
+              "noise": args.noise, "kmeans_rounds": graph._KMEANS_ROUNDS,
               "command": " ".join(sys.argv[1:]), "collections": []}
     work = Path(tempfile.mkdtemp(prefix="colbridge-scale-", dir=args.cache))
     try:

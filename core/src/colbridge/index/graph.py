@@ -199,7 +199,8 @@ def pooled_items(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, poo
 
 
 # One round of reassignment found more of the exact top 10 than three on SciFact, in three
-# builds of each (docs/benchmarks.md, "Graph items by k-means"), and builds faster.
+# builds of each, for less k-means work (docs/benchmarks.md, "One round is enough";
+# the synthetic collections there lean the other way).
 _KMEANS_ROUNDS = 1
 _KMEANS_BLOCK = 128
 
@@ -211,10 +212,10 @@ def kmeans_clusters(matrix: np.ndarray, starts: np.ndarray, counts: np.ndarray, 
 
     A run mixes whatever tokens stand side by side; reassigning each token to its most similar
     cluster mean (``rounds`` times, once by default) makes items that a query token matches
-    when it matches one of their tokens. Documents of similar length are processed together as one padded batch of
-    matrix products, so a round costs about what building the runs does. A cluster left empty
-    is dropped. Returns ``(ids, float32 vectors)``: each cluster's smallest row and its
-    normalised mean.
+    when it matches one of their tokens. Documents of similar length are processed together as
+    one padded batch of matrix products, so a round costs about what building the runs does.
+    A cluster left empty is dropped. Returns ``(ids, float32 vectors)``: each cluster's
+    smallest row and its normalised mean.
     """
     rounds = _KMEANS_ROUNDS if rounds is None else rounds
     dimension = matrix.shape[1]
