@@ -26,9 +26,10 @@ agreement with the exact top 10. Settings are the defaults; ``--graph KEY=VALUE`
 ``--search KEY=VALUE`` (SearchOptions) and ``--index KEY=VALUE`` (other constructor options,
 such as a ``codec`` where the index has one) change them; ``--curve`` searches again with
 broader settings (``--curve max_candidates=1024 token_k=256,ef=256,max_candidates=1024``) in
-the same process, for the trade of time against agreement at each size. The last step projects folder size and
-resident memory to 1 M and 10 M documents (a straight line through the measured collections,
-bytes against token vectors) and plots them with search time (``--plot``).
+the same process, for the trade of time against agreement at each size. The last step
+projects folder size and resident memory to 1 M and 10 M documents (a straight line through
+the measured collections, bytes against token vectors) and plots them with search time
+(``--plot``).
 
 ``--kmeans-rounds N`` builds the graph's k-means items with N rounds instead of the index's
 own number (one), to compare them; the report records the number used.
@@ -552,7 +553,8 @@ def render(report: dict) -> str:
                  for r in rows]),
            "",
            f"Load average {report['load_average_at_start']:.1f} at the start, "
-           f"{report['load_average_at_end']:.1f} at the end, on {report['cpus']} cores.",
+           f"{report['load_average_at_end']:.1f} at the end; "
+           f"{report.get('machine', str(report['cpus']) + ' CPU cores')}.",
            "",
            "Projected (not measured), from a straight line through the synthetic collections' "
            "bytes against token vectors, and search p50 from its growth between the two "
@@ -629,6 +631,7 @@ def main() -> None:
     from colbridge.evaluation import load_beir
     from colbridge.index import graph
     from embeddings import load_or_encode
+    from machine import describe as describe_machine
 
     if args.kmeans_rounds is not None:  # a benchmark's knob, not an index option
         graph._KMEANS_ROUNDS = args.kmeans_rounds
@@ -640,8 +643,8 @@ def main() -> None:
     lengths = emb.lengths.astype(np.int64)
     queries = emb.queries[:args.queries]
     report = {"dataset": data.name, "source_documents": len(lengths), "cpus": os.cpu_count(),
-              "load_average_at_start": os.getloadavg()[0], "spans": args.spans,
-              "noise": args.noise, "kmeans_rounds": graph._KMEANS_ROUNDS,
+              "machine": describe_machine(), "load_average_at_start": os.getloadavg()[0],
+              "spans": args.spans, "noise": args.noise, "kmeans_rounds": graph._KMEANS_ROUNDS,
               "command": " ".join(sys.argv[1:]), "collections": []}
     work = Path(tempfile.mkdtemp(prefix="colbridge-scale-", dir=args.cache))
     try:
