@@ -50,7 +50,6 @@ def main() -> None:
 
     import voyager
     from colbridge.index import graph
-    from colbridge.index.graph import pooled_items
 
     if args.rounds is not None:  # the same knob as bench_scale.py --kmeans-rounds
         graph._KMEANS_ROUNDS = args.rounds
@@ -60,7 +59,7 @@ def main() -> None:
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     exact = exact_scores_all(queries.astype(np.float32), vectors, lengths)
     top10 = np.argsort(-exact, axis=1)[:, :10]
-    ids, items = pooled_items(vectors, starts, lengths, 8, args.pooling)
+    ids, items = graph.pooled_items(vectors, starts, lengths, 8, args.pooling)
     ids = ids.astype(np.int64)
     doc_of_item = np.searchsorted(starts, ids, side="right") - 1
     n_queries, query_tokens, dim = queries.shape
